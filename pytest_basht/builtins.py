@@ -1,0 +1,40 @@
+"""The built-in SUTs, trainables, samplers, pruners and meters, registered like any plugin's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_basht import search
+
+
+@pytest.hookimpl
+def pytest_basht_register_suts() -> dict[str, type]:
+    from pytest_basht.sut.optuna import OptunaSUT
+
+    return {"optuna": OptunaSUT}
+
+
+@pytest.hookimpl
+def pytest_basht_register_trainables() -> dict[str, type]:
+    from pytest_basht.trainables.feedforward import MnistFF
+
+    return {"mnist-ff": MnistFF}
+
+
+@pytest.hookimpl
+def pytest_basht_register_samplers() -> dict[str, Any]:
+    return dict(search.SAMPLERS)
+
+
+@pytest.hookimpl
+def pytest_basht_register_pruners() -> dict[str, Any]:
+    return dict(search.PRUNERS)
+
+
+@pytest.hookimpl
+def pytest_basht_register_meters() -> dict[str, type]:
+    from pytest_basht.energy.estimate import EstimateMeter
+
+    return {"estimate": EstimateMeter}

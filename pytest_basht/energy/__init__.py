@@ -1,0 +1,1 @@
+"""Energy meters, the background sampler and attribution of energy to spans."""

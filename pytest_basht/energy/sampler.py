@@ -1,0 +1,106 @@
+"""The background sampler and the timeline it keeps.
+
+The timeline holds cumulative series (time, joules by domain, CPU seconds of the run's
+processes). Cumulative values make any window's energy a difference of two interpolated
+points, so the sampling rate limits the resolution of the power curve, not the energy
+total. The timeline is bounded: past ``max_points`` it keeps every other point.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One reading: cumulative joules (total and by domain) and CPU seconds at ``t_ns``."""
+
+    t_ns: int
+    joules: float
+    cpu_s: float
+    domains: dict[str, float] = field(default_factory=dict)
+
+
+class Timeline:
+    def __init__(self, max_points: int = 100_000) -> None:
+        self.max_points = max(16, max_points)
+        self.t_ns: list[int] = []
+        self.joules: list[float] = []
+        self.cpu_s: list[float] = []
+        self.domains: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+    def append(self, mark: Mark) -> None:
+        with self._lock:
+            if self.t_ns and mark.t_ns < self.t_ns[-1]:
+                return  # a late reading from another thread; keep the series monotone
+            for name in mark.domains:
+                if name not in self.domains:
+                    self.domains[name] = [0.0] * len(self.t_ns)
+            self.t_ns.append(mark.t_ns)
+            self.joules.append(mark.joules)
+            self.cpu_s.append(mark.cpu_s)
+            for name, series in self.domains.items():
+                series.append(mark.domains.get(name, series[-1] if series else 0.0))
+            if len(self.t_ns) > self.max_points:
+                self._decimate()
+
+    def _decimate(self) -> None:
+        keep = [*list(range(0, len(self.t_ns) - 1, 2)), len(self.t_ns) - 1]
+        self.t_ns = [self.t_ns[i] for i in keep]
+        self.joules = [self.joules[i] for i in keep]
+        self.cpu_s = [self.cpu_s[i] for i in keep]
+        self.domains = {k: [v[i] for i in keep] for k, v in self.domains.items()}
+
+    def snapshot(self, t0: int | None = None, t1: int | None = None) -> dict[str, list[float]]:
+        """The points covering [t0, t1] (one beyond each edge), as plain lists."""
+        with self._lock:
+            lo = 0 if t0 is None else max(0, bisect.bisect_right(self.t_ns, t0) - 1)
+            hi = len(self.t_ns) if t1 is None else bisect.bisect_left(self.t_ns, t1) + 1
+            out: dict[str, list[float]] = {
+                "t_ns": self.t_ns[lo:hi],
+                "joules": self.joules[lo:hi],
+                "cpu_s": self.cpu_s[lo:hi],
+            }
+            for name, series in self.domains.items():
+                out[f"joules.{name}"] = series[lo:hi]
+            return out
+
+
+class Sampler:
+    """Calls ``tick`` at ``hz`` in a daemon thread until stopped."""
+
+    def __init__(self, tick: Callable[[], object], hz: float) -> None:
+        self.tick = tick
+        self.interval = 1.0 / hz
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="basht-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception as exc:  # a meter hiccup must not kill the run's timeline
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

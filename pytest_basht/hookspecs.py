@@ -1,0 +1,115 @@
+"""Hooks by which a conftest or a package extends pytest-basht.
+
+Register hooks return a dict of name -> object; every plugin's dict is merged, and a name
+registered twice is an error naming both. The built-ins register through these same hooks
+(``pytest_basht.builtins``). A package can also register without pytest, through the
+``pytest_basht`` entry point group (used by ``basht`` on the command line).
+
+Objects that run in worker processes (SUT code excepted) must be module-level names, so a
+worker can import them: classes, functions, or module attributes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import pytest
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec
+def pytest_basht_register_suts() -> dict[str, type]:
+    """Systems under test: name -> a ``pytest_basht.sut.base.SUT`` subclass.
+
+    .. code-block:: python
+
+        # conftest.py
+        from my_hpo import MySUT
+
+        def pytest_basht_register_suts():
+            return {"my-hpo": MySUT}
+    """
+
+
+@hookspec
+def pytest_basht_register_trainables() -> dict[str, type]:
+    """Trainables: name -> a ``pytest_basht.trainables.base.Trainable`` subclass.
+
+    .. code-block:: python
+
+        def pytest_basht_register_trainables():
+            from my_models import CifarResNet
+            return {"cifar-resnet": CifarResNet}
+    """
+
+
+@hookspec
+def pytest_basht_register_samplers() -> dict[str, Any]:
+    """Samplers: name -> ``factory(workload, seed) -> optuna.samplers.BaseSampler``.
+
+    .. code-block:: python
+
+        import optuna
+
+        def gp_sampler(workload, seed):
+            return optuna.samplers.GPSampler(seed=seed)
+
+        def pytest_basht_register_samplers():
+            return {"gp": gp_sampler}
+    """
+
+
+@hookspec
+def pytest_basht_register_pruners() -> dict[str, Any]:
+    """Pruners: name -> ``factory(workload) -> optuna.pruners.BasePruner``.
+
+    .. code-block:: python
+
+        import optuna
+
+        def patient_median(workload):
+            return optuna.pruners.PatientPruner(optuna.pruners.MedianPruner(), patience=2)
+
+        def pytest_basht_register_pruners():
+            return {"patient-median": patient_median}
+    """
+
+
+@hookspec
+def pytest_basht_register_meters() -> dict[str, type]:
+    """Energy meters: name -> a ``pytest_basht.energy.base.Meter`` subclass.
+
+    .. code-block:: python
+
+        def pytest_basht_register_meters():
+            from my_meters import SmartPlugMeter
+            return {"smart-plug": SmartPlugMeter}
+    """
+
+
+@hookspec
+def pytest_basht_update_scenario(config: pytest.Config, scenario: dict[str, Any]) -> None:
+    """Amend one scenario's record (a JSON-ready dict) before it joins the report.
+
+    .. code-block:: python
+
+        def pytest_basht_update_scenario(config, scenario):
+            scenario["labels"] = {"team": "mlops"}
+    """
+
+
+@hookspec
+def pytest_basht_update_report(config: pytest.Config, report: dict[str, Any]) -> None:
+    """Amend the whole report (a JSON-ready dict) before it is written.
+
+    .. code-block:: python
+
+        import os
+
+        def pytest_basht_update_report(config, report):
+            report["ci"] = {"job": os.environ.get("CI_JOB_ID")}
+    """

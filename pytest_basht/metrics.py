@@ -1,0 +1,255 @@
+"""Table 2 from the records: pure functions, no I/O, no clocks.
+
+Definitions (the report repeats them):
+
+* JCT — deploy start to undeploy end. A scenario that reuses a deployment is charged that
+  deployment's deploy and undeploy spans, as if it had its own: JCT = deploy + (setup
+  start → metric collection end) + undeploy.
+* energy — everything the meter saw in those windows, × PUE. All energy figures are × PUE.
+* TWH — mean energy per trial (every trial, any state). trial power — trial energy over
+  trial time.
+* CINT — energy-weighted carbon intensity; CO2 = energy × CINT.
+* OC — wn × JCT × price per worker-hour + energy × price per kWh.
+* waste — a trial is wasted when it is ``failed``, ``pruned`` (the work before the stop),
+  a ``duplicate`` (same params as an earlier trial that did not fail) or ``after_target``
+  (started after the goal's target was first met). Each category is reported on its own;
+  WTT / WTE / WTC count each wasted trial once.
+* WR — the share of energy drawn by allocated but idle worker slots: in the trials window
+  (setup end → result collection start) each slot's time without a trial is charged
+  idle power / wn.
+* Zeus cost — η·E + (1−η)·P_max·T.
+* TTA / ETA — time and energy from deploy start until a validation value first met the
+  target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pytest_basht.energy.attribution import delta
+from pytest_basht.lifecycle import Phase
+from pytest_basht.records import EnergyTrace, Span, TrialRecord
+from pytest_basht.workload import Workload
+
+J_PER_KWH = 3.6e6
+WASTE_CATEGORIES = ("failed", "pruned", "duplicate", "after_target")
+
+UNITS = {
+    "jct_ms": "ms", "energy_j": "J", "energy_kwh": "kWh", "twh_kwh": "kWh",
+    "trial_power_w": "W", "cint_g_per_kwh": "gCO2eq/kWh", "co2_g": "gCO2eq", "oc_usd": "USD",
+    "wtt_ms": "ms", "wte_kwh": "kWh", "wtc_usd": "USD", "wr_pct": "%", "zeus_cost": "J",
+    "tta_ms": "ms", "eta_j": "J",
+}
+TABLE2_KEYS = tuple(UNITS)
+
+
+@dataclass(frozen=True)
+class WasteFigures:
+    trials: int = 0
+    time_ms: float = 0.0
+    energy_kwh: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Metrics:
+    jct_ms: float
+    energy_j: float
+    energy_kwh: float
+    twh_kwh: float
+    trial_power_w: float
+    cint_g_per_kwh: float
+    co2_g: float
+    oc_usd: float
+    wtt_ms: float
+    wte_kwh: float
+    wtc_usd: float
+    wr_pct: float
+    zeus_cost: float
+    tta_ms: float | None
+    eta_j: float | None
+    trials: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    duplicate: int = 0
+    worker_hours: float = 0.0
+    provisional: bool = False
+    waste: dict[str, WasteFigures] = field(default_factory=dict)
+
+    def table2(self) -> dict[str, float | None]:
+        return {k: getattr(self, k) for k in TABLE2_KEYS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def duplicates(trials: Iterable[TrialRecord]) -> set[int]:
+    """Trials whose params equal those of an earlier-started trial that did not fail."""
+    seen: set[str] = set()
+    dup: set[int] = set()
+    for t in sorted(trials, key=lambda t: (t.start_ns, t.number)):
+        key = _params_key(t.params)
+        if key in seen:
+            dup.add(t.number)
+        elif t.state != "failed":
+            seen.add(key)
+    return dup
+
+
+def target_time_ns(trials: Iterable[TrialRecord], workload: Workload) -> int | None:
+    """When a validation value (any epoch of any trial) first met the goal's target."""
+    goal = workload.goal
+    if goal.target is None:
+        return None
+    best: int | None = None
+    for t in trials:
+        ends = {s.epoch: s.end_ns for s in t.spans
+                if s.phase == Phase.TRIAL_VALIDATE.value and s.epoch is not None}
+        for epoch, value in enumerate(t.intermediate):
+            if goal.met(value):
+                when = ends.get(epoch, t.end_ns)
+                best = when if best is None else min(best, when)
+                break
+        else:
+            if not t.intermediate and t.state == "complete" and goal.met(t.value):
+                best = t.end_ns if best is None else min(best, t.end_ns)
+    return best
+
+
+def classify_waste(trials: Sequence[TrialRecord], t_target: int | None) -> dict[int, set[str]]:
+    """Trial number -> the waste categories it falls in (empty: not wasted)."""
+    dup = duplicates(trials)
+    out: dict[int, set[str]] = {}
+    for t in trials:
+        cats: set[str] = set()
+        if t.state == "failed":
+            cats.add("failed")
+        if t.state == "pruned":
+            cats.add("pruned")
+        if t.number in dup:
+            cats.add("duplicate")
+        if t_target is not None and t.start_ns > t_target:
+            cats.add("after_target")
+        out[t.number] = cats
+    return out
+
+
+def busy_ns(intervals: Iterable[tuple[int, int]], lo: int, hi: int) -> int:
+    """Length of the union of intervals, clipped to [lo, hi]."""
+    clipped = sorted((max(lo, a), min(hi, b)) for a, b in intervals if b > lo and a < hi)
+    total, cur_a, cur_b = 0, None, None
+    for a, b in clipped:
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
+def _span(spans: Sequence[Span], phase: Phase) -> Span | None:
+    return next((s for s in spans if s.phase == phase.value and s.trial is None), None)
+
+
+def _trial_energy(t: TrialRecord) -> float:
+    return t.energy_j or 0.0
+
+
+# ----------------------------------------------------------------------------- Table 2
+
+
+def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRecord],
+            trace: EnergyTrace) -> Metrics:
+    """Every Table 2 metric of one scenario from its records."""
+    pue = workload.energy.pue
+    prices = workload.prices
+    deploy = _span(spans, Phase.DEPLOY)
+    setup = _span(spans, Phase.SETUP)
+    collect = _span(spans, Phase.RESULT_COLLECTION)
+    last = _span(spans, Phase.METRIC_COLLECTION)
+    undeploy = _span(spans, Phase.UNDEPLOY)
+    timeline = trace.timeline
+    ts, joules = timeline.get("t_ns", []), timeline.get("joules", [])
+
+    main_start = setup.start_ns if setup else min((t.start_ns for t in trials), default=0)
+    main_end = last.end_ns if last else max((t.end_ns for t in trials), default=main_start)
+    main_ns = max(0, main_end - main_start)
+    edge_ns = sum(max(0, s.end_ns - s.start_ns) for s in (deploy, undeploy) if s is not None)
+    jct_ns = main_ns + edge_ns
+    edge_j = sum((s.energy_j or 0.0) for s in (deploy, undeploy) if s is not None)
+    raw_j = edge_j + delta(ts, joules, main_start, main_end)
+    energy_j = raw_j * pue
+    energy_kwh = energy_j / J_PER_KWH
+    jct_h = jct_ns / 3.6e12
+
+    n = len(trials)
+    trial_j = [_trial_energy(t) * pue for t in trials]
+    trial_s = sum(t.duration_s for t in trials)
+    twh_kwh = (sum(trial_j) / n / J_PER_KWH) if n else 0.0
+    trial_power_w = sum(trial_j) / trial_s if trial_s > 0 else 0.0
+    cint = workload.energy.carbon_intensity
+    wn = workload.workers.count
+    worker_hours = wn * jct_h
+    oc_usd = worker_hours * prices.usd_per_worker_hour + energy_kwh * prices.usd_per_kwh
+
+    t_target = target_time_ns(trials, workload)
+    cats = classify_waste(trials, t_target)
+
+    def figures(selected: list[TrialRecord]) -> WasteFigures:
+        ms = sum(t.duration_s for t in selected) * 1e3
+        kwh = sum(_trial_energy(t) for t in selected) * pue / J_PER_KWH
+        usd = ms / 3.6e6 * prices.usd_per_worker_hour + kwh * prices.usd_per_kwh
+        return WasteFigures(len(selected), ms, kwh, usd)
+
+    waste = {c: figures([t for t in trials if c in cats[t.number]]) for c in WASTE_CATEGORIES}
+    total = figures([t for t in trials if cats[t.number]])
+    waste["total"] = total
+
+    # WR: idle slot time inside the trials window, at each slot's share of idle power.
+    idle_j = 0.0
+    if setup and collect and trace.slots > 0:
+        lo, hi = setup.end_ns, collect.start_ns
+        for slot in range(trace.slots):
+            busy = busy_ns(((t.start_ns, t.end_ns) for t in trials if t.worker == slot), lo, hi)
+            idle_j += max(0, hi - lo - busy) / 1e9 * trace.idle_power_w / trace.slots
+    wr_pct = (idle_j * pue / energy_j * 100.0) if energy_j > 0 else 0.0
+
+    eta = workload.energy.zeus_eta
+    p_max = (workload.energy.max_power_w or trace.max_power_w) * pue
+    zeus_cost = eta * energy_j + (1 - eta) * p_max * jct_ns / 1e9
+
+    tta_ms = eta_j = None
+    if t_target is not None:
+        deploy_ns = (deploy.end_ns - deploy.start_ns) if deploy else 0
+        tta_ms = (deploy_ns + max(0, t_target - main_start)) / 1e6
+        deploy_j = (deploy.energy_j or 0.0) if deploy else 0.0
+        eta_j = (deploy_j + delta(ts, joules, main_start, t_target)) * pue
+
+    states = [t.state for t in trials]
+    return Metrics(
+        jct_ms=jct_ns / 1e6, energy_j=energy_j, energy_kwh=energy_kwh, twh_kwh=twh_kwh,
+        trial_power_w=trial_power_w, cint_g_per_kwh=cint, co2_g=energy_kwh * cint,
+        oc_usd=oc_usd, wtt_ms=total.time_ms, wte_kwh=total.energy_kwh, wtc_usd=total.cost_usd,
+        wr_pct=wr_pct, zeus_cost=zeus_cost, tta_ms=tta_ms, eta_j=eta_j, trials=n,
+        complete=states.count("complete"), pruned=states.count("pruned"),
+        failed=states.count("failed"), duplicate=waste["duplicate"].trials,
+        worker_hours=worker_hours, provisional=undeploy is None, waste=waste)
+
+
+def finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,220 @@
+"""pytest hooks only: options, ini, markers, fixtures, progress, summary, xdist transport.
+
+Everything here delegates to plain Python (``session``, ``runner``, ``report``). The plugin
+does nothing to a run that uses none of its fixtures: no meter starts, no report is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tabulate import tabulate
+
+from pytest_basht import builtins, hookspecs
+from pytest_basht.energy.monitor import EnergyMonitor
+from pytest_basht.options import BashtOptions, add_options
+from pytest_basht.report import markdown
+from pytest_basht.runner import Deployment, TrialRunner
+from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, variant_of
+from pytest_basht.session import BashtSession, progress_line
+from pytest_basht.sut.base import Progress
+from pytest_basht.workload import Workload
+
+SESSION = pytest.StashKey[BashtSession]()
+WRITTEN = pytest.StashKey[str]()
+REPORT = pytest.StashKey[dict[str, Any]]()
+XDIST_KEY = "basht_records"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "basht(*, workload=None, experiment=None, overrides=None): the workload "
+        "file, experiment name and dotted-path overrides of a pytest-basht scenario")
+    config.pluginmanager.register(builtins, "basht-builtins")
+    options = BashtOptions.from_config(config)
+    session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
+                           progress_factory=lambda monitor: _ProgressLine(config, monitor))
+    session.validate_base()
+    config.stash[SESSION] = session
+
+
+def _session(config: pytest.Config) -> BashtSession:
+    return config.stash[SESSION]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    merge_stacked(metafunc)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Resolve every scenario's workload now: a bad override is a usage error, not N errors."""
+    session = _session(config)
+    for item in items:
+        if VARIANT in getattr(item, "fixturenames", ()):
+            session.resolve(ScenarioSpec.from_item(item), variant_of(item))
+
+
+# ------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def energy_meter(request: pytest.FixtureRequest) -> EnergyMonitor:
+    """The session's energy monitor; ``with energy_meter.window("name") as w`` in any test."""
+    return _session(request.config).default_monitor()
+
+
+@pytest.fixture
+def basht_variant(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The workload variables this scenario sets (from ``vary``)."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def basht_workload(request: pytest.FixtureRequest, basht_variant: dict[str, Any]) -> Workload:
+    """This scenario's resolved, validated workload."""
+    return _session(request.config).resolve(ScenarioSpec.from_item(request.node), basht_variant)
+
+
+@pytest.fixture(scope="session")
+def _basht_undeploy(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Undeploys whatever is deployed when the session ends, also after a failure or Ctrl-C."""
+    yield
+    _session(request.config).close()
+
+
+@pytest.fixture
+def deployed_sut(request: pytest.FixtureRequest, basht_workload: Workload,
+                 _basht_undeploy: None) -> Deployment:
+    """The deployment for this workload's SUT key (deployed once, reused by equal keys)."""
+    return _session(request.config).engine(basht_workload).deployments.get(basht_workload)
+
+
+@pytest.fixture
+def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
+                 basht_variant: dict[str, Any], deployed_sut: Deployment) -> TrialRunner:
+    """``trial_runner.run()``: setup → trials → result collection → test → metric collection."""
+    session = _session(request.config)
+    spec = ScenarioSpec.from_item(request.node)
+    nodeid = request.node.nodeid
+    engine = session.engine(basht_workload)
+    return TrialRunner(basht_workload, engine.deployments,
+                       on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant))
+
+
+# ------------------------------------------------------------------------- outcomes
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[Any]:
+    report = yield
+    session = item.config.stash.get(SESSION, None)
+    known = session is not None and item.nodeid in session.scenarios
+    if known and (report.when == "call" or report.outcome != "passed"):
+        outcome = report.outcome if report.when == "call" else (
+            "skipped" if report.skipped else "error")
+        session.set_outcome(item.nodeid, outcome)
+    return report
+
+
+# ------------------------------------------------------------------------- finish
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = _session(config)
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        state.interrupted()
+    state.close()
+    records = state.records()
+    if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
+        config.workeroutput[XDIST_KEY] = json.dumps(records)  # type: ignore[attr-defined]
+        return
+    if not records:
+        return
+    report = state.build_report(records)
+    try:
+        run_dir = state.write_report(report)
+    except OSError as exc:
+        config.stash[WRITTEN] = f"could not write the report to {state.options.report_dir}: {exc}"
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
+    config.stash[WRITTEN] = str(run_dir)
+    config.stash[REPORT] = report
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: collect a worker's scenario records."""
+    raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
+    if raw:
+        state = _session(node.config)
+        for record in json.loads(raw):
+            state.add_record(record)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    written = config.stash.get(WRITTEN, None)
+    if written is None:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "basht")
+    report = config.stash.get(REPORT, None)
+    if report is None:
+        tr.write_line(written, red=True)
+        return
+    headers, rows = markdown.summary_rows(report)
+    tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
+    for meter in report["meters"]:
+        label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
+        tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
+    tr.write_line(f"report: {written}/report.json, {written}/report.md")
+
+
+# ------------------------------------------------------------------------- progress
+
+
+class _ProgressLine:
+    """A live line while trials run (trials done/total, best so far, energy so far)."""
+
+    def __init__(self, config: pytest.Config, monitor: EnergyMonitor) -> None:
+        self.config = config
+        self.monitor = monitor
+        self.run: int | None = None
+        self.start_j = 0.0
+        self.last = 0.0
+
+    def _joules(self) -> float:
+        joules = self.monitor.timeline.joules
+        return joules[-1] if joules else 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None or not tr.isatty() or hasattr(self.config, "workerinput"):
+            return
+        if self.run != id(progress):  # a new scenario's run
+            self.run, self.start_j = id(progress), self._joules()
+        now = time.monotonic()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        line = progress_line(progress, self._joules() - self.start_j, self.monitor.source)
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        if capman is not None:
+            with capman.global_and_fixture_disabled():
+                tr.write("\r" + line.ljust(100))
+        else:
+            tr.write("\r" + line.ljust(100))

@@ -1,0 +1,118 @@
+"""Plain records of what happened: spans and trials.
+
+Everything the metrics and reports need is here as dataclasses that round-trip through
+JSON (``to_dict`` / ``from_dict``), so a report can be recomputed from its own file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+
+class TrialState(str, Enum):
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def mono_ns() -> int:
+    """The clock of every span: CLOCK_MONOTONIC, shared by all processes of one host."""
+    return time.monotonic_ns()
+
+
+@dataclass
+class Span:
+    """One timed, metered stretch of one phase."""
+
+    phase: str
+    start_ns: int
+    end_ns: int
+    start_utc: str = ""
+    end_utc: str = ""
+    cpu_s: float = 0.0
+    worker: int | None = None
+    trial: int | None = None
+    epoch: int | None = None
+    energy_j: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Span:
+        return cls(**data)
+
+
+@dataclass
+class TrialRecord:
+    """One trial: what was tried, how it ended, and what it cost."""
+
+    number: int
+    params: dict[str, Any]
+    state: str
+    value: float | None
+    worker: int
+    start_ns: int
+    end_ns: int
+    intermediate: list[float] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    cpu_s: float = 0.0
+    energy_j: float | None = None
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["spans"] = [s.to_dict() for s in self.spans]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        data = dict(data)
+        data["spans"] = [Span.from_dict(s) for s in data.get("spans", [])]
+        return cls(**data)
+
+
+@dataclass
+class EnergyTrace:
+    """The meter's view of one scenario: source, idle and peak power, the timeline.
+
+    ``timeline`` holds cumulative series sampled by the background sampler:
+    ``t_ns``, ``joules`` (all domains) and ``cpu_s`` (CPU seconds of the run's processes);
+    attribution of spans is recomputed from it.
+    """
+
+    source: str
+    measured: bool
+    idle_power_w: float
+    max_power_w: float
+    slots: int
+    idle_measured: bool = False
+    meter: dict[str, Any] = field(default_factory=dict)
+    timeline: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnergyTrace:
+        return cls(**data)

@@ -1,0 +1,1 @@
+"""Reports: the JSON record (versioned schema), Markdown, and the terminal summary."""

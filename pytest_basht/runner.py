@@ -1,0 +1,218 @@
+"""The Basht lifecycle, driven in plain Python: deployments and scenario runs.
+
+``Deployments`` deploys once per SUT key and holds one deployment at a time: a scenario
+with another key undeploys the current one first, and ``close()`` undeploys whatever is
+left — the plugin calls it at session end, also after a failure or Ctrl-C. ``TrialRunner``
+runs setup → trials → result collection → test → metric collection on a deployment and
+returns a :class:`RunResult`; every phase is a span with energy from the meter.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_basht import metrics as metrics_mod
+from pytest_basht.energy.attribution import span_energy
+from pytest_basht.energy.monitor import EnergyMonitor
+from pytest_basht.lifecycle import Phase, Recorder
+from pytest_basht.records import EnergyTrace, Span, TrialRecord
+from pytest_basht.registry import Registry
+from pytest_basht.sut.base import SUT, ProgressCallback, SutContext
+from pytest_basht.workload import Workload
+
+
+@dataclass
+class RunResult:
+    """One scenario: the workload, every span and trial, the best trial, the metrics."""
+
+    workload: Workload
+    spans: list[Span]
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+    test_score: float | None
+    energy: EnergyTrace
+    sut: dict[str, Any] = field(default_factory=dict)
+    deployment: dict[str, Any] = field(default_factory=dict)
+    status: str = "complete"
+    error: str | None = None
+    metrics: metrics_mod.Metrics | None = None
+
+    def recompute(self) -> metrics_mod.Metrics:
+        self.metrics = metrics_mod.compute(self.workload, self.spans, self.trials, self.energy)
+        return self.metrics
+
+    def phase_spans(self) -> list[Span]:
+        """Every span: the lifecycle's and the trials' own."""
+        return [*self.spans, *(s for t in self.trials for s in t.spans)]
+
+
+@dataclass
+class Deployment:
+    id: str
+    key: str
+    sut: SUT
+    deploy_span: Span
+    undeploy_span: Span | None = None
+    users: list[RunResult] = field(default_factory=list)
+
+
+def deploy_key(sut_cls: type[SUT], workload: Workload) -> str:
+    return json.dumps(sut_cls.deploy_key(workload), sort_keys=True, default=str)
+
+
+class Deployments:
+    def __init__(self, monitor: EnergyMonitor, registry: Registry, *,
+                 progress: ProgressCallback | None = None, work_root: Path | None = None) -> None:
+        self.monitor = monitor
+        self.registry = registry
+        self.progress = progress
+        self.work_root = work_root
+        self.current: Deployment | None = None
+        self.count = 0
+
+    def get(self, workload: Workload) -> Deployment:
+        sut_cls = self.registry.get("suts", workload.sut.name, source=workload.source,
+                                    key="sut.name")
+        key = deploy_key(sut_cls, workload)
+        if self.current is not None and self.current.key == key:
+            return self.current
+        self.close()
+        self.count += 1
+        work_dir = Path(tempfile.mkdtemp(prefix=f"basht-dep{self.count}-", dir=self.work_root))
+        sut = sut_cls(workload, SutContext(work_dir=work_dir, registry=self.registry,
+                                           progress=self.progress))
+        recorder = Recorder(clock=self.monitor.clock)
+        self.monitor.hold(sut.allocation())
+        try:
+            with recorder.span(Phase.DEPLOY) as span:
+                sut.deploy()
+        except BaseException:
+            self._undeploy(sut)
+            raise
+        span.energy_j = self.monitor.energy_between(span.start_ns, span.end_ns)
+        self.current = Deployment(f"dep{self.count}", key, sut, span)
+        return self.current
+
+    def _undeploy(self, sut: SUT) -> Span:
+        recorder = Recorder(clock=self.monitor.clock)
+        try:
+            with recorder.span(Phase.UNDEPLOY) as span:
+                sut.undeploy()
+        finally:
+            self.monitor.hold(None)
+        span.energy_j = self.monitor.energy_between(span.start_ns, span.end_ns)
+        return span
+
+    def close(self) -> None:
+        """Undeploy the current deployment and complete its scenarios' records."""
+        dep, self.current = self.current, None
+        if dep is None:
+            return
+        span = self._undeploy(dep.sut)
+        dep.undeploy_span = span
+        for result in dep.users:
+            result.spans.append(span)
+            result.recompute()
+
+
+class TrialRunner:
+    """Runs one scenario on a deployment (the object behind the ``trial_runner`` fixture)."""
+
+    def __init__(self, workload: Workload, deployments: Deployments,
+                 on_result: Callable[[RunResult], None] | None = None) -> None:
+        self.workload = workload
+        self.deployments = deployments
+        self.on_result = on_result
+        self.result: RunResult | None = None
+
+    @property
+    def monitor(self) -> EnergyMonitor:
+        return self.deployments.monitor
+
+    def run(self) -> RunResult:
+        if self.result is not None:
+            raise RuntimeError("trial_runner.run() runs a scenario once per test")
+        dep = self.deployments.get(self.workload)
+        sut = dep.sut
+        recorder = Recorder(clock=self.monitor.clock)
+        spans: list[Span] = [dep.deploy_span]
+        trials: list[TrialRecord] = []
+        best: TrialRecord | None = None
+        score: float | None = None
+        info: dict[str, Any] = {}
+        status, error = "complete", None
+
+        @contextmanager
+        def phase(name: Phase) -> Any:
+            with recorder.span(name) as span:
+                yield span
+            span.energy_j = self.monitor.energy_between(span.start_ns, span.end_ns)
+            spans.append(span)
+
+        try:
+            with phase(Phase.SETUP):
+                sut.setup(self.workload)
+            trials = sut.run()
+            with phase(Phase.RESULT_COLLECTION):
+                number = sut.collect_results()
+                best = next((t for t in trials if t.number == number), None)
+            with phase(Phase.TEST):
+                score = sut.test(best) if best is not None else None
+            with phase(Phase.METRIC_COLLECTION):
+                info = sut.collect_metrics()
+                trace = self._trace(spans, trials)
+            trace.timeline = self._snapshot(spans, trials)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+            error = f"{type(exc).__name__}: {exc}"
+            trials = trials or sut.trials_so_far()
+            trace = self._trace(spans, trials)
+            self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
+                                        info, self._dep_info(dep), status, error))
+            raise
+        return self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
+                                           info, self._dep_info(dep), status, error))
+
+    def _finish(self, dep: Deployment, result: RunResult) -> RunResult:
+        result.recompute()
+        dep.users.append(result)
+        self.result = result
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    @staticmethod
+    def _dep_info(dep: Deployment) -> dict[str, Any]:
+        return {"id": dep.id, "reused": len(dep.users) > 0, "sut": dep.sut.name}
+
+    def _snapshot(self, spans: list[Span], trials: list[TrialRecord]) -> dict[str, list[float]]:
+        """The timeline from this scenario's setup (after its deploy) until now."""
+        self.monitor.mark()
+        lifecycle = [s for s in spans if s.phase != Phase.DEPLOY.value]
+        starts = [s.start_ns for s in lifecycle] + [t.start_ns for t in trials]
+        start = min(starts) if starts else spans[0].end_ns
+        return self.monitor.timeline.snapshot(start, None)
+
+    def _trace(self, spans: list[Span], trials: list[TrialRecord]) -> EnergyTrace:
+        """Snapshot the timeline of this scenario and attribute energy to every trial span."""
+        monitor = self.monitor
+        timeline = self._snapshot(spans, trials)
+        slots = self.workload.workers.count
+        idle = monitor.idle_power_w or 0.0
+        for trial in trials:
+            trial.energy_j = span_energy(timeline, trial.start_ns, trial.end_ns, trial.cpu_s,
+                                         idle, slots)
+            for span in trial.spans:
+                span.energy_j = span_energy(timeline, span.start_ns, span.end_ns, span.cpu_s,
+                                            idle, slots)
+        meter = monitor.meter
+        return EnergyTrace(source=monitor.source, measured=monitor.measured, idle_power_w=idle,
+                           max_power_w=meter.max_power_w(), slots=slots,
+                           idle_measured=monitor.idle_measured, meter=monitor.describe(),
+                           timeline=timeline)

@@ -1,0 +1,1 @@
+"""Systems under test: the SUT protocol and the built-in local Optuna SUT."""

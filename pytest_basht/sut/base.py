@@ -1,0 +1,86 @@
+"""The SUT protocol, from Basht: deploy, setup, run, collect results, test, collect
+metrics, undeploy. The runner times and meters each call as its phase."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pytest_basht.energy.base import Allocation
+from pytest_basht.records import TrialRecord
+from pytest_basht.registry import Registry
+from pytest_basht.workload import Workload
+
+
+class SutError(RuntimeError):
+    """The system under test could not do what a phase asked (not a trial failure)."""
+
+
+@dataclass
+class Progress:
+    """A running tally for the live progress line."""
+
+    done: int = 0
+    running: int = 0
+    expected: int = 0
+    failed: int = 0
+    best: float | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class SutContext:
+    work_dir: Path
+    registry: Registry
+    progress: ProgressCallback | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class SUT(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, workload: Workload, ctx: SutContext) -> None:
+        self.deployed_for = workload
+        self.ctx = ctx
+
+    @classmethod
+    def deploy_key(cls, workload: Workload) -> dict[str, Any]:
+        """The parts of a workload that need their own deployment."""
+        return {"sut": workload.sut.name, "options": workload.sut.options,
+                "workers": workload.to_dict()["workers"]}
+
+    @abstractmethod
+    def allocation(self) -> Allocation:
+        """vCPUs, memory and worker slots the deployment holds (the meter models these)."""
+
+    @abstractmethod
+    def deploy(self) -> None: ...
+
+    @abstractmethod
+    def setup(self, workload: Workload) -> None: ...
+
+    @abstractmethod
+    def run(self) -> list[TrialRecord]: ...
+
+    def trials_so_far(self) -> list[TrialRecord]:
+        """Trials finished so far, for a report of a run that was interrupted or failed."""
+        return []
+
+    @abstractmethod
+    def collect_results(self) -> int | None:
+        """The number of the best trial, as the HPO framework identifies it."""
+
+    @abstractmethod
+    def test(self, best: TrialRecord) -> float | None: ...
+
+    @abstractmethod
+    def collect_metrics(self) -> dict[str, Any]:
+        """What the SUT knows that the records don't: limits, data, notes."""
+
+    @abstractmethod
+    def undeploy(self) -> None: ...

@@ -1,0 +1,357 @@
+"""The ``optuna`` SUT: wn local worker processes sharing one study.
+
+Deploy starts the workers (each pinned to its cores, its thread count set before torch is
+imported); setup creates the study in a ``JournalStorage(JournalFileBackend)`` in the
+work directory, prepares the data once and has every worker load it; run lets every
+worker optimize the shared study with the same sampler seed. A watchdog kills a worker
+whose process tree passes wmem, or whose trial passes ``trial_timeout_s``: the trial is
+recorded ``failed`` with the reason, marked failed in the study, and the slot refilled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from pytest_basht.energy.base import Allocation
+from pytest_basht.records import Span, TrialRecord, mono_ns
+from pytest_basht.registry import ref_of
+from pytest_basht.search import trial_cap
+from pytest_basht.sut.base import SUT, Progress, SutContext, SutError
+from pytest_basht.sut.limits import (
+    WATCHDOG_INTERVAL_S,
+    CpuPlan,
+    can_pin,
+    plan_cpus,
+    thread_env,
+    tree_rss_bytes,
+)
+from pytest_basht.trainables.base import DataInfo
+from pytest_basht.workload import Workload
+
+START_TIMEOUT_S = 300.0
+LOG_TAIL = 1500
+
+
+@dataclass
+class _InFlight:
+    number: int
+    params: dict[str, Any]
+    start_ns: int
+    spans: list[Span] = field(default_factory=list)
+    intermediate: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Worker:
+    wid: int
+    proc: subprocess.Popen[bytes]
+    conn: Connection
+    log: Path
+    running: bool = False
+    current: _InFlight | None = None
+    peak_rss: int = 0
+    respawns: int = 0
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return text[-LOG_TAIL:].strip()
+
+
+class OptunaSUT(SUT):
+    name = "optuna"
+
+    def __init__(self, workload: Workload, ctx: SutContext) -> None:
+        super().__init__(workload, ctx)
+        w = workload.workers
+        self.plan: CpuPlan = plan_cpus(w.count, w.cpu)
+        self.memory_cap = w.memory_mb * 2**20
+        self.workers: list[_Worker] = []
+        self.workload: Workload | None = None
+        self.study_name = ""
+        self.study: optuna.Study | None = None
+        self.data: DataInfo | None = None
+        self.records: dict[int, TrialRecord] = {}
+        self.kills: list[str] = []
+        self.discarded = 0
+        self.setups = 0
+        self.journal = ctx.work_dir / "journal.log"
+        self.artifacts = ctx.work_dir / "models"
+
+    # ------------------------------------------------------------------ deployment
+
+    def allocation(self) -> Allocation:
+        w = self.deployed_for.workers
+        import psutil
+
+        memory_gb = min(w.count * w.memory_mb / 1024, psutil.virtual_memory().total / 2**30)
+        return Allocation(vcpus=self.plan.vcpus, memory_gb=memory_gb, slots=w.count)
+
+    def deploy(self) -> None:
+        self.ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts.mkdir(exist_ok=True)
+        pending = [self._spawn(i) for i in range(self.deployed_for.workers.count)]
+        for worker in pending:
+            self._expect(worker, "hello")
+        self.workers = pending
+
+    def _spawn(self, wid: int) -> _Worker:
+        cores = self.plan.sets[wid]
+        parent, child = socket.socketpair()
+        env = {**os.environ, **thread_env(self.plan.threads), "PYTHONUNBUFFERED": "1"}
+        log = self.ctx.work_dir / f"worker-{wid}.log"
+        cmd = [sys.executable, "-m", "pytest_basht.sut.worker", "--fd", str(child.fileno()),
+               "--worker", str(wid), "--threads", str(self.plan.threads),
+               "--parent", str(os.getpid())]
+        if can_pin():
+            cmd += ["--cores", ",".join(map(str, cores))]
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+        child.close()
+        return _Worker(wid, proc, Connection(parent.detach()), log)
+
+    def _expect(self, worker: _Worker, event: str, timeout: float = START_TIMEOUT_S) -> dict:
+        """Wait for one event from one worker (during deploy, setup and test)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker.conn.poll(0.2):
+                try:
+                    msg = worker.conn.recv()
+                except (EOFError, OSError):
+                    break
+                if msg.get("ev") == event:
+                    return msg
+                if msg.get("ev") == "error":
+                    raise SutError(f"worker {worker.wid} failed in {msg.get('op')}: "
+                                   f"{msg['message']}\n{msg.get('traceback', '')}")
+            elif worker.proc.poll() is not None:
+                break
+        code = worker.proc.poll()
+        raise SutError(f"worker {worker.wid} did not answer {event!r} (exit code {code}); "
+                       f"its log ends:\n{_log_tail(worker.log)}")
+
+    def undeploy(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send({"op": "stop"})
+        deadline = time.monotonic() + 10
+        for worker in self.workers:
+            try:
+                worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+            worker.conn.close()
+        self.workers = []
+        shutil.rmtree(self.ctx.work_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ setup and run
+
+    def setup(self, workload: Workload) -> None:
+        registry = self.ctx.registry
+        trainable = registry.get("trainables", workload.model.name)
+        self.workload = workload
+        self.records = {}
+        self.kills = []
+        self.discarded = 0
+        self.setups += 1
+        self.study_name = f"{workload.name}-{self.setups}"
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(self.journal)))
+        self.study = optuna.create_study(study_name=self.study_name, storage=storage,
+                                         direction=workload.goal.direction)
+        self.data = trainable.prepare(workload, self.ctx.work_dir)
+        self._setup_msg = {
+            "op": "setup", "workload": workload, "trainable": ref_of(trainable),
+            "data": self.data, "device": "cuda" if workload.workers.accelerator == "gpu"
+            else "cpu",
+        }
+        for worker in self.workers:
+            worker.conn.send(self._setup_msg)
+        for worker in self.workers:
+            self._expect(worker, "ready")
+
+    def _run_msg(self) -> dict[str, Any]:
+        assert self.workload is not None
+        registry = self.ctx.registry
+        w = self.workload
+        return {"op": "run", "study": self.study_name, "journal": str(self.journal),
+                "sampler": ref_of(registry.get("samplers", w.search.sampler)),
+                "pruner": ref_of(registry.get("pruners", w.search.pruner)),
+                "seed": w.seed, "cap": trial_cap(w), "artifacts": str(self.artifacts)}
+
+    def run(self) -> list[TrialRecord]:
+        assert self.workload is not None
+        run_msg = self._run_msg()
+        for worker in self.workers:
+            worker.conn.send(run_msg)
+            worker.running = True
+        progress = Progress(expected=self.workload.trial_budget)
+        next_check = 0.0
+        while any(w.running for w in self.workers):
+            conns = [w.conn for w in self.workers if w.running]
+            for conn in wait(conns, timeout=WATCHDOG_INTERVAL_S):
+                worker = next(w for w in self.workers if w.conn is conn)
+                self._receive(worker, progress)
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + WATCHDOG_INTERVAL_S
+                self._watchdog()
+                for worker in self.workers:
+                    if worker.running and worker.proc.poll() is not None:
+                        self._on_death(worker, f"worker exited with code {worker.proc.poll()}")
+            progress.running = sum(1 for w in self.workers if w.current is not None)
+            if self.ctx.progress is not None:
+                self.ctx.progress(progress)
+        return self.trials_so_far()
+
+    def _receive(self, worker: _Worker, progress: Progress) -> None:
+        while worker.running:
+            try:
+                if not worker.conn.poll():
+                    return
+                msg = worker.conn.recv()
+            except (EOFError, OSError):
+                try:
+                    code = worker.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    worker.proc.kill()
+                    code = worker.proc.wait()
+                self._on_death(worker, f"worker exited with code {code}")
+                return
+            ev = msg.get("ev")
+            if ev == "trial_started":
+                worker.current = _InFlight(msg["number"], msg["params"], msg["start_ns"])
+            elif ev == "span" and worker.current is not None:
+                worker.current.spans.append(Span.from_dict(msg["span"]))
+            elif ev == "report" and worker.current is not None:
+                worker.current.intermediate.append(msg["value"])
+            elif ev == "trial":
+                record = TrialRecord.from_dict(msg["record"])
+                self._finish(worker, record, progress)
+            elif ev == "run_done":
+                worker.running = False
+                self.discarded += msg.get("discarded", 0)
+            elif ev == "error":
+                worker.running = False
+                raise SutError(f"worker {worker.wid} failed in {msg.get('op')}: "
+                               f"{msg['message']}\n{msg.get('traceback', '')}")
+
+    def _finish(self, worker: _Worker, record: TrialRecord, progress: Progress) -> None:
+        assert self.workload is not None
+        worker.current = None
+        self.records[record.number] = record
+        progress.done += 1
+        if record.state == "failed":
+            progress.failed += 1
+        if record.state == "complete" and record.value is not None and (
+                progress.best is None or self.workload.goal.better(record.value, progress.best)):
+            progress.best = record.value
+
+    def _watchdog(self) -> None:
+        timeout = self.workload.trial_timeout_s if self.workload else None
+        for worker in self.workers:
+            if not worker.running or worker.proc.poll() is not None:
+                continue
+            rss = tree_rss_bytes(worker.proc.pid)
+            worker.peak_rss = max(worker.peak_rss, rss)
+            reason = None
+            if rss > self.memory_cap:
+                reason = (f"memory cap exceeded: {rss / 2**20:.0f} MB > "
+                          f"{self.memory_cap / 2**20:.0f} MB (killed by the watchdog)")
+            elif timeout is not None and worker.current is not None:
+                ran = (mono_ns() - worker.current.start_ns) / 1e9
+                if ran > timeout:
+                    reason = f"trial timeout: ran {ran:.1f} s > {timeout:g} s (killed)"
+            if reason is not None:
+                self.kills.append(f"worker {worker.wid}: {reason}")
+                worker.proc.send_signal(signal.SIGKILL)
+                worker.proc.wait()
+                self._on_death(worker, reason)
+
+    def _on_death(self, worker: _Worker, reason: str) -> None:
+        """Record the trial in flight as failed, mark it in the study, refill the slot."""
+        assert self.workload is not None and self.study is not None
+        worker.running = False
+        worker.conn.close()
+        lost = worker.current
+        if lost is not None:
+            detail = reason if "watchdog" in reason or "timeout" in reason else (
+                f"{reason}; log: {_log_tail(worker.log)[-300:]}")
+            self.records[lost.number] = TrialRecord(
+                number=lost.number, params=lost.params, state="failed",
+                value=None, worker=worker.wid, start_ns=lost.start_ns, end_ns=mono_ns(),
+                intermediate=lost.intermediate, spans=lost.spans,
+                cpu_s=sum(s.cpu_s for s in lost.spans), error=detail)
+            with contextlib.suppress(ValueError, RuntimeError):  # it told before dying
+                self.study.tell(lost.number, state=optuna.trial.TrialState.FAIL)
+        worker.current = None
+        others_running = any(w.running for w in self.workers if w is not worker)
+        replacement = self._spawn(worker.wid)
+        replacement.respawns = worker.respawns + 1
+        self.workers[self.workers.index(worker)] = replacement
+        self._expect(replacement, "hello")
+        replacement.conn.send(self._setup_msg)
+        self._expect(replacement, "ready")
+        if others_running or lost is not None:
+            replacement.conn.send(self._run_msg())
+            replacement.running = True
+
+    # ------------------------------------------------------------------ results
+
+    def trials_so_far(self) -> list[TrialRecord]:
+        return [self.records[n] for n in sorted(self.records)]
+
+    def collect_results(self) -> int | None:
+        assert self.study is not None
+        try:
+            return self.study.best_trial.number
+        except ValueError:
+            return None
+
+    def test(self, best: TrialRecord) -> float | None:
+        artifact = self.artifacts / f"trial-{best.number}.pt"
+        if not artifact.exists():
+            return None
+        worker = self.workers[0]
+        worker.conn.send({"op": "test", "artifact": str(artifact)})
+        return float(self._expect(worker, "test_done")["score"])
+
+    def collect_metrics(self) -> dict[str, Any]:
+        w = self.deployed_for.workers
+        peaks = [round(x.peak_rss / 2**20, 1) for x in self.workers]
+        return {
+            "limits": {
+                "cpu": self.plan.to_dict(),
+                "memory": {"asked_mb": w.memory_mb, "enforced": True,
+                           "how": f"watchdog: RSS of each worker's process tree every "
+                                  f"{WATCHDOG_INTERVAL_S:g} s; SIGKILL past the cap",
+                           "peak_rss_mb": peaks},
+                "accelerator": {"asked": w.accelerator, "enforced": w.accelerator == "cpu",
+                                "how": "CPU only" if w.accelerator == "cpu"
+                                else "device chosen by the trainable"},
+            },
+            "data": self.data.to_dict() if self.data else None,
+            "kills": list(self.kills),
+            "respawns": sum(x.respawns for x in self.workers),
+            "over_budget_discarded": self.discarded,
+            "trial_timeout_s": self.workload.trial_timeout_s if self.workload else None,
+        }
+

