@@ -91,6 +91,8 @@ def add_options(parser: pytest.Parser) -> None:
 
 @dataclass(frozen=True)
 class BashtOptions:
+    """One field per entry of OPTIONS (its name without ``basht_``); new ones need defaults."""
+
     workload: Path | None
     report_dir: Path
     meter: str | None
@@ -114,10 +116,7 @@ class BashtOptions:
             if spec.metavar in ("PATH", "DIR"):
                 value = Path(value) if Path(value).is_absolute() else base / value
             values[spec.dest] = value
-        return cls(workload=values["basht_workload"], report_dir=values["basht_report_dir"],
-                   meter=values["basht_meter"],
-                   carbon_intensity=values["basht_carbon_intensity"],
-                   pue=values["basht_pue"], seed=values["basht_seed"])
+        return cls(**{dest.removeprefix("basht_"): value for dest, value in values.items()})
 
     def workload_overrides(self) -> dict[str, Any]:
         """Options that override what workload files say."""

@@ -59,12 +59,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     merge_stacked(metafunc)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Resolve every scenario's workload now: a bad override is a usage error, not N errors."""
-    session = _session(config)
-    for item in items:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Resolve every selected scenario's workload now: one usage error, not N test errors."""
+    state = _session(session.config)
+    for item in session.items:
         if VARIANT in getattr(item, "fixturenames", ()):
-            session.resolve(ScenarioSpec.from_item(item), variant_of(item))
+            state.resolve(ScenarioSpec.from_item(item), variant_of(item))
 
 
 # ------------------------------------------------------------------------- fixtures
