@@ -16,7 +16,7 @@ from pytest_basht.sut.base import SutError
 from pytest_basht.sut.group import GroupRunner, Member, by_key, retrain, tell, train_group
 from pytest_basht.trainables.base import config_seed
 from pytest_basht.trainables.feedforward import MnistFF
-from pytest_basht.trainables.fused import FusedMnistFF
+from pytest_basht.trainables.fused import FusableTrainable, FusedMnistFF
 from pytest_basht.workload import from_mapping
 
 LRS = [0.0, 0.01, 0.003, 0.02]  # lr 0 never learns: the threshold pruner stops it
@@ -223,3 +223,62 @@ def test_a_trial_past_the_budget_is_discarded_even_when_the_grid_is_done(trainab
     assert runner._ask(4) == [] and runner.discarded == 1
     monkeypatch.undo()
     assert len(study.trials) == 5 and study.trials[-1].state == optuna.trial.TrialState.FAIL
+
+
+def burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+class Busy(FusableTrainable):
+    """Burns CPU in nested phases and between them, and fails a member mid-phase."""
+
+    name = "busy"
+
+    @classmethod
+    def prepare(cls, workload: Any, data_dir: Path) -> Any:
+        raise NotImplementedError
+
+    def setup(self, workload: Any, data: Any, device: str) -> None:
+        raise NotImplementedError
+
+    def run_trial(self, ctx: Any) -> float:
+        raise NotImplementedError
+
+    def test(self, artifact: Path) -> float:
+        raise NotImplementedError
+
+    def group_key(self, workload: Any, params: dict) -> str:
+        return "one"
+
+    def run_group(self, group: Any) -> dict[int, float]:
+        from pytest_basht import phase
+
+        with group.phase("trial.load"):
+            burn(0.05)
+        with group.phase("trial.train", epoch=0):
+            burn(0.05)
+            with phase("trial.validate", epoch=0):  # nested: counted once
+                burn(0.03)
+            group.fail(1, "gave up mid-phase")
+        burn(0.03)  # between phases: shared by the two left
+        with group.phase("trial.validate", epoch=0):
+            burn(0.02)
+        return {0: 0.5, 2: 0.7}
+
+
+def test_group_cpu_shares_add_up_with_nested_phases_and_a_mid_phase_stop(tmp_path):
+    w = make_workload(fusion=3)
+    members = [Member(i, {"x": i}, w, i, tmp_path / f"b{i}.pt") for i in range(3)]
+    cpu0 = time.process_time()
+    facts = train_group(Busy(), members, w, 1, 0, None, lambda m: None)
+    used = time.process_time() - cpu0
+    assert [m.state for m in members] == ["complete", "failed", "complete"]
+    assert sum(m.cpu_s for m in members) == pytest.approx(facts["cpu_s"], abs=1e-5)
+    assert 0.17 <= facts["cpu_s"] <= used + 1e-6  # 0.18 s burnt, nothing counted twice
+    gone = members[1]
+    assert [s.phase for s in gone.spans] == ["trial.load", "trial.validate", "trial.train"]
+    assert gone.end_ns < members[0].end_ns
+    assert gone.cpu_s == pytest.approx((0.05 + 0.05 + 0.03) / 3, abs=0.02)
+    assert members[0].cpu_s == pytest.approx(gone.cpu_s + (0.03 + 0.02) / 2, abs=0.02)

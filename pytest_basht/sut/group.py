@@ -87,14 +87,20 @@ class _Group(GroupContext):
         self.on_stop = on_stop
         self.live = [True] * len(members)
         self.broken: BaseException | None = None  # on_stop failed: the harness, not a trial
+        self._depth = 0  # phases open: their CPU is shared when they end
         self.start_ns, self._cpu = process_clock()
         self.start_utc = utc_now()
         for i, m in enumerate(members):
             m.group, m.index, m.start_ns = self, i, self.start_ns
 
     def _charge(self) -> int:
-        """Share the CPU used since the last charge among the live members; return now."""
+        """Share the CPU used since the last charge among the live members; return now.
+
+        Inside a phase nothing is charged: the outermost phase shares its CPU when it ends.
+        """
         now, cpu = process_clock()
+        if self._depth:
+            return now
         live = [m for m, ok in zip(self.members, self.live, strict=True) if ok]
         for m in live:
             m.cpu_s += max(0.0, cpu - self._cpu) / len(live)
@@ -107,19 +113,24 @@ class _Group(GroupContext):
         self._charge()
         charged = [i for i, ok in enumerate(self.live) if ok and only in (None, i)]
         recorder = Recorder(worker=self.worker)
+        self._depth += 1
         try:
             with recorder.span(name, epoch=epoch) as span:
                 yield span
         finally:
+            self._depth -= 1
             self._share(recorder.take()[0], charged)
 
     def _share(self, whole: Span, charged: list[int]) -> None:
         """One span per charged member: the group's interval, an equal share of its CPU."""
-        self._cpu += whole.cpu_s
+        outermost = self._depth == 0
+        if outermost:
+            self._cpu += whole.cpu_s
         for i in charged:
             member = self.members[i]
             share = whole.cpu_s / len(charged)
-            member.cpu_s += share
+            if outermost:
+                member.cpu_s += share
             span = replace(whole, trial=member.number, cpu_s=share)
             member.spans.append(span)
             if self.send is not None:
@@ -145,7 +156,7 @@ class _Group(GroupContext):
 
     def _stop(self, index: int, state: str, value: float, error: str | None) -> None:
         member = self.members[index]
-        member.end_ns = self._charge()
+        member.end_ns = self._charge()  # inside a phase, it gets its share when that ends
         self.live[index] = False
         member.state, member.value, member.error = state, value, error
         try:

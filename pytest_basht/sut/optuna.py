@@ -359,7 +359,7 @@ class OptunaSUT(SUT):
         for worker, share in shares:
             worker.conn.send({"op": "retrain", "configs": share,
                               "artifacts": str(self.artifacts)})
-        results = [r for worker, share in shares
+        results = [r for worker, _ in shares
                    for r in self._expect(worker, "retrained", timeout=math.inf)["results"]]
         tested = hydro.best_full(results, self.workload)
         self.scaling = hydro.scaling_figures(self.workload, chosen, results, tested,

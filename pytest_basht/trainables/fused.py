@@ -285,15 +285,15 @@ class FusedMnistFF(MnistFF, FusableTrainable):
         training = workload.training
         hps = [hyperparameters(workload, m.params) for m in group.members]
         live: list[int] = []
+        for i, hp in enumerate(hps):
+            error = adam_error(hp)
+            if error is None:
+                live.append(i)
+            else:
+                group.fail(i, error)
+        if not live:
+            return {}
         with group.phase("trial.load"):
-            for i, hp in enumerate(hps):
-                error = adam_error(hp)
-                if error is None:
-                    live.append(i)
-                else:
-                    group.fail(i, error)
-            if not live:
-                return {}
             surrogate = Surrogate.of(hps[0]["layer_size"], hps[0]["layer_count"], group.scaling)
             model, optimizer, generators = fuse([hps[i] for i in live],
                                                 [group.members[i].seed for i in live],
