@@ -18,9 +18,9 @@ def pytest_basht_register_suts() -> dict[str, type]:
 
 @pytest.hookimpl
 def pytest_basht_register_trainables() -> dict[str, type]:
-    from pytest_basht.trainables.feedforward import MnistFF
+    from pytest_basht.trainables.fused import FusedMnistFF
 
-    return {"mnist-ff": MnistFF}
+    return {"mnist-ff": FusedMnistFF}  # mnist-ff, able to fuse and scale (Hydro)
 
 
 @pytest.hookimpl

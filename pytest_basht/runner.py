@@ -20,6 +20,7 @@ from typing import Any
 from pytest_basht import metrics as metrics_mod
 from pytest_basht.energy.attribution import span_energy
 from pytest_basht.energy.monitor import EnergyMonitor
+from pytest_basht.energy.sharing import share_slot_idle
 from pytest_basht.lifecycle import Phase, Recorder
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
@@ -211,6 +212,7 @@ class TrialRunner:
             for span in trial.spans:
                 span.energy_j = span_energy(timeline, span.start_ns, span.end_ns, span.cpu_s,
                                             idle, slots)
+        share_slot_idle(trials, idle, slots)  # fused trials share their slot's idle power
         meter = monitor.meter
         return EnergyTrace(source=monitor.source, measured=monitor.measured, idle_power_w=idle,
                            max_power_w=meter.max_power_w(), slots=slots,

@@ -29,6 +29,8 @@ MAX_BYTES = 1_000_000
 MAX_ALIASES = 100
 MAX_DEPTH = 32
 MAX_GRID = 1_000_000
+MAX_FUSION = 256  # models in one fused group
+MAX_SCALING = 1024  # width divisor
 
 
 def _doc(text: str, symbol: str | None = None, check: str | None = None) -> dict[str, Any]:
@@ -143,6 +145,27 @@ class SearchSpec:
         metadata=_doc("trial budget (null: the grid's size; required for a continuous space)",
                       check="positive"),
     )
+    fusion: int = field(
+        default=1,
+        metadata=_doc("trials trained together as one fused model when they share a shape "
+                      "(Hydro); 1: off", check="fusion"),
+    )
+    scaling: int = field(
+        default=1,
+        metadata=_doc("trials train a width-scaled surrogate, layer_size / scaling, with muP's "
+                      "Adam corrections (Hydro); 1: off", check="scaling"),
+    )
+    retrain: int = field(
+        default=1,
+        metadata=_doc("with scaling > 1: the surrogate's best configurations retrained at full "
+                      "width after the search; the best of them is tested; 2 or more give "
+                      "Kendall's τ", check="positive"),
+    )
+
+    @property
+    def grouped(self) -> bool:
+        """Trials run in groups (fused, scaled or both) rather than one by one."""
+        return self.fusion > 1 or self.scaling > 1
 
     @property
     def size(self) -> int | None:
@@ -360,6 +383,8 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "fraction": (lambda v: 0 < v < 1, "a fraction between 0 and 1"),
     "unit": (lambda v: 0 <= v <= 1, "a value in [0, 1]"),
     "pue": (lambda v: v >= 1, "a PUE ≥ 1.0"),
+    "fusion": (lambda v: 1 <= v <= MAX_FUSION, f"an integer from 1 to {MAX_FUSION}"),
+    "scaling": (lambda v: 1 <= v <= MAX_SCALING, f"an integer from 1 to {MAX_SCALING}"),
 }
 
 

@@ -11,6 +11,7 @@ recorded ``failed`` with the reason, marked failed in the study, and the slot re
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from pytest_basht.energy.base import Allocation
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.registry import ref_of
 from pytest_basht.search import trial_cap
+from pytest_basht.sut import hydro
 from pytest_basht.sut.base import SUT, Progress, SutContext, SutError
 from pytest_basht.sut.limits import (
     WATCHDOG_INTERVAL_S,
@@ -61,7 +63,7 @@ class _Worker:
     conn: Connection
     log: Path
     running: bool = False
-    current: _InFlight | None = None
+    inflight: dict[int, _InFlight] = field(default_factory=dict)  # several when fused
     peak_rss: int = 0
     respawns: int = 0
 
@@ -91,6 +93,8 @@ class OptunaSUT(SUT):
         self.kills: list[str] = []
         self.discarded = 0
         self.setups = 0
+        self.groups: list[dict[str, Any]] = []
+        self.scaling: dict[str, Any] | None = None
         self.journal = ctx.work_dir / "journal.log"
         self.artifacts = ctx.work_dir / "models"
 
@@ -167,10 +171,13 @@ class OptunaSUT(SUT):
     def setup(self, workload: Workload) -> None:
         registry = self.ctx.registry
         trainable = registry.get("trainables", workload.model.name)
+        hydro.check(trainable, workload)
         self.workload = workload
         self.records = {}
         self.kills = []
         self.discarded = 0
+        self.groups = []
+        self.scaling = None
         self.setups += 1
         self.study_name = f"{workload.name}-{self.setups}"
         storage = optuna.storages.JournalStorage(
@@ -217,7 +224,7 @@ class OptunaSUT(SUT):
                 for worker in self.workers:
                     if worker.running and worker.proc.poll() is not None:
                         self._on_death(worker, f"worker exited with code {worker.proc.poll()}")
-            progress.running = sum(1 for w in self.workers if w.current is not None)
+            progress.running = sum(len(w.inflight) for w in self.workers)
             if self.ctx.progress is not None:
                 self.ctx.progress(progress)
         return self.trials_so_far()
@@ -238,11 +245,17 @@ class OptunaSUT(SUT):
                 return
             ev = msg.get("ev")
             if ev == "trial_started":
-                worker.current = _InFlight(msg["number"], msg["params"], msg["start_ns"])
-            elif ev == "span" and worker.current is not None:
-                worker.current.spans.append(Span.from_dict(msg["span"]))
-            elif ev == "report" and worker.current is not None:
-                worker.current.intermediate.append(msg["value"])
+                worker.inflight[msg["number"]] = _InFlight(msg["number"], msg["params"],
+                                                           msg["start_ns"])
+            elif ev == "span":
+                span = Span.from_dict(msg["span"])
+                if span.trial in worker.inflight:
+                    worker.inflight[span.trial].spans.append(span)
+            elif ev == "report":
+                if msg["number"] in worker.inflight:
+                    worker.inflight[msg["number"]].intermediate.append(msg["value"])
+            elif ev == "group":
+                self.groups.append(msg["group"])
             elif ev == "trial":
                 record = TrialRecord.from_dict(msg["record"])
                 self._finish(worker, record, progress)
@@ -256,7 +269,7 @@ class OptunaSUT(SUT):
 
     def _finish(self, worker: _Worker, record: TrialRecord, progress: Progress) -> None:
         assert self.workload is not None
-        worker.current = None
+        worker.inflight.pop(record.number, None)
         self.records[record.number] = record
         progress.done += 1
         if record.state == "failed":
@@ -276,8 +289,8 @@ class OptunaSUT(SUT):
             if rss > self.memory_cap:
                 reason = (f"memory cap exceeded: {rss / 2**20:.0f} MB > "
                           f"{self.memory_cap / 2**20:.0f} MB (killed by the watchdog)")
-            elif timeout is not None and worker.current is not None:
-                ran = (mono_ns() - worker.current.start_ns) / 1e9
+            elif timeout is not None and worker.inflight:
+                ran = (mono_ns() - min(t.start_ns for t in worker.inflight.values())) / 1e9
                 if ran > timeout:
                     reason = f"trial timeout: ran {ran:.1f} s > {timeout:g} s (killed)"
             if reason is not None:
@@ -287,14 +300,14 @@ class OptunaSUT(SUT):
                 self._on_death(worker, reason)
 
     def _on_death(self, worker: _Worker, reason: str) -> None:
-        """Record the trial in flight as failed, mark it in the study, refill the slot."""
+        """Record the trials in flight as failed, mark them in the study, refill the slot."""
         assert self.workload is not None and self.study is not None
         worker.running = False
         worker.conn.close()
-        lost = worker.current
-        if lost is not None:
-            detail = reason if "watchdog" in reason or "timeout" in reason else (
-                f"{reason}; log: {_log_tail(worker.log)[-300:]}")
+        lost_any = bool(worker.inflight)
+        detail = reason if "watchdog" in reason or "timeout" in reason else (
+            f"{reason}; log: {_log_tail(worker.log)[-300:]}")
+        for lost in worker.inflight.values():
             self.records[lost.number] = TrialRecord(
                 number=lost.number, params=lost.params, state="failed",
                 value=None, worker=worker.wid, start_ns=lost.start_ns, end_ns=mono_ns(),
@@ -302,7 +315,7 @@ class OptunaSUT(SUT):
                 cpu_s=sum(s.cpu_s for s in lost.spans), error=detail)
             with contextlib.suppress(ValueError, RuntimeError):  # it told before dying
                 self.study.tell(lost.number, state=optuna.trial.TrialState.FAIL)
-        worker.current = None
+        worker.inflight = {}
         others_running = any(w.running for w in self.workers if w is not worker)
         replacement = self._spawn(worker.wid)
         replacement.respawns = worker.respawns + 1
@@ -310,7 +323,7 @@ class OptunaSUT(SUT):
         self._expect(replacement, "hello")
         replacement.conn.send(self._setup_msg)
         self._expect(replacement, "ready")
-        if others_running or lost is not None:
+        if others_running or lost_any:
             replacement.conn.send(self._run_msg())
             replacement.running = True
 
@@ -328,11 +341,30 @@ class OptunaSUT(SUT):
 
     def test(self, best: TrialRecord) -> float | None:
         artifact = self.artifacts / f"trial-{best.number}.pt"
-        if not artifact.exists():
+        if self.workload is not None and self.workload.search.scaling > 1:
+            artifact = self._retrain_full_width()
+        if artifact is None or not artifact.exists():
             return None
         worker = self.workers[0]
         worker.conn.send({"op": "test", "artifact": str(artifact)})
         return float(self._expect(worker, "test_done")["score"])
+
+    def _retrain_full_width(self) -> Path | None:
+        """Retrain the surrogate's best configurations at full width; the best one's model."""
+        assert self.workload is not None
+        t0 = mono_ns()
+        chosen = hydro.to_retrain(self.trials_so_far(), self.workload)
+        configs = [{"number": t.number, "params": t.params} for t in chosen]
+        shares = list(zip(self.workers, hydro.deal(configs, len(self.workers)), strict=False))
+        for worker, share in shares:
+            worker.conn.send({"op": "retrain", "configs": share,
+                              "artifacts": str(self.artifacts)})
+        results = [r for worker, _ in shares
+                   for r in self._expect(worker, "retrained", timeout=math.inf)["results"]]
+        tested = hydro.best_full(results, self.workload)
+        self.scaling = hydro.scaling_figures(self.workload, chosen, results, tested,
+                                             (mono_ns() - t0) / 1e9)
+        return Path(tested["artifact"]) if tested else None
 
     def collect_metrics(self) -> dict[str, Any]:
         w = self.deployed_for.workers
@@ -353,5 +385,8 @@ class OptunaSUT(SUT):
             "respawns": sum(x.respawns for x in self.workers),
             "over_budget_discarded": self.discarded,
             "trial_timeout_s": self.workload.trial_timeout_s if self.workload else None,
+            **({"hydro": hydro.figures(self.workload, self.trials_so_far(), self.groups,
+                                       self.scaling)}
+               if self.workload is not None and hydro.requested(self.workload) else {}),
         }
 

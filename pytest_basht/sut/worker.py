@@ -3,7 +3,8 @@
 Started by the controller with one end of a socket pair. It pins itself to its cores and
 sets its thread count before importing torch, then serves the controller's requests:
 ``setup`` (load the prepared data), ``run`` (take trials from the shared study until the
-sampler or the budget stops it), ``test`` (evaluate a saved model), ``stop``.
+sampler or the budget stops it; in groups when fused or scaled, see ``group``), ``test``
+(evaluate a saved model), ``retrain`` (train configurations at full width), ``stop``.
 
 Every span and every epoch's value is streamed to the controller as it happens, so a
 trial killed mid-way (memory cap, timeout, crash) keeps the measurements made before.
@@ -106,6 +107,8 @@ class Worker:
                     self.run(msg)
                 elif op == "test":
                     self.test(msg)
+                elif op == "retrain":
+                    self.retrain(msg)
                 else:
                     raise ValueError(f"unknown request {op!r}")
             except Exception as exc:
@@ -127,6 +130,13 @@ class Worker:
         score = self.trainable.test(Path(msg["artifact"]))
         self.send({"ev": "test_done", "score": float(score)})
 
+    def retrain(self, msg: dict[str, Any]) -> None:
+        from pytest_basht.sut.group import retrain
+
+        results = retrain(self.trainable, self.workload, msg["configs"], Path(msg["artifacts"]),
+                          self.wid)
+        self.send({"ev": "retrained", "results": results})
+
     def run(self, msg: dict[str, Any]) -> None:
         import optuna
 
@@ -145,6 +155,14 @@ class Worker:
         if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
             # a replacement worker joining late: every grid point has run
             self.send({"ev": "run_done", "discarded": 0})
+            return
+        if workload.search.grouped:
+            from pytest_basht.sut.group import GroupRunner
+
+            runner = GroupRunner(trainable=self.trainable, workload=workload, study=study,
+                                 cap=cap, artifacts=Path(msg["artifacts"]), worker=self.wid,
+                                 send=self.send)
+            self.send({"ev": "run_done", "discarded": runner.run()})
             return
 
         class OverBudget(Exception):

@@ -1,9 +1,9 @@
 """``mnist-ff``: Basht's baseline model — a feed-forward net on MNIST, trained with Adam.
 
 Hyperparameters: ``layer_size``, ``layer_count`` (hidden layers, ReLU), ``learning_rate``,
-``weight_decay``. Batches are cut from a seeded permutation of in-memory tensors (no
-DataLoader workers to oversubscribe the cores); ``zero_grad`` every step; the loss is
-checked for finiteness once per epoch.
+``weight_decay``, ``beta1``, ``beta2`` (Adam's betas). Batches are cut from a seeded
+permutation of in-memory tensors (no DataLoader workers to oversubscribe the cores);
+``zero_grad`` every step; the loss is checked for finiteness once per epoch.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pytest_basht.workload import Workload
 
 MEAN, STD = 0.1307, 0.3081
 HYPERPARAMETERS = {"layer_size": 64, "layer_count": 1, "learning_rate": 1e-3,
-                   "weight_decay": 0.0}
+                   "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999}
 
 
 def feed_forward(layer_size: int, layer_count: int, inputs: int = 784,
@@ -79,7 +79,8 @@ def hyperparameters(workload: Workload, params: dict[str, Any]) -> dict[str, Any
     merged = {**HYPERPARAMETERS, **workload.model.params, **params}
     return {"layer_size": int(merged["layer_size"]), "layer_count": int(merged["layer_count"]),
             "learning_rate": float(merged["learning_rate"]),
-            "weight_decay": float(merged["weight_decay"])}
+            "weight_decay": float(merged["weight_decay"]),
+            "beta1": float(merged["beta1"]), "beta2": float(merged["beta2"])}
 
 
 def warm_up(device: str) -> None:
@@ -152,7 +153,8 @@ class MnistFF(Trainable):
             generator = torch.Generator().manual_seed(ctx.seed)
             model = feed_forward(hp["layer_size"], hp["layer_count"]).to(self.device)
             optimizer = torch.optim.Adam(model.parameters(), lr=hp["learning_rate"],
-                                         weight_decay=hp["weight_decay"])
+                                         weight_decay=hp["weight_decay"],
+                                         betas=(hp["beta1"], hp["beta2"]))
         value = math.nan
         for epoch in range(training.epochs):
             with ctx.phase("trial.train", epoch=epoch):
