@@ -91,11 +91,12 @@ class Answers:
         self.policy = policy
         self.surrogate = surrogate
         self._cache: dict[tuple[str, ...], Curve] = {}
-        # The sampler's raw values key a second cache, unless a dimension mixes types that
-        # compare equal (1 == True == 1.0) and only the canonical key tells them apart.
+        # The sampler's raw values key a second cache, unless a dimension mixes booleans
+        # with numbers: True == 1 as a dict key, but they are different configurations.
         self._raw: dict[tuple[Any, ...], Curve] | None = {}
         for dim in workload.search.space:
-            if dim.choices is not None and len({type(v) for v in dim.choices}) > 1:
+            kinds = {type(v) for v in dim.choices or ()}
+            if bool in kinds and kinds & {int, float}:
                 self._raw = None
 
     def curve(self, params: dict[str, Any]) -> Curve:

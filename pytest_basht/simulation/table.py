@@ -541,8 +541,11 @@ class CardSummary:
     setup: dict[str, Any]
 
 
-def summarize(meta: dict[str, Any]) -> CardSummary | None:
+def summarize(meta: dict[str, Any], seed: int | None = None) -> CardSummary | None:
+    """The card's figures: the mean over the sources recorded with ``seed`` if any (as
+    ``pick`` answers from them), else over all sources."""
     sources = [s for s in meta.get("sources", []) if s.get("energy")]
+    sources = [s for s in sources if seed is not None and s.get("seed") == seed] or sources
     if not sources:
         return None
     idle, peak, names = [], [], []

@@ -138,7 +138,7 @@ class SimulatedSUT(SUT):
         table = load_table(opts.table, workload)
         check_fits(table, workload, surrogate=opts.surrogate != "none")
         if opts.sampler_time == "recorded":
-            card = summarize(table.meta) if table.meta else None
+            card = summarize(table.meta, workload.seed) if table.meta else None
             if card is None or card.handoff_s is None:
                 raise WorkloadError(workload.source, "sut.options.sampler_time",
                                     "'measured' or seconds: table "
@@ -149,7 +149,8 @@ class SimulatedSUT(SUT):
         self.options = SimOptions.parse(workload)
         self.table = (load_table(self.options.table, workload)
                       if self.options.table is not None else None)
-        card = summarize(self.table.meta) if self.table and self.table.meta else None
+        card = (summarize(self.table.meta, workload.seed) if self.table and self.table.meta
+                else None)
         self.lifecycle = card.lifecycle if card and self.options.lifecycle == "recorded" else {}
         self.handoff_s = card.handoff_s if card else None
         w, est = workload.workers, workload.energy.estimate
