@@ -345,3 +345,52 @@ def test_a_surrogate_answers_unrecorded_configurations_and_reports_its_quality(t
     without = load(tmp_path, text.replace(", surrogate: random-forest", ""))
     with pytest.raises(WorkloadError, match=r"search.space.x0: expected a list of values"):
         registry().check(without)
+
+
+def test_the_virtual_timeline_charges_idle_slots_and_epoch_power():
+    """Two slots at 1 W idle each. A phase: 2 s, 6 J. Then one trial on slot 0 from 3 to
+    5 s (4 J over 2 s, then an instant epoch of 1 J at 5 s) while slot 1 stays idle, in a
+    window ending at 6 s: slot 1 idle 4 s = 4 J, slot 0 idle 1 + 1 s = 2 J, the trial 5 J:
+    11 J. From 3 to 4 s: 2 W + 1 W; from 5 to 6 s, after the instant: 2 J."""
+    from pytest_basht.records import Span, TrialRecord
+    from pytest_basht.simulation.energy import VirtualMeter
+
+    meter = VirtualMeter(source="rapl", measured=True, idle_measured=True, idle_w_per_slot=1.0,
+                         max_w_per_slot=5.0, slots=2)
+    meter.advance(2 * 10**9, 6.0, 1.0)
+    assert meter.clock() == (2 * 10**9, 1.0)
+    spans = [Span("trial.train", 3 * 10**9, 5 * 10**9, "", "", 2.0, 0, 0, 0, 4.0),
+             Span("trial.validate", 5 * 10**9, 5 * 10**9, "", "", 0.5, 0, 0, 1, 1.0)]
+    trial = TrialRecord(0, {}, "complete", 1.0, 0, 3 * 10**9, 5 * 10**9, [1.0], spans, 2.5, 5.0)
+    meter.trials_window(6 * 10**9, [trial])
+    assert meter.energy_between(2 * 10**9, 6 * 10**9) == pytest.approx(11.0)
+    assert meter.energy_between(3 * 10**9, 4 * 10**9) == pytest.approx(2 + 1)
+    assert meter.energy_between(4 * 10**9, 5 * 10**9 + 1) == pytest.approx(3 + 1, rel=1e-6)
+    assert meter.energy_between(5 * 10**9 + 1, 6 * 10**9) == pytest.approx(2, rel=1e-6)
+    assert meter.energy_between(0, 6 * 10**9) == pytest.approx(17.0)
+    assert meter.clock() == (6 * 10**9, pytest.approx(3.5))
+    trace = meter.trace([], [trial], 2)
+    assert trace.source == "simulated:rapl" and trace.idle_power_w == 2.0
+    assert trace.max_power_w == 10.0 and trace.timeline["t_ns"][0] <= 3 * 10**9
+
+
+def test_a_replay_that_fails_keeps_its_trials_in_the_record(tmp_path):
+    rows = [f"r,42,0,complete,{e},0.5,1,1,0,0,,0" for e in range(2)]
+    rows += ["r,42,1,pruned,0,0.4,1,1,0,0,,1"]
+    (tmp_path / "short.csv").write_text("\n".join([HEADER, *rows]) + "\n")
+    w = load(tmp_path, "model: {name: recorded}\n"
+                       "search: {sampler: ordered, trials: 2, space: {x: [0, 1]}}\n"
+                       "training: {epochs: 2}\nworkers: {count: 1}\n"
+                       "sut: {name: simulated, options: {table: short.csv}}\n")
+    reg = registry()
+    monitor = EnergyMonitor(EstimateMeter.from_workload(w))
+    deployments = Deployments(monitor, reg)
+    results: list[RunResult] = []
+    with pytest.raises(MissingConfiguration):
+        TrialRunner(w, deployments, on_result=results.append).run()
+    deployments.close()
+    (result,) = results
+    assert result.status == "error" and "MissingConfiguration" in result.error
+    assert [(t.params["x"], t.state) for t in result.trials] == [(0, "complete")]
+    assert result.energy.source == "simulated:estimate:ccf-linear"
+    assert result.metrics is not None and not result.metrics.provisional

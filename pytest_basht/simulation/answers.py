@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -243,6 +242,3 @@ def check_fits(table: TrialTable, workload: Workload, *, surrogate: bool,
                                 f"{size} are not, e.g.", example)
     return notes
 
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

@@ -85,10 +85,14 @@ class VirtualMeter:
                 t_prev = t
             power += dp
             rate += dc
-            if jump or cjump:
+            if jump or cjump:  # an instant's energy: a second point at the same time
+                if self.t_ns[-1] != t:
+                    self._point(t, joules, cpu)
                 joules += jump
                 cpu += cjump
-                self._point(t, joules, cpu)
+                self.t_ns.append(t)
+                self.joules.append(joules)
+                self.cpu_s.append(cpu)
         end_ns = max(end_ns, t_prev)
         joules += power * (end_ns - t_prev) / 1e9
         cpu += rate * (end_ns - t_prev) / 1e9
