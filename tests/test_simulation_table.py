@@ -136,6 +136,11 @@ def test_cli_exports_merges_and_writes_a_card(tmp_path, capsys):
     # the same run twice is refused
     assert main(["table", "export", str(out), str(b), "-o", str(again)]) == 2
     assert "given twice" in capsys.readouterr().err
+    assert main(["table", "info", str(again)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["recordings"] == 4 and info["seeds"] == [7, 42] and info["card"] is True
+    assert main(["table", "export", str(out), "-o", str(tmp_path / "t.parquet")]) == 2
+    assert "written as CSV" in capsys.readouterr().err
 
 
 def test_merging_different_training_setups_is_refused(tmp_path):

@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--large-trials", type=int, default=10_000)
     parser.add_argument("--large-workers", type=int, default=32)
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials past the budget fail
     registry = Registry.default()
     table = TrialTable.read(args.table)
     w = scenario(args.trials, args.workers, args.sampler)
