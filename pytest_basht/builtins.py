@@ -12,25 +12,32 @@ from pytest_basht import search
 @pytest.hookimpl
 def pytest_basht_register_suts() -> dict[str, type]:
     from pytest_basht.sut.optuna import OptunaSUT
+    from pytest_basht.sut.simulated import SimulatedSUT
 
-    return {"optuna": OptunaSUT}
+    return {"optuna": OptunaSUT, "simulated": SimulatedSUT}
 
 
 @pytest.hookimpl
 def pytest_basht_register_trainables() -> dict[str, type]:
+    from pytest_basht.simulation.synthetic import MFBranin
     from pytest_basht.trainables.fused import FusedMnistFF
 
-    return {"mnist-ff": FusedMnistFF}  # mnist-ff, able to fuse and scale (Hydro)
+    # mnist-ff can fuse and scale (Hydro); mf-branin is the synthetic benchmark
+    return {"mnist-ff": FusedMnistFF, "mf-branin": MFBranin}
 
 
 @pytest.hookimpl
 def pytest_basht_register_samplers() -> dict[str, Any]:
-    return dict(search.SAMPLERS)
+    from pytest_basht.simulation import strategies
+
+    return {**strategies.SAMPLERS, **search.SAMPLERS}
 
 
 @pytest.hookimpl
 def pytest_basht_register_pruners() -> dict[str, Any]:
-    return dict(search.PRUNERS)
+    from pytest_basht.simulation import strategies
+
+    return {**strategies.PRUNERS, **search.PRUNERS}
 
 
 @pytest.hookimpl

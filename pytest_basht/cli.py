@@ -1,9 +1,12 @@
-"""The ``basht`` command: validate workloads and regenerate reports outside pytest."""
+"""The ``basht`` command: validate workloads, regenerate reports, export trial tables."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_basht import workload as wl
@@ -33,6 +36,46 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table_export(args: argparse.Namespace) -> int:
+    from pytest_basht.simulation.table import Export, TableError, TrialTable, card_path
+
+    export = Export()
+    for name in args.inputs:
+        path = Path(name)
+        if path.suffix.lower() == ".csv":
+            export.add_table(TrialTable.read(path))
+            continue
+        report_path = path / "report.json" if path.is_dir() else path
+        report = report_json.load(report_path)
+        export.add_report(report, str(report_path),
+                          hashlib.sha256(report_path.read_bytes()).hexdigest())
+    out = Path(args.output)
+    if out.suffix.lower() != ".csv":
+        raise TableError(f"{out}: a trial table is written as CSV (name it *.csv)")
+    text = export.csv_text()
+    card = export.card(datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "basht table export " + " ".join(args.inputs))
+    report_json.write_atomic(out, text)
+    report_json.write_atomic(card_path(out), json.dumps(card, indent=1) + "\n")
+    for note in export.notes:
+        print(note)
+    table = TrialTable.read(out)
+    info = table.describe()
+    print(f"wrote {out} and {card_path(out)}: {info['rows']} rows, {info['recordings']} trials, "
+          f"{info['configurations']} configurations, seeds {info['seeds']}, "
+          f"up to {info['epochs']} epochs, from {len(export.sources)} source(s)")
+    return 0
+
+
+def _table_info(args: argparse.Namespace) -> int:
+    from pytest_basht.simulation.table import TrialTable
+
+    for name in args.tables:
+        table = TrialTable.read(name)
+        print(json.dumps(table.describe(), indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="basht", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="regenerate report.md from a run's report.json")
     p.add_argument("run", help="a run directory or its report.json")
     p.set_defaults(func=_report)
+    p = sub.add_parser("table", help="trial tables for the simulated SUT")
+    tsub = p.add_subparsers(dest="table_command", required=True)
+    t = tsub.add_parser("export", help="write the trials of runs (and tables) as one table")
+    t.add_argument("inputs", nargs="+", metavar="RUN",
+                   help="a run directory, its report.json, or a table .csv to merge")
+    t.add_argument("-o", "--output", required=True, metavar="TABLE",
+                   help="the table to write (.csv; its card goes to .meta.json beside it)")
+    t.set_defaults(func=_table_export)
+    t = tsub.add_parser("info", help="summarize trial tables")
+    t.add_argument("tables", nargs="+")
+    t.set_defaults(func=_table_info)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

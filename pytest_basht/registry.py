@@ -77,7 +77,7 @@ class Registry:
     def check(self, workload: Workload) -> None:
         """Every name in the workload is registered, and the trainable accepts the workload."""
         src = workload.source
-        self.get("suts", workload.sut.name, source=src, key="sut.name")
+        sut = self.get("suts", workload.sut.name, source=src, key="sut.name")
         trainable = self.get("trainables", workload.model.name, source=src, key="model.name")
         self.get("samplers", workload.search.sampler, source=src, key="search.sampler")
         self.get("pruners", workload.search.pruner, source=src, key="search.pruner")
@@ -85,6 +85,8 @@ class Registry:
             for name in workload.energy.meter.split(","):
                 self.get("meters", name.strip(), source=src, key="energy.meter")
         trainable.check(workload)
+        if hasattr(sut, "check"):
+            sut.check(workload, self)
 
 
 def ref_of(obj: Any) -> str:

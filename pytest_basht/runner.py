@@ -4,7 +4,8 @@
 with another key undeploys the current one first, and ``close()`` undeploys whatever is
 left — the plugin calls it at session end, also after a failure or Ctrl-C. ``TrialRunner``
 runs setup → trials → result collection → test → metric collection on a deployment and
-returns a :class:`RunResult`; every phase is a span with energy from the meter.
+returns a :class:`RunResult`; every phase is a span with energy from the meter — or, for a
+SUT that simulates (``SUT.own_meter()``), from that SUT's virtual clock and energy.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pytest_basht.energy.sharing import share_slot_idle
 from pytest_basht.lifecycle import Phase, Recorder
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
-from pytest_basht.sut.base import SUT, ProgressCallback, SutContext
+from pytest_basht.sut.base import SUT, OwnMeter, ProgressCallback, SutContext
 from pytest_basht.workload import Workload
 
 
@@ -88,7 +89,8 @@ class Deployments:
         work_dir = Path(tempfile.mkdtemp(prefix=f"basht-dep{self.count}-", dir=self.work_root))
         sut = sut_cls(workload, SutContext(work_dir=work_dir, registry=self.registry,
                                            progress=self.progress))
-        recorder = Recorder(clock=self.monitor.clock)
+        meter = self.meter_of(sut)
+        recorder = Recorder(clock=meter.clock)
         self.monitor.hold(sut.allocation())
         try:
             with recorder.span(Phase.DEPLOY) as span:
@@ -96,18 +98,23 @@ class Deployments:
         except BaseException:
             self._undeploy(sut)
             raise
-        span.energy_j = self.monitor.energy_between(span.start_ns, span.end_ns)
+        span.energy_j = meter.energy_between(span.start_ns, span.end_ns)
         self.current = Deployment(f"dep{self.count}", key, sut, span)
         return self.current
 
+    def meter_of(self, sut: SUT) -> EnergyMonitor | OwnMeter:
+        """What times and meters this SUT's phases: its own meter, else the live one."""
+        return sut.own_meter() or self.monitor
+
     def _undeploy(self, sut: SUT) -> Span:
-        recorder = Recorder(clock=self.monitor.clock)
+        meter = self.meter_of(sut)
+        recorder = Recorder(clock=meter.clock)
         try:
             with recorder.span(Phase.UNDEPLOY) as span:
                 sut.undeploy()
         finally:
             self.monitor.hold(None)
-        span.energy_j = self.monitor.energy_between(span.start_ns, span.end_ns)
+        span.energy_j = meter.energy_between(span.start_ns, span.end_ns)
         return span
 
     def close(self) -> None:
@@ -141,7 +148,9 @@ class TrialRunner:
             raise RuntimeError("trial_runner.run() runs a scenario once per test")
         dep = self.deployments.get(self.workload)
         sut = dep.sut
-        recorder = Recorder(clock=self.monitor.clock)
+        own = sut.own_meter()
+        meter = own or self.monitor
+        recorder = Recorder(clock=meter.clock)
         spans: list[Span] = [dep.deploy_span]
         trials: list[TrialRecord] = []
         best: TrialRecord | None = None
@@ -153,7 +162,7 @@ class TrialRunner:
         def phase(name: Phase) -> Any:
             with recorder.span(name) as span:
                 yield span
-            span.energy_j = self.monitor.energy_between(span.start_ns, span.end_ns)
+            span.energy_j = meter.energy_between(span.start_ns, span.end_ns)
             spans.append(span)
 
         try:
@@ -167,13 +176,18 @@ class TrialRunner:
                 score = sut.test(best) if best is not None else None
             with phase(Phase.METRIC_COLLECTION):
                 info = sut.collect_metrics()
-                trace = self._trace(spans, trials)
-            trace.timeline = self._snapshot(spans, trials)
+                if own is None:
+                    trace = self._trace(spans, trials)
+            if own is None:
+                trace.timeline = self._snapshot(spans, trials)
+            else:
+                trace = own.trace(spans, trials, self.workload.workers.count)
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
             error = f"{type(exc).__name__}: {exc}"
             trials = trials or sut.trials_so_far()
-            trace = self._trace(spans, trials)
+            trace = (self._trace(spans, trials) if own is None
+                     else own.trace(spans, trials, self.workload.workers.count))
             self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
                                         info, self._dep_info(dep), status, error))
             raise

@@ -52,8 +52,11 @@ def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for sc in report["scenarios"]:
         m = sc["metrics"]
+        name = sc["test_id"].split("::")[-1]
+        if (sc.get("sut") or {}).get("simulated"):
+            name += " (simulated)"
         rows.append([
-            sc["test_id"].split("::")[-1], sc["outcome"], fmt(m["jct_ms"] / 1e3),
+            name, sc["outcome"], fmt(m["jct_ms"] / 1e3),
             fmt(m["energy_j"]), fmt(m["co2_g"]), fmt(m["oc_usd"]), fmt(m["wte_kwh"]),
             fmt(m["wr_pct"], 3), fmt(sc["best_value"]), fmt(sc["test_score"]),
             f"{m['complete']}/{m['pruned']}/{m['failed']}/{m['duplicate']}",
@@ -88,6 +91,13 @@ def render_scenario(sc: dict[str, Any]) -> str:
                      "are charged to this scenario too)")
     if m.get("provisional"):
         facts.append("**provisional: undeploy was not recorded**")
+    simulation = (sc.get("sut") or {}).get("simulation") if (sc.get("sut") or {}).get(
+        "simulated") else None
+    if simulation is not None:
+        table = simulation.get("table")
+        facts.append("**simulated** in virtual time from " + (
+            f"table `{table['path']}` (sha256 {table['sha256'][:12]})" if table
+            else f"the zero-cost benchmark `{simulation.get('benchmark')}`"))
     out += ["; ".join(facts) + ".", ""]
     if sc.get("error"):
         out += [f"> error: {sc['error']}", ""]
@@ -122,6 +132,8 @@ def render_scenario(sc: dict[str, Any]) -> str:
     hydro = (sc.get("sut") or {}).get("hydro")
     if hydro:
         out += hydro_section(sc, hydro)
+    if simulation is not None:
+        out += simulation_section(simulation)
     limits = (sc.get("sut") or {}).get("limits")
     if limits:
         lim_rows = [[name, "yes" if v.get("enforced") else "**no**", v.get("how", ""),
@@ -130,6 +142,41 @@ def render_scenario(sc: dict[str, Any]) -> str:
         out += ["**Resource limits**", "", _table(lim_rows, ["limit", "enforced", "how",
                                                              "detail"]), ""]
     return "\n".join(out)
+
+
+def simulation_section(sim: dict[str, Any]) -> list[str]:
+    """How a simulated scenario was answered, how fast, and how good its surrogate is."""
+    table = sim.get("table")
+    rows = []
+    if table:
+        rows.append(["table", f"`{table['path']}`: {fmt(table['configurations'])} configurations, "
+                     f"{fmt(table['recordings'])} recorded trials, seeds {table['seeds']}, "
+                     f"up to {table['epochs']} epochs"])
+    else:
+        rows.append(["benchmark", f"`{sim.get('benchmark')}` (zero-cost)"])
+    rows.append(["answers", ", ".join(f"{k}: {v}" for k, v in sim.get("answers", {}).items())
+                 or "none"])
+    rows.append(["options", ", ".join(f"{k}: {v}" for k, v in sim.get("options", {}).items())])
+    rows.append(["sampler time charged", f"{fmt(sim.get('sampler_s'))} s"])
+    rows.append(["trials window", f"{fmt(sim.get('trials_window_s'))} s virtual, replayed in "
+                 f"{fmt(sim.get('wall_s'))} s ({fmt(sim.get('speedup'))}× faster)"])
+    rows.append(["replay's own time", f"{fmt(sim.get('overhead_ms_per_trial'))} ms per trial "
+                 "(without the sampler's and pruner's calls)"])
+    out = ["**Simulation**", "", _table(rows, ["", ""]), ""]
+    surrogate = sim.get("surrogate")
+    if surrogate:
+        out += [f"Surrogate: {surrogate['model']}; fitted on "
+                f"{fmt(surrogate['fitted_on']['configurations'])} configurations.", ""]
+        held = surrogate.get("holdout")
+        if held:
+            out += [f"Held out {fmt(held['configurations'])} configurations "
+                    f"({fmt(held['rows'])} rows) before the final fit:", "",
+                    _table([[k, fmt(v["r2"]), fmt(v["mae"])] for k, v in held.items()
+                            if isinstance(v, dict)], ["target", "R²", "MAE"]), ""]
+        else:
+            out += ["Too few configurations to hold any out: quality not measured.", ""]
+    out += [f"- {note}" for note in sim.get("notes", [])]
+    return out + ([""] if sim.get("notes") else [])
 
 
 def render(report: dict[str, Any]) -> str:

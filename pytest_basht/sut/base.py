@@ -7,10 +7,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pytest_basht.energy.base import Allocation
-from pytest_basht.records import TrialRecord
+from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
 from pytest_basht.workload import Workload
 
@@ -33,6 +33,19 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class OwnMeter(Protocol):
+    """Time and energy a SUT supplies itself, in place of the live meter (a simulation)."""
+
+    def clock(self) -> tuple[int, float]:
+        """(ns, CPU seconds) now, on the SUT's clock."""
+
+    def energy_between(self, start_ns: int, end_ns: int) -> float:
+        """Joules drawn between two instants of that clock."""
+
+    def trace(self, spans: list[Span], trials: list[TrialRecord], slots: int) -> EnergyTrace:
+        """The scenario's energy trace; the trials' own energies are already set."""
+
+
 @dataclass
 class SutContext:
     work_dir: Path
@@ -53,6 +66,15 @@ class SUT(ABC):
         """The parts of a workload that need their own deployment."""
         return {"sut": workload.sut.name, "options": workload.sut.options,
                 "workers": workload.to_dict()["workers"]}
+
+    @classmethod  # noqa: B027 - an optional hook; the default accepts every workload
+    def check(cls, workload: Workload, registry: Registry) -> None:
+        """Refuse a workload this SUT cannot run (raise WorkloadError naming the key)."""
+
+    def own_meter(self) -> OwnMeter | None:
+        """None: the runner times and meters every phase with the live meter. A SUT that
+        simulates returns its virtual clock and energy, and the runner uses those instead."""
+        return None
 
     @abstractmethod
     def allocation(self) -> Allocation:

@@ -1,0 +1,257 @@
+"""Optuna's own samplers and pruners, driven by ask/tell on virtual workers.
+
+The replay mirrors the ``optuna`` SUT trial for trial: one study shared by wn workers,
+each worker with its own Study object built from the registered sampler and pruner
+factories with the workload's seed (as each worker process builds its own), the same
+study name, the same trial budget rule (a trial numbered past the cap fails and stops its
+worker), the same suggest(), values reported after every epoch and the pruner asked
+after each. Only time is virtual: ``schedule.run`` decides who asks when, and each
+trial's epochs cost what its curve says.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from pytest_basht.records import Span, TrialRecord
+from pytest_basht.registry import Registry
+from pytest_basht.search import suggest, trial_cap
+from pytest_basht.simulation import schedule
+from pytest_basht.simulation.curve import Curve
+from pytest_basht.sut.base import Progress
+from pytest_basht.workload import Workload
+
+TRAIN, VALIDATE = "trial.train", "trial.validate"
+PROGRESS_EVERY = 64
+
+
+@dataclass
+class ReplayResult:
+    trials: list[TrialRecord] = field(default_factory=list)
+    completion: list[int] = field(default_factory=list)
+    retired_ns: list[int] = field(default_factory=list)
+    charged_ns: int = 0
+    framework_ns: int = 0
+    wall_ns: int = 0
+    discarded: int = 0
+    origins: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def overhead_ns(self) -> int:
+        """The replay's own time: all of it but the sampler's and pruner's calls."""
+        return max(0, self.wall_ns - self.framework_ns)
+
+
+class _Trial:
+    """One trial on one virtual worker: its curve is its answer, epoch by epoch."""
+
+    __slots__ = ("curve", "done", "durations", "intermediate", "number", "params", "pruned",
+                 "replay", "start_ns", "trial", "worker")
+
+    def __init__(self, replay: Replay, worker: int, trial: optuna.Trial,
+                 params: dict[str, Any], curve: Curve, start_ns: int) -> None:
+        self.replay = replay
+        self.worker = worker
+        self.trial = trial
+        self.number = trial.number
+        self.params = params
+        self.curve = curve
+        self.durations = curve.times_ns
+        self.start_ns = start_ns
+        self.intermediate: list[float] = []
+        self.done = 0
+        self.pruned = False
+
+    def report(self, epoch: int, now_ns: int) -> bool:
+        self.done = epoch + 1
+        value = self.curve.values[epoch]
+        if value is not None:
+            self.intermediate.append(value)
+            if math.isfinite(value):
+                clock = time.perf_counter_ns
+                t0 = clock()
+                self.trial.report(value, epoch)
+                prune = self.replay.prunes and self.trial.should_prune()
+                self.replay.result.framework_ns += clock() - t0
+                if prune:
+                    self.pruned = True
+                    return False
+        curve = self.curve
+        if self.done == curve.epochs and curve.state == "truncated":
+            self._extend()
+        return True
+
+    def _extend(self) -> None:
+        """The recording stops here but the trial runs on: the rest comes from elsewhere."""
+        rest = self.replay.longer(self.params, self.curve)
+        k, c = self.done, self.curve
+        self.curve = Curve(c.values + rest.values[k:], c.times_ns + rest.times_ns[k:],
+                           c.energies_j + rest.energies_j[k:], c.cpu_s + rest.cpu_s[k:],
+                           c.validate_ns + rest.validate_ns[k:], rest.state, rest.error,
+                           f"{c.origin}+{rest.origin}", c.test_value)
+        self.durations = self.curve.times_ns
+
+    def finish(self, now_ns: int) -> int:
+        replay, curve, n = self.replay, self.curve, self.done
+        error = None
+        if self.pruned:
+            state = "pruned"
+            value = self.intermediate[-1] if self.intermediate else None
+        elif curve.state == "failed":
+            state, value, error = "failed", None, curve.error
+        else:
+            value = curve.values[n - 1]
+            state = "complete" if value is not None and math.isfinite(value) else "failed"
+            if state == "failed":
+                error = f"objective returned {value}"
+        clock = time.perf_counter_ns
+        t0 = clock()
+        study = replay.studies[self.worker]
+        if state == "complete":
+            study.tell(self.trial, value)
+        else:
+            study.tell(self.trial, state=TrialState.PRUNED if state == "pruned"
+                       else TrialState.FAIL)
+        spent = clock() - t0
+        replay.result.framework_ns += spent
+        spans: list[Span] = []
+        energy = cpu = 0.0
+        a = self.start_ns
+        w, num = self.worker, self.number
+        for i in range(n):
+            b = a + curve.times_ns[i]
+            v = curve.validate_ns[i]
+            e, c = curve.energies_j[i], curve.cpu_s[i]
+            d = b - a
+            share = (d - v) / d if d > 0 else 1.0
+            spans.append(Span(TRAIN, a, b - v, "", "", c * share, w, num, i, e * share))
+            spans.append(Span(VALIDATE, b - v, b, "", "", c - c * share, w, num, i,
+                              e - e * share))
+            energy += e
+            cpu += c
+            a = b
+        record = TrialRecord(num, self.params, state, value, w, self.start_ns, now_ns,
+                             self.intermediate, spans, cpu, energy, error)
+        replay.record(record, curve.origin)
+        return replay.charge(spent, ask=False)
+
+
+class Replay:
+    """One scenario's trials, replayed: call ``run(start_ns)`` once."""
+
+    def __init__(self, workload: Workload, registry: Registry,
+                 answer: Callable[[dict[str, Any]], Curve], *,
+                 longer: Callable[[dict[str, Any], Curve], Curve] | None = None,
+                 study_name: str = "", sampler_time_s: float | None = None,
+                 progress: Callable[[Progress], None] | None = None) -> None:
+        self.workload = workload
+        self.answer = answer
+        self._longer = longer
+        self.fixed_ns = None if sampler_time_s is None else round(sampler_time_s * 1e9)
+        quiet = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.progress = progress
+        self.cap = trial_cap(workload)
+        self.space = workload.search.space
+        self.result = ReplayResult()
+        self._progress = Progress(expected=workload.trial_budget)
+        w = workload
+        storage = optuna.storages.InMemoryStorage()
+        name = study_name or w.name
+        self.study = optuna.create_study(study_name=name, storage=storage,
+                                         direction=w.goal.direction)
+        sampler = registry.get("samplers", w.search.sampler)
+        pruner = registry.get("pruners", w.search.pruner)
+        self.studies = [optuna.load_study(study_name=name, storage=storage,
+                                          sampler=sampler(w, w.seed), pruner=pruner(w))
+                        for _ in range(w.workers.count)]
+        optuna.logging.set_verbosity(quiet)
+        # NopPruner never prunes and changes nothing when asked: not asking it is exact
+        self.prunes = any(type(s.pruner) is not optuna.pruners.NopPruner for s in self.studies)
+
+    def charge(self, measured_ns: int, *, ask: bool = True) -> int:
+        """Virtual ns a worker spends on the sampler: as measured, or a fixed time per ask
+        (the tell then costs nothing: the fixed time stands for the whole hand-over)."""
+        fixed = self.fixed_ns
+        ns = measured_ns if fixed is None else fixed if ask else 0
+        self.result.charged_ns += ns
+        return ns
+
+    def longer(self, params: dict[str, Any], curve: Curve) -> Curve:
+        if self._longer is None:
+            raise RuntimeError(f"no answer past epoch {curve.epochs} for "
+                               f"{json.dumps(params, sort_keys=True)}")
+        return self._longer(params, curve)
+
+    def record(self, record: TrialRecord, origin: str) -> None:
+        result = self.result
+        result.trials.append(record)
+        result.completion.append(record.number)
+        result.origins[origin] = result.origins.get(origin, 0) + 1
+        p = self._progress
+        p.done += 1
+        if record.state == "failed":
+            p.failed += 1
+        if record.state == "complete" and record.value is not None and (
+                p.best is None or self.workload.goal.better(record.value, p.best)):
+            p.best = record.value
+        if self.progress is not None and p.done % PROGRESS_EVERY == 0:
+            self.progress(p)
+
+    def ask(self, worker: int, now_ns: int) -> tuple[int, _Trial | None]:
+        study = self.studies[worker]
+        if study._stop_flag:  # the worker's optimize loop has ended (GridSampler: exhausted)
+            return 0, None
+        clock = time.perf_counter_ns
+        t0 = clock()
+        trial = study.ask()
+        if self.cap is not None and trial.number >= self.cap:
+            # the optuna SUT's worker: past the budget, fail the trial and stop
+            study.tell(trial, state=TrialState.FAIL)
+            study.stop()
+            spent = clock() - t0
+            self.result.framework_ns += spent
+            self.result.discarded += 1
+            return self.charge(spent), None
+        params = suggest(trial, self.space)
+        spent = clock() - t0
+        self.result.framework_ns += spent
+        latency = self.charge(spent)
+        curve = self.answer(params)
+        return latency, _Trial(self, worker, trial, params, curve, now_ns + latency)
+
+    def run(self, start_ns: int = 0) -> ReplayResult:
+        # The replay allocates records fast and frees little: collecting the growing heap
+        # mid-run would cost more than the replay itself (3x at 10,000 trials).
+        collecting = gc.isenabled()
+        gc.disable()
+        t0 = time.perf_counter_ns()
+        for study in self.studies:
+            # what Study.optimize sets: samplers may call study.stop() from after_trial
+            study._thread_local.in_optimize_loop = True
+        try:
+            self.result.retired_ns = schedule.run(len(self.studies), self.ask, start_ns)
+        finally:
+            for study in self.studies:
+                study._thread_local.in_optimize_loop = False
+            self.result.wall_ns = time.perf_counter_ns() - t0
+            if collecting:
+                gc.enable()
+        if self.progress is not None:
+            self.progress(self._progress)
+        return self.result
+
+    def best_number(self) -> int | None:
+        try:
+            return self.study.best_trial.number
+        except ValueError:
+            return None
