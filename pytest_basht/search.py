@@ -7,6 +7,7 @@ with different seeds would skip and repeat points.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,24 @@ def grid_sampler(workload: Workload, seed: int) -> optuna.samplers.BaseSampler:
     opts = _kwargs(optuna.samplers.GridSampler, workload.search.sampler_options,
                    "search.sampler_options", workload)
     return optuna.samplers.GridSampler(space, seed=seed, **opts)
+
+
+# GridSampler shuffles its grid with the seed: workers must agree on it to share one grid.
+grid_sampler.shared_seed = True  # type: ignore[attr-defined]
+
+
+def sampler_seed(factory: SamplerFactory, seed: int, worker: int) -> int:
+    """The seed worker ``worker`` builds its sampler with.
+
+    Samplers whose workers must agree (a factory with ``shared_seed = True``: grid, QMC)
+    get the workload's seed; every other sampler gets a distinct, reproducible seed per
+    worker — with one seed, random, TPE and CMA-ES workers would all suggest the same
+    sequence and the run would be mostly duplicates.
+    """
+    if getattr(factory, "shared_seed", False):
+        return seed
+    digest = hashlib.sha256(f"{seed}:{worker}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def _seeded(cls: type) -> SamplerFactory:

@@ -276,3 +276,15 @@ def test_report_json_is_strict_json(fake):
     fake.runpytest_subprocess("--basht-workload", "w.yaml").assert_outcomes(passed=1)
     run = next(p for p in (fake.path / "reports").iterdir() if p.name != "latest")
     json.loads((run / "report.json").read_text(), parse_constant=lambda c: 1 / 0)
+
+
+@pytest.mark.slow
+def test_random_sampler_workers_do_not_repeat_each_other(fake):
+    fake.makefile(".yaml", w=workload([1], epochs=1, extra=(
+        "search: {sampler: random, trials: 8, space: {x: {low: 0, high: 100000}}}\n")))
+    fake.makepyfile(SCENARIO)
+    fake.runpytest_subprocess("--basht-workload", "w.yaml").assert_outcomes(passed=1)
+    sc = only_report(fake.path)["scenarios"][0]
+    xs = [t["params"]["x"] for t in sc["trials"]]
+    assert len(xs) == 8 and len(set(xs)) == 8, xs
+    assert {t["worker"] for t in sc["trials"]} == {0, 1}

@@ -31,6 +31,10 @@ def qmc_sampler(workload: Workload, seed: int) -> optuna.samplers.BaseSampler:
     return cls(seed=seed, **_sampler_options(cls, workload))
 
 
+# QMC indexes one scrambled sequence by trial number: workers must share its seed.
+qmc_sampler.shared_seed = True  # type: ignore[attr-defined]
+
+
 def successive_halving_pruner(workload: Workload) -> optuna.pruners.BasePruner:
     cls = optuna.pruners.SuccessiveHalvingPruner
     return cls(**_pruner_options(cls, workload))

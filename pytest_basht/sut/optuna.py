@@ -3,7 +3,8 @@
 Deploy starts the workers (each pinned to its cores, its thread count set before torch is
 imported); setup creates the study in a ``JournalStorage(JournalFileBackend)`` in the
 work directory, prepares the data once and has every worker load it; run lets every
-worker optimize the shared study with the same sampler seed. A watchdog kills a worker
+worker optimize the shared study (grid workers with one sampler seed, see
+``search.sampler_seed``). A watchdog kills a worker
 whose process tree passes wmem, or whose trial passes ``trial_timeout_s``: the trial is
 recorded ``failed`` with the reason, marked failed in the study, and the slot refilled.
 """

@@ -141,10 +141,11 @@ class Worker:
         import optuna
 
         from pytest_basht.registry import load_ref
-        from pytest_basht.search import suggest
+        from pytest_basht.search import sampler_seed, suggest
 
         workload = self.workload
-        sampler = load_ref(msg["sampler"])(workload, msg["seed"])
+        factory = load_ref(msg["sampler"])
+        sampler = factory(workload, sampler_seed(factory, msg["seed"], self.wid))
         pruner = load_ref(msg["pruner"])(workload)
         storage = optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(msg["journal"]))
