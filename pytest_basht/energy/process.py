@@ -10,6 +10,17 @@ from pytest_basht.energy.base import Usage
 from pytest_basht.records import mono_ns
 
 
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine, all CPUs: user, nice, system, irq, softirq.
+
+    Idle, iowait and steal (time the hypervisor gave to other guests) are not work done
+    here; guest time is already inside user on Linux.
+    """
+    ct = psutil.cpu_times()
+    return float(sum(getattr(ct, name, 0.0) for name in ("user", "nice", "system", "irq",
+                                                         "softirq")))
+
+
 class ProcessTree:
     """Cumulative CPU seconds of a process tree, monotone across exits.
 
@@ -53,4 +64,5 @@ class ProcessTree:
             alive[proc.pid] = proc
         self._procs = alive
         self._last_cpu = max(self._last_cpu, total)
-        return Usage(t_ns=t, cpu_s=self._last_cpu, rss_bytes=rss)
+        return Usage(t_ns=t, cpu_s=self._last_cpu, rss_bytes=rss,
+                     machine_cpu_s=machine_cpu_s())
