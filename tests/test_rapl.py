@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_trainable import CONFTEST, workload
 from rapl_tree import FakeRapl
 
 from pytest_basht import workload as wl
@@ -23,6 +25,10 @@ from pytest_basht.errors import WorkloadError
 from pytest_basht.registry import Registry
 
 S = 1_000_000_000
+SCENARIO = """
+def test_scenario(trial_runner):
+    assert trial_runner.run().trials
+"""
 
 
 def at(t_s: float) -> Usage:
@@ -179,3 +185,38 @@ def test_monitor_measures_known_power_through_wraps_and_idle(tmp_path):
     assert w.measured and w.source == "rapl"
     zones = monitor.describe()["zones"]
     assert zones[0]["wraps"] >= 1 and zones[0]["inferred_wraps"] == 0
+
+
+@pytest.mark.slow
+def test_a_run_on_a_rapl_machine(tmp_path, pytester):
+    """auto takes the (fake) RAPL counters; the machine draws 40 + 5 W, so the run's energy
+    is 45 W × its time, the idle draw is measured, and the source shows everywhere."""
+    tree = FakeRapl(tmp_path / "powercap", range_j=200.0, max_power_w=100.0)
+    tree.play(lambda: {"package-0": 40.0, "dram-0": 5.0})
+    try:
+        pytester.makeconftest(CONFTEST)
+        pytester.makefile(".yaml", w=workload([1, 2, 3], epochs=2, extra=(
+            f"energy: {{idle_s: 1.0, rapl: {{root: '{tmp_path / 'powercap'}'}}}}\n")))
+        pytester.makepyfile(SCENARIO)
+        result = pytester.runpytest_subprocess("--basht-workload", "w.yaml")
+    finally:
+        tree.stop()
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "energy: rapl (measured); auto: prometheus skipped" in out
+    assert "rapl (auto: 2 RAPL counters" in out
+    run = next(p for p in (pytester.path / "reports").iterdir() if p.name != "latest")
+    report = json.loads((run / "report.json").read_text())
+    sc = report["scenarios"][0]
+    energy, m = sc["energy"], sc["metrics"]
+    assert energy["source"] == "rapl" and energy["measured"] and energy["scope"] == "machine"
+    assert energy["idle_measured"] and energy["idle_power_w"] == pytest.approx(45, rel=0.03)
+    assert m["energy_j"] == pytest.approx(45 * m["jct_ms"] / 1e3, rel=0.03)
+    assert m["wr_pct"] > 0 and not energy["band"]
+    assert all(t["energy_j"] > 0 for t in sc["trials"])
+    assert all(s["energy_j"] > 0 for s in sc["spans"] if s["end_ns"] > s["start_ns"])
+    md = (run / "report.md").read_text()
+    assert "rapl (measured)" in md
+    assert re.search(r"idle draw 4[45]\.\d+ W measured over 1\.\d+ s before deploy", md)
+    assert f"]({sc['plots'][0]})" in md and (run / sc["plots"][0]).exists()
+    assert report["meters"][0]["zones"][0]["wraps"] >= 1

@@ -119,7 +119,7 @@ class _Picker:
             self.take(name, by="auto", strict=False)
 
     def estimate_for_cpu(self, why: str) -> None:
-        if overlaps(self.covered, CPU_LIKE):
+        if self.covered & CPU_LIKE:
             return
         self.parts.append(("estimate", self.meters["estimate"].configure(self.workload,
                                                                          self.context)))
@@ -149,7 +149,7 @@ def select_meter(meters: dict[str, Any], workload: Workload,
                 needed |= meters[name].covers_for(workload)
         if failed:
             picker.fill(needed, failed)
-            if overlaps(needed, CPU_LIKE):
+            if needed & CPU_LIKE:
                 picker.estimate_for_cpu(f"{', '.join(sorted(failed))} unavailable")
             if not picker.parts:
                 picker.estimate_for_cpu("nothing else available")
