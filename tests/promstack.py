@@ -132,12 +132,12 @@ class Pusher:
         push_to_gateway(self.gateway, job=self.job, registry=self.registry, timeout=5)
         self.log.append((time.time(), value))
 
-    def ramp(self, watts: float, hz: float = 40.0) -> None:
-        """Push a counter that grows at ``watts`` J/s from 0, ``hz`` times a second."""
+    def ramp(self, watts: float, hz: float = 40.0, start: float = 0.0) -> None:
+        """Push a counter that grows at ``watts`` J/s from ``start``, ``hz`` times a second."""
         def run() -> None:
             t0 = time.monotonic()
             while not self._stop.is_set():
-                self.push(watts * (time.monotonic() - t0))
+                self.push(start + watts * (time.monotonic() - t0))
                 self._stop.wait(1 / hz)
 
         self._thread = threading.Thread(target=run, daemon=True)

@@ -3,6 +3,8 @@ the estimate for the CPU when no counter is there, usage errors, idle handling."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from rapl_tree import FakeRapl
 from test_nvml import Replay
@@ -14,6 +16,7 @@ from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.factory import check_energy, select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.nvml import NvmlMeter
+from pytest_basht.energy.process import machine_cpu_s
 from pytest_basht.energy.prometheus import PrometheusMeter
 from pytest_basht.energy.rapl import RaplMeter
 from pytest_basht.errors import WorkloadError
@@ -137,3 +140,11 @@ def test_machine_scope_models_every_cpu_from_machine_cpu_time():
     cpus = meter._vcpus()
     assert r.joules["cpu"] == pytest.approx(cpus * 0.74 + min(1.5, cpus) * (3.5 - 0.74))
     assert meter.source == "estimate:ccf-linear/machine" and meter.scope == "machine"
+
+
+def test_machine_cpu_time_counts_every_process_on_the_machine():
+    before = machine_cpu_s()
+    t = time.process_time()
+    while time.process_time() - t < 0.3:
+        pass
+    assert machine_cpu_s() - before >= 0.25

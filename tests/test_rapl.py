@@ -214,7 +214,12 @@ def test_a_run_on_a_rapl_machine(tmp_path, pytester):
     assert m["energy_j"] == pytest.approx(45 * m["jct_ms"] / 1e3, rel=0.03)
     assert m["wr_pct"] > 0 and not energy["band"]
     assert all(t["energy_j"] > 0 for t in sc["trials"])
-    assert all(s["energy_j"] > 0 for s in sc["spans"] if s["end_ns"] > s["start_ns"])
+    # lifecycle spans take the counters' delta over their window (a span shorter than the
+    # counter's update interval may see none)
+    for s in sc["spans"]:
+        seconds = (s["end_ns"] - s["start_ns"]) / 1e9
+        if seconds > 0.2:
+            assert s["energy_j"] == pytest.approx(45 * seconds, rel=0.1), s["phase"]
     md = (run / "report.md").read_text()
     assert "rapl (measured)" in md
     assert re.search(r"idle draw 4[45]\.\d+ W measured over 1\.\d+ s before deploy", md)
