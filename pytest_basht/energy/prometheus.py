@@ -111,7 +111,7 @@ def domain_of(preset: str, labels: dict[str, str], i: int) -> str:
         kind = "dram" if "dram" in labels.get("__name__", "") else "package"
         return f"{kind}-{labels.get('index', i)}"
     if preset == "kepler":
-        return f"{labels.get('zone', 'zone')}"
+        return labels.get("zone", "zone")
     if preset == "dcgm":
         return f"gpu{labels.get('gpu', i)}"
     if preset == "scaphandre":
