@@ -43,5 +43,9 @@ def pytest_basht_register_pruners() -> dict[str, Any]:
 @pytest.hookimpl
 def pytest_basht_register_meters() -> dict[str, type]:
     from pytest_basht.energy.estimate import EstimateMeter
+    from pytest_basht.energy.nvml import NvmlMeter
+    from pytest_basht.energy.prometheus import PrometheusMeter
+    from pytest_basht.energy.rapl import RaplMeter
 
-    return {"estimate": EstimateMeter}
+    return {"estimate": EstimateMeter, "rapl": RaplMeter, "nvml": NvmlMeter,
+            "prometheus": PrometheusMeter}

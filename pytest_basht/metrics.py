@@ -8,7 +8,9 @@ Definitions (the report repeats them):
 * energy — everything the meter saw in those windows, × PUE. All energy figures are × PUE.
 * TWH — mean energy per trial (every trial, any state). trial power — trial energy over
   trial time.
-* CINT — energy-weighted carbon intensity; CO2 = energy × CINT.
+* CINT — energy-weighted carbon intensity: a fixed value or a region's is that value; a
+  time series (gCO2eq/kWh) is weighted by the energy drawn while each value was in force.
+  CO2 = energy × CINT.
 * OC — wn × JCT × price per worker-hour + energy × price per kWh.
 * waste — a trial is wasted when it is ``failed``, ``pruned`` (the work before the stop),
   a ``duplicate`` (same params as an earlier trial that did not fail) or ``after_target``
@@ -24,6 +26,8 @@ Definitions (the report repeats them):
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -170,6 +174,44 @@ def _trial_energy(t: TrialRecord) -> float:
     return t.energy_j or 0.0
 
 
+def energy_weighted_cint(workload: Workload, trace: EnergyTrace,
+                         pieces: Iterable[tuple[float, int]]) -> float:
+    """CINT: the carbon intensity in force at each piece of energy (joules, monotonic ns),
+    weighted by that energy. A fixed value or a region's is that value."""
+    carbon = trace.carbon or {}
+    fixed = float(carbon.get("g_per_kwh", workload.energy.carbon_intensity))
+    series = carbon.get("series")
+    if not series:
+        return fixed
+    offset = carbon.get("wall_offset_ns", 0)
+    times = [row[0] for row in series]
+
+    def at(t_ns: int) -> float:
+        i = bisect.bisect_right(times, (t_ns + offset) / 1e9) - 1
+        return float(series[max(0, i)][1])
+
+    weighted = total = 0.0
+    first: int | None = None
+    for joules, t_ns in pieces:
+        first = t_ns if first is None else first
+        weighted += joules * at(t_ns)
+        total += joules
+    if total > 0:
+        return weighted / total
+    return at(first) if first is not None else fixed
+
+
+def timeline_pieces(ts: Sequence[int], joules: Sequence[float], lo: int, hi: int
+                    ) -> list[tuple[float, int]]:
+    """(joules, midpoint ns) of each stretch between timeline points, clipped to [lo, hi]."""
+    out = []
+    edges = [lo, *(t for t in ts if lo < t < hi), hi]
+    for a, b in itertools.pairwise(edges):
+        if b > a:
+            out.append((delta(ts, joules, a, b), (a + b) // 2))
+    return out
+
+
 # ----------------------------------------------------------------------------- Table 2
 
 
@@ -202,7 +244,10 @@ def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRec
     trial_s = sum(t.duration_s for t in trials)
     twh_kwh = (sum(trial_j) / n / J_PER_KWH) if n else 0.0
     trial_power_w = sum(trial_j) / trial_s if trial_s > 0 else 0.0
-    cint = workload.energy.carbon_intensity
+    edges = [((s.energy_j or 0.0), (s.start_ns + s.end_ns) // 2)
+             for s in (deploy, undeploy) if s is not None]
+    cint = energy_weighted_cint(workload, trace,
+                                [*edges, *timeline_pieces(ts, joules, main_start, main_end)])
     wn = workload.workers.count
     worker_hours = wn * jct_h
     oc_usd = worker_hours * prices.usd_per_worker_hour + energy_kwh * prices.usd_per_kwh

@@ -7,6 +7,7 @@ Values are validated here, so a malformed one is a usage error naming the option
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Any
 
 import pytest
 
+from pytest_basht.energy import carbon
+from pytest_basht.energy.base import MeterContext
+from pytest_basht.energy.urls import problem, redact, split_credentials
 from pytest_basht.errors import OptionError
 
 
@@ -47,6 +51,44 @@ def _seed(option: str, raw: str) -> int:
     return value
 
 
+def _carbon(option: str, raw: str) -> float | str | Path:
+    """A number (gCO2eq/kWh), a region of the shipped table, or a CSV series (a path)."""
+    expected = ("a number ≥ 0 (gCO2eq/kWh), a region (" + ", ".join(carbon.REGIONS)
+                + ") or a .csv file of timestamp,gCO2eq/kWh")
+    text = raw.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        if text.lower().endswith(".csv"):
+            return Path(text)
+        if carbon.region(text) is not None:
+            return text.lower()
+        raise OptionError(option, expected, raw) from None
+    if not math.isfinite(value) or value < 0:
+        raise OptionError(option, expected, raw)
+    return value
+
+
+def _url(option: str, raw: str) -> str:
+    value = _text(option, raw)
+    why = problem(value)
+    if why is not None:
+        raise OptionError(option, why, redact(value))
+    return value
+
+
+def _listen(option: str, raw: str) -> tuple[str, int]:
+    """``PORT`` (on 127.0.0.1) or ``HOST:PORT``."""
+    host, _, port = raw.strip().rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        raise OptionError(option, "a port (0-65535) or HOST:PORT", raw) from None
+    if not 0 <= number <= 65535:
+        raise OptionError(option, "a port (0-65535) or HOST:PORT", raw)
+    return (host.strip("[]") or "127.0.0.1", number)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     name: str
@@ -71,13 +113,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "reports"),
     OptionSpec("basht_meter", "NAME", "energy meter: auto, estimate, or a registered name "
                "(default: the workload's, else auto)", _text),
-    OptionSpec("basht_carbon_intensity", "G_PER_KWH", "carbon intensity in gCO2eq/kWh "
-               "(default: the workload's, else 475, the world average)",
-               _number(lambda v: v >= 0, "a number ≥ 0 (gCO2eq/kWh)")),
+    OptionSpec("basht_carbon_intensity", "G_PER_KWH", "carbon intensity: gCO2eq/kWh, a "
+               "region name (france, germany, ...) or a CSV of timestamp,gCO2eq/kWh "
+               "(default: the workload's, else 475, the world average)", _carbon),
     OptionSpec("basht_pue", "X", "power usage effectiveness applied to every energy figure "
                "(default: the workload's, else 1.0)", _number(lambda v: v >= 1, "a PUE ≥ 1.0")),
     OptionSpec("basht_seed", "N", "seed for samplers, splits and models (default: the "
                "workload's, else 42)", _seed),
+    OptionSpec("basht_prometheus_url", "URL", "Prometheus server the prometheus meter "
+               "queries (credentials as user:password@ are used, never logged)", _url),
+    OptionSpec("basht_prometheus_port", "[HOST:]PORT", "serve the run's live metrics for "
+               "Prometheus on this port (127.0.0.1 unless HOST is given)", _listen),
+    OptionSpec("basht_pushgateway", "URL", "push the run's metrics to this Prometheus "
+               "Pushgateway at the end", _url),
 )
 
 
@@ -96,9 +144,12 @@ class BashtOptions:
     workload: Path | None
     report_dir: Path
     meter: str | None
-    carbon_intensity: float | None
+    carbon_intensity: float | str | Path | None
     pue: float | None
     seed: int | None
+    prometheus_url: str | None = None
+    prometheus_port: tuple[str, int] | None = None
+    pushgateway: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:
@@ -113,7 +164,7 @@ class BashtOptions:
                 values[spec.dest] = None
                 continue
             value = spec.parse(option, str(raw))
-            if spec.metavar in ("PATH", "DIR"):
+            if spec.metavar in ("PATH", "DIR") or isinstance(value, Path):
                 value = Path(value) if Path(value).is_absolute() else base / value
             values[spec.dest] = value
         return cls(**{dest.removeprefix("basht_"): value for dest, value in values.items()})
@@ -123,8 +174,16 @@ class BashtOptions:
         out: dict[str, Any] = {}
         if self.meter is not None:
             out["energy.meter"] = self.meter
-        if self.carbon_intensity is not None:
+        if isinstance(self.carbon_intensity, float):
             out["energy.carbon_intensity"] = self.carbon_intensity
+            out["energy.carbon_region"] = out["energy.carbon_series"] = None
+        elif isinstance(self.carbon_intensity, Path):
+            out["energy.carbon_series"] = str(self.carbon_intensity)
+        elif isinstance(self.carbon_intensity, str):
+            out["energy.carbon_region"] = self.carbon_intensity
+            out["energy.carbon_series"] = None
+        if self.prometheus_url is not None:
+            out["energy.prometheus.url"] = split_credentials(self.prometheus_url)[0]
         if self.pue is not None:
             out["energy.pue"] = self.pue
         if self.seed is not None:
@@ -132,4 +191,16 @@ class BashtOptions:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        secret = {"prometheus_url", "pushgateway"}
+        return {k: (str(v) if isinstance(v, Path) else redact(v) if k in secret else v)
+                for k, v in self.__dict__.items()}
+
+    def meter_context(self) -> MeterContext:
+        """Credentials for the prometheus meter: from the option's URL, else the environment
+        (BASHT_PROMETHEUS_USER / _PASSWORD, or BASHT_PROMETHEUS_TOKEN for a bearer token)."""
+        auth = split_credentials(self.prometheus_url)[1] if self.prometheus_url else None
+        env = os.environ
+        if auth is None and env.get("BASHT_PROMETHEUS_USER"):
+            auth = (env["BASHT_PROMETHEUS_USER"], env.get("BASHT_PROMETHEUS_PASSWORD", ""))
+        return MeterContext(prometheus_auth=auth,
+                            prometheus_token=env.get("BASHT_PROMETHEUS_TOKEN") or None)

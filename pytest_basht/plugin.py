@@ -48,6 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
                            progress_factory=lambda monitor: _ProgressLine(config, monitor))
     session.validate_base()
     config.stash[SESSION] = session
+    worker = getattr(config, "workerinput", {}).get("workerid")  # xdist: gw0 serves PORT+1
+    session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)
 
 
 def _session(config: pytest.Config) -> BashtSession:
@@ -110,6 +112,7 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
     spec = ScenarioSpec.from_item(request.node)
     nodeid = request.node.nodeid
     engine = session.engine(basht_workload)
+    session.begin_scenario(nodeid)
     return TrialRunner(basht_workload, engine.deployments,
                        on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant))
 
@@ -140,6 +143,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.interrupted()
     state.close()
+    state.finish_live()
     records = state.records()
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
         config.workeroutput[XDIST_KEY] = json.dumps(records)  # type: ignore[attr-defined]
@@ -181,6 +185,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for meter in report["meters"]:
         label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
         tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
+        for warning in meter.get("warnings", []):
+            tr.write_line(f"energy warning: {warning}", yellow=True)
     tr.write_line(f"report: {written}/report.json, {written}/report.md")
 
 

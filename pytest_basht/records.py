@@ -98,7 +98,11 @@ class EnergyTrace:
 
     ``timeline`` holds cumulative series sampled by the background sampler:
     ``t_ns``, ``joules`` (all domains) and ``cpu_s`` (CPU seconds of the run's processes);
-    attribution of spans is recomputed from it.
+    attribution of spans is recomputed from it. ``machine_cpu_s`` (every process's CPU
+    time) shares out a machine-level meter's energy (``scope``: ``machine``);
+    ``joules_low``/``joules_high`` carry an estimate's band. ``band`` holds the band as
+    factors of the scenario's energy, ``carbon`` the carbon intensity (a value, or the part
+    of a time series in force during the run) that CINT is computed from.
     """
 
     source: str
@@ -109,6 +113,9 @@ class EnergyTrace:
     idle_measured: bool = False
     meter: dict[str, Any] = field(default_factory=dict)
     timeline: dict[str, list[float]] = field(default_factory=dict)
+    scope: str = "process"
+    band: dict[str, Any] = field(default_factory=dict)
+    carbon: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

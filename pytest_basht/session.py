@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,9 +19,10 @@ from typing import Any
 
 from pytest_basht import machine
 from pytest_basht import workload as wl
-from pytest_basht.energy.factory import select_meter
+from pytest_basht.energy.export import LiveExporter
+from pytest_basht.energy.factory import check_energy, select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.errors import WorkloadError
+from pytest_basht.errors import OptionError, WorkloadError
 from pytest_basht.options import BashtOptions
 from pytest_basht.registry import Registry
 from pytest_basht.report import json as report_json
@@ -30,6 +32,10 @@ from pytest_basht.scenarios import ScenarioSpec
 from pytest_basht.sut.base import Progress, ProgressCallback
 
 DEFAULTS_SOURCE = "<defaults: the Basht baseline>"
+
+
+class BashtMeterWarning(UserWarning):
+    """A meter that was asked for (or found) could not be used; another one measures."""
 
 
 def new_run_id() -> str:
@@ -66,6 +72,7 @@ class BashtSession:
     status: str = "complete"
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    live: LiveExporter | None = None
     _registry: Registry | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
     _documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
@@ -109,6 +116,7 @@ class BashtSession:
         try:
             workload = wl.from_mapping(doc, source)
             self.registry.check(workload)
+            check_energy(workload, self.registry.meters)
         except WorkloadError as exc:
             if not variant and not spec.overrides:
                 raise
@@ -121,18 +129,38 @@ class BashtSession:
 
     def engine(self, workload: wl.Workload) -> Engine:
         e = workload.energy
-        key = repr((e.meter, e.sample_hz, e.estimate))
+        key = repr((e.meter, e.sample_hz, e.estimate, e.rapl, e.prometheus, e.idle_s))
         with self._lock:
             if key not in self._engines:
-                selection = select_meter(self.registry.meters, workload)
+                selection = select_meter(self.registry.meters, workload,
+                                         self.options.meter_context())
                 monitor = EnergyMonitor(selection.meter, hz=e.sample_hz,
                                         selection=selection.reason)
+                for text in selection.warnings:
+                    warnings.warn(BashtMeterWarning(text), stacklevel=2)
+                    monitor.warnings.append(text)
+                    self.notes.append(text)
                 monitor.start()
-                progress = self.progress_factory(monitor) if self.progress_factory else None
+                progress = self._progress(monitor)
                 self._engines[key] = Engine(monitor, Deployments(monitor, self.registry,
                                                                  progress=progress),
                                             selection.reason)
             return self._engines[key]
+
+    def _progress(self, monitor: EnergyMonitor) -> ProgressCallback | None:
+        """The live line and the live metrics, fed by the same progress callbacks."""
+        line = self.progress_factory(monitor) if self.progress_factory else None
+        live = self.live
+        if live is None:
+            return line
+        live.watch(monitor)
+
+        def both(progress: Progress) -> None:
+            live.progress(progress)
+            if line is not None:
+                line(progress)
+
+        return both
 
     def default_monitor(self) -> EnergyMonitor:
         """The monitor of the session's base workload (the ``energy_meter`` fixture)."""
@@ -156,6 +184,46 @@ class BashtSession:
                    variables: dict[str, Any]) -> None:
         experiment = spec.experiment or result.workload.experiment
         self.scenarios[test_id] = Scenario(test_id, experiment, variables, result=result)
+        if self.live is not None:
+            self.live.scenario_done(test_id, result.energy.source, result.spans, result.trials)
+
+    # -------------------------------------------------------------- live metrics
+
+    def start_live(self, instance: str = "main", port_offset: int = 0) -> str | None:
+        """Serve live metrics (--basht-prometheus-port) and/or prepare the push at the end
+        (--basht-pushgateway); returns where they are served."""
+        listen, gateway = self.options.prometheus_port, self.options.pushgateway
+        if listen is None and gateway is None:
+            return None
+        self.live = LiveExporter(self.run_id, instance=instance)
+        if listen is None:
+            return None
+        host, port = listen[0], listen[1] + port_offset if listen[1] else 0
+        try:
+            host, port = self.live.serve(host, port)
+        except OSError as exc:
+            raise OptionError("--basht-prometheus-port", f"a port free to listen on "
+                              f"({host}:{port}: {exc.strerror})", f"{listen[0]}:{listen[1]}"
+                              ) from None
+        where = f"http://{host}:{port}/metrics"
+        self.notes.append(f"live metrics served at {where}")
+        return where
+
+    def begin_scenario(self, test_id: str) -> None:
+        if self.live is not None:
+            self.live.begin(test_id)
+
+    def finish_live(self) -> None:
+        """Push to the Pushgateway (a failure is a note, not an error) and stop serving."""
+        live, self.live = self.live, None
+        if live is None:
+            return
+        if self.options.pushgateway is not None:
+            problem = live.push(self.options.pushgateway)
+            if problem is not None:
+                warnings.warn(BashtMeterWarning(problem), stacklevel=2)
+                self.notes.append(problem)
+        live.close()
 
     def add_record(self, record: dict[str, Any]) -> None:
         self.scenarios[record["test_id"]] = Scenario(
@@ -217,6 +285,14 @@ class BashtSession:
     def write_report(self, report: dict[str, Any]) -> Path:
         """Write report.json and report.md atomically; point ``latest`` at the run."""
         run_dir = self.options.report_dir / self.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            from pytest_basht.report import plots
+
+            plots.write(report, run_dir)
+        except Exception as exc:  # a plot must never cost the report
+            report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
+                                                  f"{exc}")
         report_json.write_atomic(run_dir / "report.json", report_json.dumps(report))
         report_json.write_atomic(run_dir / "report.md", markdown.render(report))
         latest = self.options.report_dir / "latest"

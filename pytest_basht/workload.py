@@ -222,12 +222,62 @@ class EstimateSpec:
                                                         check="non_negative"))
     memory_w_per_gb: float = field(default=0.392, metadata=_doc("W per GB of memory (CCF)",
                                                                 check="non_negative"))
+    scope: Literal["process", "machine"] = field(
+        default="process",
+        metadata=_doc("process: model the run's processes on the vCPUs and memory the "
+                      "deployment holds; machine: model every vCPU and all memory of the "
+                      "machine from its total CPU time"))
+    low_cpu_min_w: float = field(default=0.45, metadata=_doc(
+        "W per idle vCPU at the low end of the band (CCF: AMD EPYC Milan)",
+        check="non_negative"))
+    low_cpu_max_w: float = field(default=1.87, metadata=_doc(
+        "W per busy vCPU at the low end of the band (CCF: AMD EPYC Milan)",
+        check="non_negative"))
+    high_cpu_min_w: float = field(default=1.90, metadata=_doc(
+        "W per idle vCPU at the high end of the band (CCF: Intel Haswell)",
+        check="non_negative"))
+    high_cpu_max_w: float = field(default=5.99, metadata=_doc(
+        "W per busy vCPU at the high end of the band (CCF: Intel Haswell)",
+        check="non_negative"))
+
+
+@dataclass(frozen=True)
+class RaplSpec:
+    root: str = field(default="/sys/class/powercap",
+                      metadata=_doc("powercap sysfs root holding the intel-rapl:* / amd-rapl:* "
+                                    "zones"))
+
+
+@dataclass(frozen=True)
+class PrometheusSpec:
+    url: str | None = field(default=None, metadata=_doc(
+        "Prometheus server (no credentials here: use --basht-prometheus-url or "
+        "BASHT_PROMETHEUS_USER/_PASSWORD/_TOKEN)"))
+    preset: Literal["node_exporter", "kepler", "scaphandre", "dcgm", "custom"] = field(
+        default="node_exporter", metadata=_doc("which exporter's energy counter to query"))
+    query: str | None = field(default=None, metadata=_doc(
+        "custom preset: a PromQL series selector of an energy counter"))
+    scale: float = field(default=1.0, metadata=_doc(
+        "custom preset: joules per unit of the counter (1e-6 for microjoules)",
+        check="positive"))
+    zone: str = field(default="package", metadata=_doc(
+        "kepler preset: the one zone to read (never summed across zones)"))
+    selector: str | None = field(default=None, metadata=_doc(
+        "extra label matchers for every query, e.g. instance=\"node1:9100\""))
+    cpu_query: str | None = field(default=None, metadata=_doc(
+        "PromQL selector of the measured machine's busy CPU seconds (null: the preset's, "
+        "node_cpu_seconds_total without idle, iowait and steal)"))
+    settle_s: float = field(default=30.0, metadata=_doc(
+        "how long to wait for the server to scrape past a window's end", check="positive"))
 
 
 @dataclass(frozen=True)
 class EnergySpec:
-    meter: str = field(default="auto", metadata=_doc("meter name, or auto"))
-    sample_hz: float = field(default=10.0, metadata=_doc("sampler rate", check="positive"))
+    meter: str = field(default="auto", metadata=_doc(
+        "auto, a registered meter (estimate, rapl, nvml, prometheus), or a comma list "
+        "combining meters that cover different devices (rapl,nvml)"))
+    sample_hz: float = field(default=10.0, metadata=_doc("sampler rate in Hz (a meter may "
+                                                         "raise it)", check="positive"))
     carbon_intensity: float = field(default=475.0,
                                     metadata=_doc("gCO2eq/kWh (world average)",
                                                   check="non_negative"))
@@ -238,6 +288,18 @@ class EnergySpec:
                                                     check="positive"))
     estimate: EstimateSpec = field(default_factory=EstimateSpec,
                                    metadata=_doc("coefficients of the estimate meter"))
+    idle_s: float = field(default=3.0, metadata=_doc(
+        "seconds of idle draw measured before the first deploy (real meters; 0: none)",
+        check="non_negative"))
+    carbon_region: str | None = field(default=None, metadata=_doc(
+        "carbon intensity from the shipped table by region name (docs/energy.md); wins "
+        "over carbon_intensity"))
+    carbon_series: str | None = field(default=None, metadata=_doc(
+        "CSV of timestamp,gCO2eq/kWh giving an energy-weighted CINT (relative to the "
+        "workload file); wins over carbon_region"))
+    rapl: RaplSpec = field(default_factory=RaplSpec, metadata=_doc("the rapl meter"))
+    prometheus: PrometheusSpec = field(default_factory=PrometheusSpec,
+                                       metadata=_doc("the prometheus meter"))
 
 
 @dataclass(frozen=True)
@@ -549,6 +611,14 @@ def _check_whole(w: Workload, parser: _Parser) -> None:
     if est.cpu_max_w < est.cpu_min_w:
         raise parser.fail("energy.estimate.cpu_max_w", f"a value ≥ cpu_min_w ({est.cpu_min_w})",
                           est.cpu_max_w)
+    for lo, hi in (("low_cpu_min_w", "low_cpu_max_w"), ("high_cpu_min_w", "high_cpu_max_w")):
+        if getattr(est, hi) < getattr(est, lo):
+            raise parser.fail(f"energy.estimate.{hi}", f"a value ≥ {lo} ({getattr(est, lo)})",
+                              getattr(est, hi))
+    prom = w.energy.prometheus
+    if prom.preset == "custom" and prom.query is None:
+        raise parser.fail("energy.prometheus.query",
+                          "a PromQL selector of an energy counter (the preset is custom)")
 
 
 def from_mapping(data: Any, source: str = "") -> Workload:

@@ -43,7 +43,44 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
 
 def energy_label(energy: dict[str, Any]) -> str:
     kind = "measured" if energy.get("measured") else "estimate, not a measurement"
+    band = energy.get("band") or {}
+    if "low" in band and "high" in band:
+        kind += f"; band ×{band['low']:.2f}–×{band['high']:.2f}"
     return f"{energy.get('source')} ({kind})"
+
+
+def has_band(energy: dict[str, Any]) -> bool:
+    band = energy.get("band") or {}
+    return "low" in band and "high" in band
+
+
+def band_text(energy: dict[str, Any], value: Any) -> str:
+    """An estimate's low–high band around ``value`` (empty for a measurement)."""
+    band = energy.get("band") or {}
+    if not has_band(energy) or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return ""
+    return f"{fmt(value * band['low'])}–{fmt(value * band['high'])}"
+
+
+def carbon_text(energy: dict[str, Any], metrics: dict[str, Any]) -> str:
+    carbon = energy.get("carbon") or {}
+    source = carbon.get("source", "fixed")
+    text = f"CINT {fmt(metrics['cint_g_per_kwh'])} gCO2eq/kWh ({source}"
+    if carbon.get("reference"):
+        text += f", {carbon['reference']}"
+    if carbon.get("series"):
+        text += f", energy-weighted over {len(carbon['series'])} value(s) in force"
+    return text + ")"
+
+
+def idle_text(energy: dict[str, Any]) -> str:
+    idle = (energy.get("meter") or {}).get("idle") or {}
+    if energy.get("idle_measured") and idle:
+        return (f"idle draw {fmt(energy['idle_power_w'])} W measured over "
+                f"{fmt(idle.get('seconds'))} s before deploy"
+                + (f" ({idle['note']})" if idle.get("note") else ""))
+    how = "measured" if energy.get("idle_measured") else "modelled"
+    return f"idle draw {fmt(energy['idle_power_w'])} W {how}"
 
 
 def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -55,9 +92,11 @@ def summary_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         name = sc["test_id"].split("::")[-1]
         if (sc.get("sut") or {}).get("simulated"):
             name += " (simulated)"
+        band = band_text(sc["energy"], m["energy_j"])
         rows.append([
             name, sc["outcome"], fmt(m["jct_ms"] / 1e3),
-            fmt(m["energy_j"]), fmt(m["co2_g"]), fmt(m["oc_usd"]), fmt(m["wte_kwh"]),
+            fmt(m["energy_j"]) + (f" [{band}]" if band else ""), fmt(m["co2_g"]),
+            fmt(m["oc_usd"]), fmt(m["wte_kwh"]),
             fmt(m["wr_pct"], 3), fmt(sc["best_value"]), fmt(sc["test_score"]),
             f"{m['complete']}/{m['pruned']}/{m['failed']}/{m['duplicate']}",
         ])
@@ -73,7 +112,9 @@ def phase_rows(scenario: dict[str, Any]) -> list[list[str]]:
         a[1] += (s["end_ns"] - s["start_ns"]) / 1e9
         a[2] += s.get("cpu_s") or 0.0
         a[3] += s.get("energy_j") or 0.0
-    return [[p, str(int(agg[p][0])), fmt(agg[p][1]), fmt(agg[p][2]), fmt(agg[p][3])]
+    banded = has_band(scenario["energy"])
+    return [[p, str(int(agg[p][0])), fmt(agg[p][1]), fmt(agg[p][2]), fmt(agg[p][3]),
+             *([band_text(scenario["energy"], agg[p][3])] if banded else [])]
             for p in PHASES if p in agg]
 
 
@@ -105,15 +146,25 @@ def render_scenario(sc: dict[str, Any]) -> str:
             _table([[f"`{r[0]}`" if r[0] else "", r[1], fmt(r[2])] for r in sc["table1"]],
                    ["symbol", "variable", "value"]), ""]
     rows = []
+    energy = sc["energy"]
     for key in metrics_mod.TABLE2_KEYS:
-        note = "estimate" if key in ENERGY_KEYS and not sc["energy"]["measured"] else ""
+        note = "estimate" if key in ENERGY_KEYS and not energy["measured"] else ""
+        # ratios and the Zeus cost (partly P_max·T) do not scale with the band
+        band = band_text(energy, m[key]) if key in ENERGY_KEYS - {"wr_pct", "zeus_cost"} else ""
+        if band:
+            note += f", band {band}"
         rows.append([LABELS[key], f"`{key}`", fmt(m[key]), metrics_mod.UNITS[key], note])
-    out += [f"**Table 2 — metrics** (energy: {energy_label(sc['energy'])}; idle draw "
-            f"{fmt(sc['energy']['idle_power_w'])} W "
-            f"{'measured' if sc['energy'].get('idle_measured') else 'modelled'})", "",
+    out += [f"**Table 2 — metrics** (energy: {energy_label(energy)}; {idle_text(energy)}; "
+            f"{carbon_text(energy, m)})", "",
             _table(rows, ["metric", "key", "value", "unit", ""]), ""]
-    out += ["**Phases**", "", _table(phase_rows(sc), ["phase", "spans", "time s", "CPU s",
-                                                      "energy J"]), ""]
+    for plot in sc.get("plots", []):
+        out += [f"![power timeline and trials per worker of {sc['test_id']}]({plot})", ""]
+    phase_headers = ["phase", "spans", "time s", "CPU s", "energy J"]
+    if has_band(energy):
+        phase_headers.append("band J")
+    out += [f"**Phases** (energy: {energy_label(energy)}; lifecycle phases: the meter over "
+            "their window; trial phases: attributed by CPU time plus the slot's idle share)",
+            "", _table(phase_rows(sc), phase_headers), ""]
     waste_rows = [[cat, fmt(w["trials"]), fmt(w["time_ms"] / 1e3), fmt(w["energy_kwh"]),
                    fmt(w["cost_usd"])] for cat, w in m["waste"].items()]
     out += ["**Waste** (categories overlap; `total` counts each wasted trial once)", "",
@@ -125,10 +176,14 @@ def render_scenario(sc: dict[str, Any]) -> str:
             json.dumps(t["params"], separators=(",", ":")), t["state"], fmt(t["value"]),
             fmt((t["end_ns"] - t["start_ns"]) / 1e9), fmt(t["energy_j"]),
             (t.get("error") or "")[:120]])
+        if has_band(energy):
+            trial_rows[-1].insert(-1, band_text(energy, t["energy_j"]))
+    trial_headers = ["#", "worker", "params", "state", "value", "time s", "energy J", "error"]
+    if has_band(energy):
+        trial_headers.insert(-1, "band J")
     out += [f"**Trials** (best: #{sc['best_trial']} = {fmt(sc['best_value'])}, test split: "
-            f"{fmt(sc['test_score'])})", "",
-            _table(trial_rows, ["#", "worker", "params", "state", "value", "time s",
-                                "energy J", "error"]), ""]
+            f"{fmt(sc['test_score'])}; energy: {energy_label(energy)})", "",
+            _table(trial_rows, trial_headers), ""]
     hydro = (sc.get("sut") or {}).get("hydro")
     if hydro:
         out += hydro_section(sc, hydro)
@@ -195,6 +250,7 @@ def render(report: dict[str, Any]) -> str:
                      + ("measured" if meter.get("measured") else
                         "**an estimate, not a measurement**")
                      + (f"; {meter['selection']}" if meter.get("selection") else ""))
+        lines += [f"- meter warning: {w}" for w in meter.get("warnings", [])]
     d = report["defaults"]
     lines.append(f"- defaults: carbon intensity {d['carbon_intensity_g_per_kwh']} gCO2eq/kWh "
                  f"({d['carbon_intensity_note']}), PUE {d['pue']}")
