@@ -17,17 +17,21 @@ from tabulate import tabulate
 from pytest_basht import builtins, hookspecs
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.options import BashtOptions, add_options
-from pytest_basht.report import markdown
+from pytest_basht.report import compare, markdown
+from pytest_basht.report import json as report_json
 from pytest_basht.runner import Deployment, TrialRunner
 from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, variant_of
-from pytest_basht.session import BashtSession, progress_line
+from pytest_basht.session import BashtSession, progress_line, repeat_id
 from pytest_basht.sut.base import Progress
 from pytest_basht.workload import Workload
 
 SESSION = pytest.StashKey[BashtSession]()
 WRITTEN = pytest.StashKey[str]()
 REPORT = pytest.StashKey[dict[str, Any]]()
+FINISH = pytest.StashKey[list[tuple[str, bool]]]()  # (terminal line, red?) after the table
 XDIST_KEY = "basht_records"
+RECORD_ATTR = "basht_record"  # on a worker's teardown report: the scenario's record (JSON)
+STARTED_ATTR = "basht_scenario"  # on a worker's setup report: the worker id
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -44,9 +48,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "file, experiment name and dotted-path overrides of a pytest-basht scenario")
     config.pluginmanager.register(builtins, "basht-builtins")
     options = BashtOptions.from_config(config)
+    worker = getattr(config, "workerinput", {}).get("workerid")
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
-                           progress_factory=lambda monitor: _ProgressLine(config, monitor))
+                           progress_factory=lambda monitor: _ProgressLine(config, monitor),
+                           worker=worker)
     session.validate_base()
+    if worker is None:  # the controller (or a plain run): the gate and the merge live here
+        session.prepare_gate()
+        config.pluginmanager.register(_Controller(session), "basht-controller")
     config.stash[SESSION] = session
 
 
@@ -57,6 +66,15 @@ def _session(config: pytest.Config) -> BashtSession:
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     merge_stacked(metafunc)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_generate_tests")
+def pytest_generate_repeats(metafunc: pytest.Metafunc) -> None:
+    """--basht-repeat N: each scenario N times, the repeat last in its id (``-repeat=2``)."""
+    count = _session(metafunc.config).options.repeat or 1
+    if count > 1 and "basht_repeat" in metafunc.fixturenames:
+        metafunc.parametrize("basht_repeat", range(1, count + 1), indirect=True,
+                             ids=[repeat_id(i) for i in range(1, count + 1)])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -103,15 +121,23 @@ def deployed_sut(request: pytest.FixtureRequest, basht_workload: Workload,
 
 
 @pytest.fixture
+def basht_repeat(request: pytest.FixtureRequest) -> int:
+    """Which run of this scenario this is (1-based; ``--basht-repeat N`` runs N)."""
+    return int(getattr(request, "param", 1))
+
+
+@pytest.fixture
 def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
-                 basht_variant: dict[str, Any], deployed_sut: Deployment) -> TrialRunner:
+                 basht_variant: dict[str, Any], deployed_sut: Deployment,
+                 basht_repeat: int) -> TrialRunner:
     """``trial_runner.run()``: setup → trials → result collection → test → metric collection."""
     session = _session(request.config)
     spec = ScenarioSpec.from_item(request.node)
     nodeid = request.node.nodeid
     engine = session.engine(basht_workload)
     return TrialRunner(basht_workload, engine.deployments,
-                       on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant))
+                       on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant,
+                                                              repeat=basht_repeat))
 
 
 # ------------------------------------------------------------------------- outcomes
@@ -120,13 +146,28 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Iterator[Any]:
-    report = yield
     session = item.config.stash.get(SESSION, None)
+    record = None
+    if session is not None and call.when == "teardown" and item.nodeid in session.scenarios:
+        # The record as the test ends: JUnit properties, and a worker sends it home now so
+        # that a later crash of the worker loses nothing but the scenario then in flight.
+        worker = session.worker is not None
+        if worker or getattr(item.config.option, "xmlpath", None):
+            record = session.record(item.nodeid)
+        if record is not None:
+            item.user_properties.extend(report_json.junit_properties(record))
+    report = yield
     known = session is not None and item.nodeid in session.scenarios
     if known and (report.when == "call" or report.outcome != "passed"):
         outcome = report.outcome if report.when == "call" else (
             "skipped" if report.skipped else "error")
         session.set_outcome(item.nodeid, outcome)
+    if session is not None and session.worker is not None:
+        if report.when == "setup" and "trial_runner" in getattr(item, "fixturenames", ()):
+            setattr(report, STARTED_ATTR, session.worker)
+        if record is not None:
+            setattr(report, RECORD_ATTR, json.dumps({**record, "outcome": session.scenarios[
+                item.nodeid].outcome}))  # a teardown error has just changed it
     return report
 
 
@@ -144,26 +185,70 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
         config.workeroutput[XDIST_KEY] = json.dumps(records)  # type: ignore[attr-defined]
         return
-    if not records:
+    if not records and not state.lost:
+        state.close_history()
         return
     report = state.build_report(records)
+    comparison = state.gate(report)
+    lines = config.stash.setdefault(FINISH, [])
+    if comparison is not None:
+        lines += [(line, line.startswith(("basht gate: FAIL", "basht gate: ERROR", "REGRESSION")))
+                  for line in compare.gate_lines(comparison)]
+        if comparison["verdict"] in ("fail", "error") and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     try:
         run_dir = state.write_report(report)
     except OSError as exc:
         config.stash[WRITTEN] = f"could not write the report to {state.options.report_dir}: {exc}"
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        state.close_history()
         return
     config.stash[WRITTEN] = str(run_dir)
     config.stash[REPORT] = report
+    saved = state.save_history(report, run_dir)
+    state.close_history()
+    if saved is not None:
+        lines.append((saved[1], not saved[0]))
+        if not saved[0] and state.options.save is not None and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # the name asked for is unsaved
 
 
 def pytest_testnodedown(node: Any, error: Any) -> None:
     """xdist controller: collect a worker's scenario records."""
     raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
+    state = _session(node.config)
     if raw:
-        state = _session(node.config)
         for record in json.loads(raw):
             state.add_record(record)
+    if error is not None:
+        state.worker_down(node.gateway.id, error)
+
+
+class _Controller:
+    """The xdist controller's side: records as scenarios finish, crashes, collection order."""
+
+    def __init__(self, state: BashtSession) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        worker = getattr(report, STARTED_ATTR, None)
+        if worker is not None and report.when == "setup":
+            self.state.scenario_started(report.nodeid, worker)
+        raw = getattr(report, RECORD_ATTR, None)
+        if raw is not None:
+            self.state.scenario_sent(json.loads(raw))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if not self.state.order:
+            self.state.order = list(ids)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport,
+                               sched: Any) -> None:
+        node = getattr(report, "node", None)
+        worker = getattr(getattr(node, "gateway", None), "id", "?")
+        self.state.worker_crashed(crashitem, worker, str(report.longrepr))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -175,13 +260,29 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     report = config.stash.get(REPORT, None)
     if report is None:
         tr.write_line(written, red=True)
+        for line, red in config.stash.get(FINISH, []):
+            tr.write_line(line, red=red, bold=red)
         return
     headers, rows = markdown.summary_rows(report)
     tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
     for meter in report["meters"]:
         label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
         tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
+    peak = report.get("concurrency", {}).get("max_parallel", 1)
+    if peak > 1:
+        tr.write_line(f"concurrency: up to {peak} scenarios shared the machine "
+                      f"({report['concurrency']['processes']} processes); energy per process")
+    for lost in report.get("lost", []):
+        tr.write_line(f"LOST: {lost['test_id']} (xdist worker {lost['worker']} crashed: "
+                      f"{lost['reason']})", red=True)
     tr.write_line(f"report: {written}/report.json, {written}/report.md")
+    comparison = report.get("comparison")
+    if comparison and comparison.get("rows"):
+        headers, rows = compare.table(comparison)
+        tr.write_line(f"comparison with {comparison['baseline']['label']}:")
+        tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
+    for line, red in config.stash.get(FINISH, []):
+        tr.write_line(line, red=red, bold=red)
 
 
 # ------------------------------------------------------------------------- progress
