@@ -188,29 +188,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not records and not state.lost:
         state.close_history()
         return
-    report = state.build_report(records)
-    comparison = state.gate(report)
-    lines = config.stash.setdefault(FINISH, [])
-    if comparison is not None:
-        lines += [(line, line.startswith(("basht gate: FAIL", "basht gate: ERROR", "REGRESSION")))
-                  for line in compare.gate_lines(comparison)]
-        if comparison["verdict"] in ("fail", "error") and session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    try:
-        run_dir = state.write_report(report)
-    except OSError as exc:
-        config.stash[WRITTEN] = f"could not write the report to {state.options.report_dir}: {exc}"
+    done = state.finish(records)
+    config.stash[WRITTEN] = done.error or str(done.run_dir)
+    config.stash[FINISH] = done.lines
+    if done.report is not None:
+        config.stash[REPORT] = done.report
+    if done.error is not None:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-        state.close_history()
-        return
-    config.stash[WRITTEN] = str(run_dir)
-    config.stash[REPORT] = report
-    saved = state.save_history(report, run_dir)
-    state.close_history()
-    if saved is not None:
-        lines.append((saved[1], not saved[0]))
-        if not saved[0] and state.options.save is not None and session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # the name asked for is unsaved
+    elif done.failed and session.exitstatus == 0:
+        session.exitstatus = done.failed
 
 
 def pytest_testnodedown(node: Any, error: Any) -> None:
@@ -234,9 +220,9 @@ class _Controller:
         worker = getattr(report, STARTED_ATTR, None)
         if worker is not None and report.when == "setup":
             self.state.scenario_started(report.nodeid, worker)
-        raw = getattr(report, RECORD_ATTR, None)
-        if raw is not None:
-            self.state.scenario_sent(json.loads(raw))
+        if report.when == "teardown":
+            raw = getattr(report, RECORD_ATTR, None)
+            self.state.scenario_ended(report.nodeid, json.loads(raw) if raw else None)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -271,7 +257,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     peak = report.get("concurrency", {}).get("max_parallel", 1)
     if peak > 1:
         tr.write_line(f"concurrency: up to {peak} scenarios shared the machine "
-                      f"({report['concurrency']['processes']} processes); energy per process")
+                      f"({report['concurrency']['processes']} processes); energy "
+                      f"{report['concurrency']['energy_scope']}")
     for lost in report.get("lost", []):
         tr.write_line(f"LOST: {lost['test_id']} (xdist worker {lost['worker']} crashed: "
                       f"{lost['reason']})", red=True)

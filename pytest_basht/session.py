@@ -60,6 +60,22 @@ class Engine:
     reason: str
 
 
+EXIT_TESTS_FAILED = 1  # pytest.ExitCode.TESTS_FAILED: the gate failed
+EXIT_INTERNAL_ERROR = 3  # pytest.ExitCode.INTERNAL_ERROR: a record could not be kept
+ALARMING = ("basht gate: FAIL", "basht gate: ERROR", "REGRESSION")
+
+
+@dataclass
+class Finish:
+    """What the end of a run produced, for the terminal and the exit status."""
+
+    report: dict[str, Any] | None = None
+    run_dir: Path | None = None
+    error: str | None = None  # the report could not be written
+    lines: list[tuple[str, bool]] = field(default_factory=list)  # (line, alarming?)
+    failed: int = 0  # the exit status the run deserves beyond its tests' (0: none)
+
+
 @dataclass
 class BashtSession:
     options: BashtOptions
@@ -223,10 +239,12 @@ class BashtSession:
     def scenario_started(self, test_id: str, worker: str) -> None:
         self.in_flight[test_id] = worker
 
-    def scenario_sent(self, record: dict[str, Any]) -> None:
-        """A worker's record of a finished scenario (provisional until its final one)."""
-        self.add_record(record)
-        self.in_flight.pop(record["test_id"], None)
+    def scenario_ended(self, test_id: str, record: dict[str, Any] | None) -> None:
+        """A worker's test ended, with the scenario's record (provisional until the final
+        one comes with the worker's end) or without one (it failed before running)."""
+        if record is not None:
+            self.add_record(record)
+        self.in_flight.pop(test_id, None)
 
     def worker_crashed(self, test_id: str, worker: str, reason: str) -> None:
         """An xdist worker died running ``test_id``: that test's record is lost, no other."""
@@ -277,8 +295,7 @@ class BashtSession:
         report["concurrency"] = {
             "max_parallel": peak,
             "processes": len({(r.get("placement") or {}).get("pid") for r in records}),
-            "energy_scope": "each pytest process (xdist worker) meters its own process tree; "
-                            "its scenarios' energy is attributed by CPU-time share",
+            "energy_scope": energy_scope(records),
         }
         report["lost"] = list(self.lost)
         if self.hook is not None:
@@ -363,6 +380,32 @@ class BashtSession:
         named = f" as '{entry.name}'" if entry.name else ""
         return True, f"history: saved run {entry.run_id}{named} in {store.shown}"
 
+    def finish(self, records: list[dict[str, Any]]) -> Finish:
+        """The controller's end of a run: the report, the gate, the files, the history."""
+        out = Finish()
+        try:
+            report = self.build_report(records)
+            comparison = self.gate(report)
+            if comparison is not None:
+                out.lines += [(line, line.startswith(ALARMING))
+                              for line in compare_mod.gate_lines(comparison)]
+                if comparison["verdict"] in ("fail", "error"):
+                    out.failed = EXIT_TESTS_FAILED
+            try:
+                out.run_dir = self.write_report(report)
+            except OSError as exc:
+                out.error = f"could not write the report to {self.options.report_dir}: {exc}"
+                return out
+            out.report = report
+            saved = self.save_history(report, out.run_dir)
+        finally:
+            self.close_history()
+        if saved is not None:
+            out.lines.append((saved[1], not saved[0]))
+            if not saved[0] and self.options.save is not None:
+                out.failed = out.failed or EXIT_INTERNAL_ERROR  # the name asked for is unsaved
+        return out
+
     def close_history(self) -> None:
         if self._history is not None:
             self._history.close()
@@ -415,6 +458,16 @@ def concurrency(records: list[dict[str, Any]]) -> int:
                                  "overlapped": [records[j]["test_id"] for j in others]}
         peak_run = max(peak_run, peak)
     return peak_run
+
+
+def energy_scope(records: list[dict[str, Any]]) -> str:
+    """What one scenario's energy covers when scenarios share the machine."""
+    if all(not r["energy"].get("measured") for r in records):
+        return ("per process: each pytest process (xdist worker) models its own process "
+                "tree's energy from that tree's CPU time; trials get CPU-time shares of it")
+    return ("a measured meter: each pytest process reads the counters it has; where they "
+            "cover the whole machine, a scenario's figure includes what scenarios running "
+            "beside it drew, unless the meter attributes by CPU-time share")
 
 
 def progress_line(progress: Progress, energy_j: float, source: str) -> str:

@@ -73,7 +73,6 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
                                             abs=0.06)
     assert report["comparison"]["verdict"] == "fail"
     assert report["comparison"]["baseline"]["run_id"] == base["run_id"]
-    assert "## Comparison" in (busy.path / "reports" / "latest" / "report.md").read_text()
 
     # The same verdict outside pytest, from the history name and the run directory.
     run_dir = str(busy.path / "reports" / report["run_id"])
@@ -87,6 +86,9 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
     assert "cpu_model: 'Another CPU' →" in refused.stderr.str()
     anyway = cli(busy, "compare", "other.json", run_dir, "--fail-on", GATE, "--any-machine")
     assert anyway.ret == 1 and "compared across machines" in anyway.stdout.str()
+    (busy.path / "reports" / report["run_id"] / "report.md").unlink()
+    assert cli(busy, "report", run_dir).ret == 0  # regenerated from report.json alone
+    assert "## Comparison" in (busy.path / "reports" / report["run_id"] / "report.md").read_text()
 
     (busy.path / "work.txt").write_text(str(WORK_S))
     unchanged = run(busy, "--basht-compare", "base", "--basht-fail-on", GATE)
@@ -160,6 +162,15 @@ def test_a_bad_baseline_or_gate_option_is_a_usage_error(busy, args, files, needl
     assert not (busy.path / "reports").exists()
 
 
+def test_ini_switch_values_are_checked(busy):
+    busy.makeini("[pytest]\nbasht_compare_any_machine = maybe\n")
+    result = busy.runpytest_inprocess("--basht-workload", "w.yaml")
+    assert result.ret == 4
+    assert "basht_compare_any_machine: expected true or false, got 'maybe'" in \
+        result.stderr.str()
+
+
+@pytest.mark.slow
 def test_a_baseline_from_other_hardware_is_refused_before_the_run(busy):
     report = {"schema_version": report_json.SCHEMA_VERSION, "run_id": "r",
               "machine": {"id": "x", "cpu_model": "Some Other CPU", "cores": 64,
@@ -173,3 +184,14 @@ def test_a_baseline_from_other_hardware_is_refused_before_the_run(busy):
         in err
     assert "cpu_model: 'Some Other CPU' →" in err and "cores: 64 →" in err
     assert "pass --basht-compare-any-machine to compare anyway" in err
+    assert not (busy.path / "reports").exists()
+
+    # Asked to compare anyway, it runs; a baseline with nothing in common fails the gate.
+    (busy.path / "work.txt").write_text("0.1")
+    busy.makeini("[pytest]\nbasht_compare_any_machine = true\n")
+    result = run(busy, "--basht-compare", "base.json", "--basht-fail-on", GATE)
+    out = output(result)
+    assert result.ret == 1, out
+    assert "basht gate: ERROR — nothing to compare: no scenario of this run is in baseline " \
+           "base.json (baseline scenarios: none)" in out
+    assert latest(busy)["comparison"]["verdict"] == "error"

@@ -11,7 +11,9 @@ import pytest
 from fake_trainable import CONFTEST, workload
 
 from pytest_basht.metrics import TABLE2_KEYS
+from pytest_basht.options import BashtOptions
 from pytest_basht.report import json as report_json
+from pytest_basht.session import BashtSession, concurrency, scenario_id
 
 SCENARIOS = """
 import pytest
@@ -169,3 +171,60 @@ def test_a_crashed_worker_loses_only_its_scenario_in_flight(fake):
     assert "LOST: test_crash.py::test_b_kills_its_worker" in out
     md = (fake.path / "reports" / "latest" / "report.md").read_text()
     assert "**lost**: `test_crash.py::test_b_kills_its_worker`" in md
+
+
+# ----------------------------------------------------------------------------- unit
+
+
+def _record(test_id: str, start_s: float, end_s: float, *, host: str = "h", reused=False,
+            deploy_at: float | None = None) -> dict:
+    ns = 1_000_000_000
+    spans = [{"phase": "setup", "start_ns": int(start_s * ns), "end_ns": int(start_s * ns) + 1},
+             {"phase": "metric_collection", "start_ns": int(end_s * ns) - 1,
+              "end_ns": int(end_s * ns)},
+             {"phase": "undeploy", "start_ns": int(99 * ns), "end_ns": int(100 * ns)}]
+    if deploy_at is not None:
+        spans.insert(0, {"phase": "deploy", "start_ns": int(deploy_at * ns),
+                         "end_ns": int(start_s * ns)})
+    return {"test_id": test_id, "spans": spans, "trials": [],
+            "deployment": {"reused": reused}, "placement": {"host": host, "pid": 1}}
+
+
+def test_concurrency_counts_the_scenarios_running_at_once():
+    records = [_record("a", 0, 10), _record("b", 5, 15), _record("c", 6, 7),
+               _record("d", 20, 30, reused=True, deploy_at=0),  # a reused deploy is not its own
+               _record("e", 0, 30, host="other")]  # another host's clock is not comparable
+    assert concurrency(records) == 3
+    got = {r["test_id"]: r["concurrency"] for r in records}
+    assert got["a"] == {"max_parallel": 3, "overlapped": ["b", "c"]}
+    assert got["b"] == {"max_parallel": 3, "overlapped": ["a", "c"]}
+    assert got["c"]["max_parallel"] == 3
+    assert got["d"] == {"max_parallel": 1, "overlapped": []}
+    assert got["e"] == {"max_parallel": 1, "overlapped": []}
+    own = _record("f", 20, 30, deploy_at=12)  # its own deploy counts
+    concurrency([_record("b", 5, 15), own])
+    assert own["concurrency"]["overlapped"] == ["b"]
+
+
+def test_repeat_suffix_is_stripped_for_the_scenario_id():
+    assert scenario_id("m.py::t[repeat=2]", 2, 3) == "m.py::t"
+    assert scenario_id("m.py::t[seed=1-repeat=12]", 12, 12) == "m.py::t[seed=1]"
+    assert scenario_id("m.py::t[repeat=2]", 1, 1) == "m.py::t[repeat=2]"  # a user's own id
+
+
+def test_lost_bookkeeping_on_the_controller(tmp_path):
+    state = BashtSession(BashtOptions(workload=None, report_dir=tmp_path, meter=None,
+                                      carbon_intensity=None, pue=None, seed=None), tmp_path)
+    state.scenario_started("t::a", "gw0")
+    state.scenario_started("t::b", "gw0")
+    state.scenario_started("t::c", "gw1")
+    state.scenario_ended("t::a", None)  # e.g. its setup failed: nothing to lose later
+    state.worker_down("gw0", "Not properly terminated")
+    state.worker_crashed("t::b", "gw0", "worker 'gw0' crashed while running 't::b'")
+    state.worker_crashed("t::x", "gw1", "worker 'gw1' crashed while running 't::x'")
+    assert state.lost == [
+        {"test_id": "t::b", "worker": "gw0", "scenario": True,
+         "reason": "worker 'gw0' crashed while running 't::b'"},
+        {"test_id": "t::x", "worker": "gw1", "scenario": False,
+         "reason": "worker 'gw1' crashed while running 't::x'"}]
+    assert state.in_flight == {"t::c": "gw1"}

@@ -376,8 +376,10 @@ def fmt_value(value: float | None, unit: str = "") -> str:
         return "—"
     if value == 0:
         text = "0"
-    elif abs(value) >= 1e5 or abs(value) < 1e-3:
+    elif abs(value) >= 1e9 or abs(value) < 1e-3:
         text = f"{value:.3e}"
+    elif abs(value) >= 1e4:
+        text = f"{value:.0f}"
     else:
         text = f"{value:.4g}"
     return f"{text} {unit}".rstrip()
