@@ -199,22 +199,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = done.failed
 
 
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist controller: collect a worker's scenario records."""
-    raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
-    state = _session(node.config)
-    if raw:
-        for record in json.loads(raw):
-            state.add_record(record)
-    if error is not None:
-        state.worker_down(node.gateway.id, error)
-
-
 class _Controller:
-    """The xdist controller's side: records as scenarios finish, crashes, collection order."""
+    """The xdist controller's side: records as scenarios finish, crashes, collection order.
+
+    Its xdist hooks are optional, so a run with ``-p no:xdist`` loads the plugin too.
+    """
 
     def __init__(self, state: BashtSession) -> None:
         self.state = state
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """A worker finished (its final records) or died (its scenario in flight is lost)."""
+        raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
+        if raw:
+            for record in json.loads(raw):
+                self.state.add_record(record)
+        if error is not None:
+            self.state.worker_down(node.gateway.id, error)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         worker = getattr(report, STARTED_ATTR, None)

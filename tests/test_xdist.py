@@ -228,3 +228,10 @@ def test_lost_bookkeeping_on_the_controller(tmp_path):
         {"test_id": "t::x", "worker": "gw1", "scenario": False,
          "reason": "worker 'gw1' crashed while running 't::x'"}]
     assert state.in_flight == {"t::c": "gw1"}
+
+
+def test_the_plugin_loads_without_xdist(pytester):
+    pytester.makepyfile(test_scenarios=SCENARIOS)
+    result = pytester.runpytest_inprocess("-p", "no:xdist", "--co", "-q")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert "5 tests collected" in result.stdout.str()
