@@ -14,7 +14,7 @@ from busy_trainable import BUSY_CONFTEST, BUSY_WORKLOAD, SCENARIO
 
 from pytest_basht.report import json as report_json
 
-GATE = "energy_kwh:+30%,twh_kwh:+30%"
+GATE = "energy_kwh:+40%,twh_kwh:+40%"  # doubled work measured +84% / +108%; reruns +15%
 WORK_S = 1.2  # CPU seconds per trial; the scenario runs 2 trials
 
 
@@ -56,15 +56,15 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
     out = output(doubled)
     assert doubled.ret == 1, out
     assert "Traceback" not in out
-    assert "basht gate: FAIL — 2 regression(s) past energy_kwh:+30%,twh_kwh:+30%" in out
+    assert "basht gate: FAIL — 2 regression(s) past energy_kwh:+40%,twh_kwh:+40%" in out
     report = latest(busy)
     new = report["scenarios"][0]["metrics"]
-    assert new["energy_kwh"] > 1.3 * old["energy_kwh"] and new["twh_kwh"] > 1.3 * old["twh_kwh"]
+    assert new["energy_kwh"] > 1.4 * old["energy_kwh"] and new["twh_kwh"] > 1.4 * old["twh_kwh"]
     lines = [line for line in out.splitlines() if line.startswith("REGRESSION ")]
     assert len(lines) == 2, out
     energy = next(line for line in lines if " energy_kwh: " in line)
     pattern = (r"^REGRESSION test_busy\.py::test_busy energy_kwh: old (\S+) kWh → new (\S+) kWh "
-               r"\(\+([\d.]+)%, ×[\d.]+; threshold \+30%; threshold only \(1 vs 1 samples")
+               r"\(\+([\d.]+)%, ×[\d.]+; threshold \+40%; threshold only \(1 vs 1 samples")
     match = re.match(pattern, energy)
     assert match, energy
     assert float(match[1]) == pytest.approx(old["energy_kwh"], rel=1e-3)
@@ -93,7 +93,7 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
     (busy.path / "work.txt").write_text(str(WORK_S))
     unchanged = run(busy, "--basht-compare", "base", "--basht-fail-on", GATE)
     assert unchanged.ret == 0, output(unchanged)
-    assert "basht gate: PASS — 1 scenario(s) within energy_kwh:+30%,twh_kwh:+30%" in \
+    assert "basht gate: PASS — 1 scenario(s) within energy_kwh:+40%,twh_kwh:+40%" in \
         unchanged.stdout.str()
     assert latest(busy)["comparison"]["verdict"] == "pass"
 
