@@ -1,4 +1,6 @@
-"""The ``basht`` command: validate workloads, regenerate reports, export trial tables."""
+"""The ``basht`` command: validate workloads, regenerate reports, export trial tables,
+list the run history and compare two runs with the same verdict as the pytest gate (exit 1
+on a regression)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,20 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tabulate import tabulate
+
+from pytest_basht import machine
 from pytest_basht import workload as wl
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.registry import Registry
+from pytest_basht.report import compare as compare_mod
 from pytest_basht.report import json as report_json
 from pytest_basht.report import markdown
+
+if TYPE_CHECKING:
+    from pytest_basht.report.history import History
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -73,6 +83,76 @@ def _table_info(args: argparse.Namespace) -> int:
     for name in args.tables:
         table = TrialTable.read(name)
         print(json.dumps(table.describe(), indent=1))
+def _store(args: argparse.Namespace) -> History | None:
+    from pytest_basht.report import history  # SQLAlchemy loads only for these commands
+
+    if history.is_off(args.history):
+        return None
+    return history.History(history.store_url(args.history, Path.cwd()))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pytest_basht.report import history
+
+    try:
+        thresholds = compare_mod.parse_fail_on(args.fail_on) if args.fail_on else []
+    except compare_mod.ThresholdError as exc:
+        raise BashtUsageError(f"--fail-on: expected {exc}, got {args.fail_on!r}") from None
+    paths = all(history.looks_like_path(ref) for ref in (args.old, args.new))
+    store = None if paths else _store(args)
+    try:
+        old = history.resolve(args.old, store)
+        new = history.resolve(args.new, store)
+    finally:
+        if store is not None:
+            store.close()
+    result = compare_mod.compare(old.report, new.report, thresholds,
+                                 baseline_label=old.label, current_label=new.label,
+                                 any_machine=args.any_machine)
+    comparison = report_json.clean(result.to_dict())
+    headers, rows = compare_mod.table(comparison)
+    print(f"old: {old.label}\nnew: {new.label}")
+    if rows:
+        print(tabulate(rows, headers=headers, disable_numparse=True))
+    for line in compare_mod.gate_lines(comparison):
+        print(line)
+    return 1 if result.verdict == "fail" else 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if store is None:
+        raise BashtUsageError("--history off: there is no history to list")
+    with store:
+        here = machine.fingerprint("")
+        runs = store.runs(name=args.name, limit=args.limit,
+                          machine=here if args.this_machine else None,
+                          keys=compare_mod.HARDWARE_KEYS)
+        print(f"history: {store.shown} ({store.count()} runs; this machine: "
+              f"{here['cpu_model']}, {here['cores']} cores, {here['memory_gb']} GB)")
+    rows = [[r.run_id, r.name or "", r.created_utc, r.machine_id, r.meter_source,
+             (r.git_commit or "")[:12], r.status, str(r.n_scenarios),
+             markdown.fmt(r.energy_j)] for r in runs]
+    if rows:
+        print(tabulate(rows, headers=["run", "name", "created (UTC)", "machine", "meter",
+                                      "commit", "status", "scenarios", "energy J"],
+                       disable_numparse=True))
+    else:
+        print("no runs saved" + (" of this machine" if args.this_machine else ""))
+    return 0
+
+
+def _save(args: argparse.Namespace) -> int:
+    data = report_json.load(args.run)
+    store = _store(args)
+    if store is None:
+        raise BashtUsageError("--history off: there is nowhere to save the run")
+    path = Path(args.run)
+    with store:
+        entry = store.save(data, name=args.name,
+                           path=path / "report.json" if path.is_dir() else path)
+        print(f"saved run {entry.run_id}" + (f" as '{entry.name}'" if entry.name else "")
+              + f" in {store.shown}")
     return 0
 
 
@@ -96,6 +176,31 @@ def main(argv: list[str] | None = None) -> int:
     t = tsub.add_parser("info", help="summarize trial tables")
     t.add_argument("tables", nargs="+")
     t.set_defaults(func=_table_info)
+    history_help = ("history store: SQLAlchemy URL, SQLite file path, or 'off' (default: "
+                    ".basht/history.sqlite in the current directory)")
+    p = sub.add_parser("compare", help="compare two runs; exit 1 when a threshold is passed",
+                       description="OLD and NEW: a report.json or run directory, a saved name, "
+                       "a run id, 'last' or 'last~N' (from the history)")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--fail-on", metavar="SPEC", help="thresholds, e.g. "
+                   "'energy_kwh:+10%%,jct_ms:+20%%,wte_kwh:+0.001'")
+    p.add_argument("--any-machine", action="store_true",
+                   help="compare runs from different machine fingerprints")
+    p.add_argument("--history", metavar="URL", help=history_help)
+    p.set_defaults(func=_compare)
+    p = sub.add_parser("history", help="list the saved runs, newest first")
+    p.add_argument("--history", metavar="URL", help=history_help)
+    p.add_argument("--name", help="only runs saved under this name")
+    p.add_argument("--this-machine", action="store_true",
+                   help="only runs of this machine's hardware")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p.set_defaults(func=_history)
+    p = sub.add_parser("save", help="save a run's report.json in the history")
+    p.add_argument("run", help="a run directory or its report.json")
+    p.add_argument("--name", help="a name to compare against later (e.g. main)")
+    p.add_argument("--history", metavar="URL", help=history_help)
+    p.set_defaults(func=_save)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -87,6 +87,32 @@ def _listen(option: str, raw: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise OptionError(option, "a port (0-65535) or HOST:PORT", raw)
     return (host.strip("[]") or "127.0.0.1", number)
+def _count(option: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OptionError(option, "a whole number ≥ 1", raw) from None
+    if value < 1:
+        raise OptionError(option, "a whole number ≥ 1", raw)
+    return value
+
+
+def _switch(option: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise OptionError(option, "true or false", raw)
+
+
+def _fail_on(option: str, raw: str) -> tuple[Any, ...]:
+    from pytest_basht.report.compare import ThresholdError, parse_fail_on
+
+    try:
+        return tuple(parse_fail_on(raw))
+    except ThresholdError as exc:
+        raise OptionError(option, str(exc), raw) from None
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,7 @@ class OptionSpec:
     help: str
     parse: Callable[[str, str], Any]
     default: str | None = None
+    takes_value: bool = True  # False: a switch (--flag), its ini key true/false
 
     @property
     def dest(self) -> str:
@@ -126,14 +153,33 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "Prometheus on this port (127.0.0.1 unless HOST is given)", _listen),
     OptionSpec("basht_pushgateway", "URL", "push the run's metrics to this Prometheus "
                "Pushgateway at the end", _url),
+    OptionSpec("basht_history", "URL", "run history store: an SQLAlchemy URL (sqlite:///..., "
+               "postgresql://user@host/db), a file path (SQLite), or 'off' (default: "
+               ".basht/history.sqlite under the rootdir)", _text),
+    OptionSpec("basht_save", "NAME", "save this run in the history under NAME (every run is "
+               "saved; a name makes it easy to compare against)", _text),
+    OptionSpec("basht_compare", "REF", "compare with a baseline: a report.json (or its run "
+               "directory), a saved name, a run id, or 'last' (the newest run of this machine "
+               "in the history)", _text),
+    OptionSpec("basht_fail_on", "SPEC", "fail the run when a metric regresses past a "
+               "threshold, e.g. 'energy_kwh:+10%,jct_ms:+20%,wte_kwh:+0.001' (needs "
+               "--basht-compare)", _fail_on),
+    OptionSpec("basht_repeat", "N", "run each scenario N times (samples for the gate's "
+               "significance test; default 1)", _count),
+    OptionSpec("basht_compare_any_machine", "", "compare with a baseline from another machine "
+               "fingerprint (refused otherwise)", _switch, takes_value=False),
 )
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("basht", "pytest-basht: sustainable HPO benchmarks")
     for spec in OPTIONS:
-        group.addoption(spec.flag, dest=spec.dest, metavar=spec.metavar, default=None,
-                        help=spec.help)
+        if spec.takes_value:
+            group.addoption(spec.flag, dest=spec.dest, metavar=spec.metavar, default=None,
+                            help=spec.help)
+        else:
+            group.addoption(spec.flag, dest=spec.dest, action="store_const", const="true",
+                            default=None, help=spec.help)
         parser.addini(spec.name, help=spec.help, default=spec.default)
 
 
@@ -150,6 +196,12 @@ class BashtOptions:
     prometheus_url: str | None = None
     prometheus_port: tuple[str, int] | None = None
     pushgateway: str | None = None
+    history: str | None = None
+    save: str | None = None
+    compare: str | None = None
+    fail_on: tuple[Any, ...] | None = None
+    repeat: int | None = None
+    compare_any_machine: bool | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:
@@ -191,9 +243,21 @@ class BashtOptions:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        secret = {"prometheus_url", "pushgateway"}
-        return {k: (str(v) if isinstance(v, Path) else redact(v) if k in secret else v)
-                for k, v in self.__dict__.items()}
+        """The options as a report shows them: paths as text, never a password or token."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, Path):
+                value = str(value)
+            elif key in ("prometheus_url", "pushgateway"):
+                value = redact(value)
+            elif key == "fail_on" and value is not None:
+                value = ",".join(t.text for t in value)
+            elif key == "history" and value is not None:
+                from pytest_basht.report.history import display_url
+
+                value = display_url(value)
+            out[key] = value
+        return out
 
     def meter_context(self) -> MeterContext:
         """Credentials for the prometheus meter: from the option's URL, else the environment

@@ -17,17 +17,21 @@ from tabulate import tabulate
 from pytest_basht import builtins, hookspecs
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.options import BashtOptions, add_options
-from pytest_basht.report import markdown
+from pytest_basht.report import compare, markdown
+from pytest_basht.report import json as report_json
 from pytest_basht.runner import Deployment, TrialRunner
 from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, variant_of
-from pytest_basht.session import BashtSession, progress_line
+from pytest_basht.session import BashtSession, progress_line, repeat_id
 from pytest_basht.sut.base import Progress
 from pytest_basht.workload import Workload
 
 SESSION = pytest.StashKey[BashtSession]()
 WRITTEN = pytest.StashKey[str]()
 REPORT = pytest.StashKey[dict[str, Any]]()
+FINISH = pytest.StashKey[list[tuple[str, bool]]]()  # (terminal line, red?) after the table
 XDIST_KEY = "basht_records"
+RECORD_ATTR = "basht_record"  # on a worker's teardown report: the scenario's record (JSON)
+STARTED_ATTR = "basht_scenario"  # on a worker's setup report: the worker id
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -44,9 +48,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "file, experiment name and dotted-path overrides of a pytest-basht scenario")
     config.pluginmanager.register(builtins, "basht-builtins")
     options = BashtOptions.from_config(config)
+    worker = getattr(config, "workerinput", {}).get("workerid")
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
-                           progress_factory=lambda monitor: _ProgressLine(config, monitor))
+                           progress_factory=lambda monitor: _ProgressLine(config, monitor),
+                           worker=worker)
     session.validate_base()
+    if worker is None:  # the controller (or a plain run): the gate and the merge live here
+        session.prepare_gate()
+        config.pluginmanager.register(_Controller(session), "basht-controller")
     config.stash[SESSION] = session
     worker = getattr(config, "workerinput", {}).get("workerid")  # xdist: gw0 serves PORT+1
     session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)
@@ -59,6 +68,15 @@ def _session(config: pytest.Config) -> BashtSession:
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     merge_stacked(metafunc)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_generate_tests")
+def pytest_generate_repeats(metafunc: pytest.Metafunc) -> None:
+    """--basht-repeat N: each scenario N times, the repeat last in its id (``-repeat=2``)."""
+    count = _session(metafunc.config).options.repeat or 1
+    if count > 1 and "basht_repeat" in metafunc.fixturenames:
+        metafunc.parametrize("basht_repeat", range(1, count + 1), indirect=True,
+                             ids=[repeat_id(i) for i in range(1, count + 1)])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -105,8 +123,15 @@ def deployed_sut(request: pytest.FixtureRequest, basht_workload: Workload,
 
 
 @pytest.fixture
+def basht_repeat(request: pytest.FixtureRequest) -> int:
+    """Which run of this scenario this is (1-based; ``--basht-repeat N`` runs N)."""
+    return int(getattr(request, "param", 1))
+
+
+@pytest.fixture
 def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
-                 basht_variant: dict[str, Any], deployed_sut: Deployment) -> TrialRunner:
+                 basht_variant: dict[str, Any], deployed_sut: Deployment,
+                 basht_repeat: int) -> TrialRunner:
     """``trial_runner.run()``: setup → trials → result collection → test → metric collection."""
     session = _session(request.config)
     spec = ScenarioSpec.from_item(request.node)
@@ -114,7 +139,8 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
     engine = session.engine(basht_workload)
     session.begin_scenario(nodeid)
     return TrialRunner(basht_workload, engine.deployments,
-                       on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant))
+                       on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant,
+                                                              repeat=basht_repeat))
 
 
 # ------------------------------------------------------------------------- outcomes
@@ -123,13 +149,28 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Iterator[Any]:
-    report = yield
     session = item.config.stash.get(SESSION, None)
+    record = None
+    if session is not None and call.when == "teardown" and item.nodeid in session.scenarios:
+        # The record as the test ends: JUnit properties, and a worker sends it home now so
+        # that a later crash of the worker loses nothing but the scenario then in flight.
+        worker = session.worker is not None
+        if worker or getattr(item.config.option, "xmlpath", None):
+            record = session.record(item.nodeid)
+        if record is not None:
+            item.user_properties.extend(report_json.junit_properties(record))
+    report = yield
     known = session is not None and item.nodeid in session.scenarios
     if known and (report.when == "call" or report.outcome != "passed"):
         outcome = report.outcome if report.when == "call" else (
             "skipped" if report.skipped else "error")
         session.set_outcome(item.nodeid, outcome)
+    if session is not None and session.worker is not None:
+        if report.when == "setup" and "trial_runner" in getattr(item, "fixturenames", ()):
+            setattr(report, STARTED_ATTR, session.worker)
+        if record is not None:
+            setattr(report, RECORD_ATTR, json.dumps({**record, "outcome": session.scenarios[
+                item.nodeid].outcome}))  # a teardown error has just changed it
     return report
 
 
@@ -148,26 +189,58 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
         config.workeroutput[XDIST_KEY] = json.dumps(records)  # type: ignore[attr-defined]
         return
-    if not records:
+    if not records and not state.lost:
+        state.close_history()
         return
-    report = state.build_report(records)
-    try:
-        run_dir = state.write_report(report)
-    except OSError as exc:
-        config.stash[WRITTEN] = f"could not write the report to {state.options.report_dir}: {exc}"
+    done = state.finish(records)
+    config.stash[WRITTEN] = done.error or str(done.run_dir)
+    config.stash[FINISH] = done.lines
+    if done.report is not None:
+        config.stash[REPORT] = done.report
+    if done.error is not None:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-        return
-    config.stash[WRITTEN] = str(run_dir)
-    config.stash[REPORT] = report
+    elif done.failed and session.exitstatus == 0:
+        session.exitstatus = done.failed
 
 
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist controller: collect a worker's scenario records."""
-    raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
-    if raw:
-        state = _session(node.config)
-        for record in json.loads(raw):
-            state.add_record(record)
+class _Controller:
+    """The xdist controller's side: records as scenarios finish, crashes, collection order.
+
+    Its xdist hooks are optional, so a run with ``-p no:xdist`` loads the plugin too.
+    """
+
+    def __init__(self, state: BashtSession) -> None:
+        self.state = state
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """A worker finished (its final records) or died (its scenario in flight is lost)."""
+        raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
+        if raw:
+            for record in json.loads(raw):
+                self.state.add_record(record)
+        if error is not None:
+            self.state.worker_down(node.gateway.id, error)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        worker = getattr(report, STARTED_ATTR, None)
+        if worker is not None and report.when == "setup":
+            self.state.scenario_started(report.nodeid, worker)
+        if report.when == "teardown":
+            raw = getattr(report, RECORD_ATTR, None)
+            self.state.scenario_ended(report.nodeid, json.loads(raw) if raw else None)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if not self.state.order:
+            self.state.order = list(ids)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport,
+                               sched: Any) -> None:
+        node = getattr(report, "node", None)
+        worker = getattr(getattr(node, "gateway", None), "id", "?")
+        self.state.worker_crashed(crashitem, worker, str(report.longrepr))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -179,6 +252,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     report = config.stash.get(REPORT, None)
     if report is None:
         tr.write_line(written, red=True)
+        for line, red in config.stash.get(FINISH, []):
+            tr.write_line(line, red=red, bold=red)
         return
     headers, rows = markdown.summary_rows(report)
     tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
@@ -187,7 +262,22 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
         for warning in meter.get("warnings", []):
             tr.write_line(f"energy warning: {warning}", yellow=True)
+    peak = report.get("concurrency", {}).get("max_parallel", 1)
+    if peak > 1:
+        tr.write_line(f"concurrency: up to {peak} scenarios shared the machine "
+                      f"({report['concurrency']['processes']} processes); energy "
+                      f"{report['concurrency']['energy_scope']}")
+    for lost in report.get("lost", []):
+        tr.write_line(f"LOST: {lost['test_id']} (xdist worker {lost['worker']} crashed: "
+                      f"{lost['reason']})", red=True)
     tr.write_line(f"report: {written}/report.json, {written}/report.md")
+    comparison = report.get("comparison")
+    if comparison and comparison.get("rows"):
+        headers, rows = compare.table(comparison)
+        tr.write_line(f"comparison with {comparison['baseline']['label']}:")
+        tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
+    for line, red in config.stash.get(FINISH, []):
+        tr.write_line(line, red=red, bold=red)
 
 
 # ------------------------------------------------------------------------- progress

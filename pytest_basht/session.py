@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import re
 import secrets
 import threading
 import warnings
@@ -22,9 +24,10 @@ from pytest_basht import workload as wl
 from pytest_basht.energy.export import LiveExporter
 from pytest_basht.energy.factory import check_energy, select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.errors import OptionError, WorkloadError
+from pytest_basht.errors import BashtUsageError, OptionError, WorkloadError
 from pytest_basht.options import BashtOptions
 from pytest_basht.registry import Registry
+from pytest_basht.report import compare as compare_mod
 from pytest_basht.report import json as report_json
 from pytest_basht.report import markdown
 from pytest_basht.runner import Deployments, RunResult
@@ -50,6 +53,8 @@ class Scenario:
     result: RunResult | None = None
     record: dict[str, Any] | None = None  # as received from an xdist worker
     outcome: str = "passed"
+    repeat: int = 1
+    scenario_id: str | None = None
 
 
 @dataclass
@@ -59,6 +64,22 @@ class Engine:
     monitor: EnergyMonitor
     deployments: Deployments
     reason: str
+
+
+EXIT_TESTS_FAILED = 1  # pytest.ExitCode.TESTS_FAILED: the gate failed
+EXIT_INTERNAL_ERROR = 3  # pytest.ExitCode.INTERNAL_ERROR: a record could not be kept
+ALARMING = ("basht gate: FAIL", "basht gate: ERROR", "REGRESSION")
+
+
+@dataclass
+class Finish:
+    """What the end of a run produced, for the terminal and the exit status."""
+
+    report: dict[str, Any] | None = None
+    run_dir: Path | None = None
+    error: str | None = None  # the report could not be written
+    lines: list[tuple[str, bool]] = field(default_factory=list)  # (line, alarming?)
+    failed: int = 0  # the exit status the run deserves beyond its tests' (0: none)
 
 
 @dataclass
@@ -77,6 +98,12 @@ class BashtSession:
     _engines: dict[str, Engine] = field(default_factory=dict)
     _documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    worker: str | None = None  # the xdist worker id in a worker process
+    order: list[str] = field(default_factory=list)  # collection order, for merged records
+    in_flight: dict[str, str] = field(default_factory=dict)  # scenario test id -> worker
+    lost: list[dict[str, Any]] = field(default_factory=list)
+    baseline: Any = None  # history.Resolved: the report --basht-compare names
+    _history: Any = None
 
     # -------------------------------------------------------------- workloads
 
@@ -181,9 +208,12 @@ class BashtSession:
     # -------------------------------------------------------------- scenarios
 
     def add_result(self, test_id: str, result: RunResult, spec: ScenarioSpec,
-                   variables: dict[str, Any]) -> None:
+                   variables: dict[str, Any], *, repeat: int = 1) -> None:
         experiment = spec.experiment or result.workload.experiment
-        self.scenarios[test_id] = Scenario(test_id, experiment, variables, result=result)
+        self.scenarios[test_id] = Scenario(test_id, experiment, variables, result=result,
+                                           repeat=repeat,
+                                           scenario_id=scenario_id(test_id, repeat,
+                                                                   self.options.repeat or 1))
         if self.live is not None:
             self.live.scenario_done(test_id, result.energy.source, result.spans, result.trials)
 
@@ -247,13 +277,58 @@ class BashtSession:
             if sc.record is not None:
                 out.append({**sc.record, "outcome": sc.outcome})
             elif sc.result is not None:
-                record = report_json.scenario_record(sc.test_id, sc.result, outcome=sc.outcome,
-                                                     experiment=sc.experiment,
-                                                     variables=sc.variables)
-                if self.hook is not None:
-                    self.hook.pytest_basht_update_scenario(config=self.config, scenario=record)
-                out.append(record)
+                out.append(self._record(sc))
+        if self.order:  # merged from xdist workers: back in collection order
+            rank = {test_id: i for i, test_id in enumerate(self.order)}
+            out.sort(key=lambda r: rank.get(r["test_id"], len(rank)))
         return out
+
+    def record(self, test_id: str) -> dict[str, Any] | None:
+        """One scenario's record now (provisional while its deployment is still up)."""
+        sc = self.scenarios.get(test_id)
+        if sc is None or sc.result is None:
+            return None
+        return self._record(sc)
+
+    def _record(self, sc: Scenario) -> dict[str, Any]:
+        assert sc.result is not None
+        record = report_json.scenario_record(sc.test_id, sc.result, outcome=sc.outcome,
+                                             experiment=sc.experiment, variables=sc.variables)
+        record["scenario_id"] = sc.scenario_id or sc.test_id
+        record["repeat"] = sc.repeat
+        record["placement"] = {"worker": self.worker or "main", "pid": os.getpid(),
+                               "host": platform.node()}
+        if self.hook is not None:
+            self.hook.pytest_basht_update_scenario(config=self.config, scenario=record)
+        return record
+
+    # -------------------------------------------------------------- xdist (controller side)
+
+    def scenario_started(self, test_id: str, worker: str) -> None:
+        self.in_flight[test_id] = worker
+
+    def scenario_ended(self, test_id: str, record: dict[str, Any] | None) -> None:
+        """A worker's test ended, with the scenario's record (provisional until the final
+        one comes with the worker's end) or without one (it failed before running)."""
+        if record is not None:
+            self.add_record(record)
+        self.in_flight.pop(test_id, None)
+
+    def worker_crashed(self, test_id: str, worker: str, reason: str) -> None:
+        """An xdist worker died running ``test_id``: that test's record is lost, no other."""
+        known = self.in_flight.pop(test_id, None) is not None
+        for entry in self.lost:
+            if entry["test_id"] == test_id:
+                entry["reason"] = reason
+                return
+        self.lost.append({"test_id": test_id, "worker": worker, "reason": reason,
+                          "scenario": known})
+
+    def worker_down(self, worker: str, error: Any) -> None:
+        """A worker went down; scenarios it had started and not sent back are lost."""
+        for test_id, where in list(self.in_flight.items()):
+            if where == worker:
+                self.worker_crashed(test_id, worker, f"worker {worker} went down: {error}")
 
     # -------------------------------------------------------------- report
 
@@ -273,11 +348,24 @@ class BashtSession:
                                  "text": text}
             except OSError as exc:
                 workload_file = {"path": str(self.options.workload), "error": str(exc)}
+        peak = concurrency(records)
+        notes = list(self.notes)
+        for lost in self.lost:
+            notes.append(f"xdist worker {lost['worker']} crashed while running "
+                         f"{lost['test_id']}: its record is lost ({lost['reason']}); the "
+                         "scenarios it had finished are kept, provisional where their "
+                         "deployment's undeploy was not recorded")
         report = report_json.build(
             run_id=self.run_id, status=self.status, scenarios=records,
             machine=machine.fingerprint(source), packages=machine.package_versions(),
             git=machine.git_info(self.rootdir), options=self.options.to_dict(),
-            workload_file=workload_file, meters=meters, notes=self.notes)
+            workload_file=workload_file, meters=meters, notes=notes)
+        report["concurrency"] = {
+            "max_parallel": peak,
+            "processes": len({(r.get("placement") or {}).get("pid") for r in records}),
+            "energy_scope": energy_scope(records),
+        }
+        report["lost"] = list(self.lost)
         if self.hook is not None:
             self.hook.pytest_basht_update_report(config=self.config, report=report)
         return report
@@ -301,6 +389,161 @@ class BashtSession:
         tmp.symlink_to(self.run_id, target_is_directory=True)
         os.replace(tmp, latest)
         return run_dir
+
+
+    # -------------------------------------------------------------- history and gate
+
+    def history_store(self) -> Any:
+        """The run history (opened on first use), or None with ``--basht-history off``."""
+        from pytest_basht.report import history  # SQLAlchemy loads only when it is used
+
+        if history.is_off(self.options.history):
+            return None
+        if self._history is None:
+            self._history = history.History(history.store_url(self.options.history,
+                                                              self.rootdir))
+        return self._history
+
+    def prepare_gate(self) -> None:
+        """Check the gate's options and load the baseline now: a usage error before any test."""
+        from pytest_basht.report import history
+
+        o = self.options
+        if o.fail_on and o.compare is None:
+            raise OptionError("--basht-fail-on", "--basht-compare REF with it (the baseline "
+                              "to hold this run to)",
+                              ",".join(t.text for t in o.fail_on))
+        if o.save is not None and history.is_off(o.history):
+            raise OptionError("--basht-save", "a history store to save in (it is off)", o.save)
+        if o.compare is None:
+            return
+        here = machine.fingerprint("")
+        keys = () if o.compare_any_machine else compare_mod.HARDWARE_KEYS
+        store = None if history.looks_like_path(o.compare) else self.history_store()
+        self.baseline = history.resolve(o.compare, store, machine=here, keys=keys)
+        label = f"baseline {self.baseline.label}"
+        compare_mod.check_report(self.baseline.report, label)
+        if not o.compare_any_machine:
+            compare_mod.refuse_other_machine(self.baseline.report["machine"], here, label,
+                                             compare_mod.HARDWARE_KEYS)
+
+    def gate(self, report: dict[str, Any]) -> dict[str, Any] | None:
+        """Compare this run's report with the baseline; the result goes into the report."""
+        if self.baseline is None:
+            return None
+        label = f"baseline {self.baseline.label}"
+        try:
+            result = compare_mod.compare(
+                self.baseline.report, report, self.options.fail_on or (),
+                baseline_label=label, any_machine=bool(self.options.compare_any_machine))
+        except BashtUsageError as exc:
+            out = {"verdict": "error", "error": str(exc), "baseline": {"label": label},
+                   "thresholds": [t.text for t in self.options.fail_on or ()], "rows": []}
+        else:
+            out = result.to_dict()
+        report["comparison"] = report_json.clean(out)
+        return report["comparison"]
+
+    def save_history(self, report: dict[str, Any], run_dir: Path) -> tuple[bool, str] | None:
+        """Save the run in the history; (saved?, a line for the terminal)."""
+        try:
+            store = self.history_store()
+            if store is None:
+                return None
+            entry = store.save(report, name=self.options.save, path=run_dir / "report.json")
+        except BashtUsageError as exc:
+            return False, f"history: not saved: {exc}"
+        named = f" as '{entry.name}'" if entry.name else ""
+        return True, f"history: saved run {entry.run_id}{named} in {store.shown}"
+
+    def finish(self, records: list[dict[str, Any]]) -> Finish:
+        """The controller's end of a run: the report, the gate, the files, the history."""
+        out = Finish()
+        try:
+            report = self.build_report(records)
+            comparison = self.gate(report)
+            if comparison is not None:
+                out.lines += [(line, line.startswith(ALARMING))
+                              for line in compare_mod.gate_lines(comparison)]
+                if comparison["verdict"] in ("fail", "error"):
+                    out.failed = EXIT_TESTS_FAILED
+            try:
+                out.run_dir = self.write_report(report)
+            except OSError as exc:
+                out.error = f"could not write the report to {self.options.report_dir}: {exc}"
+                return out
+            out.report = report
+            saved = self.save_history(report, out.run_dir)
+        finally:
+            self.close_history()
+        if saved is not None:
+            out.lines.append((saved[1], not saved[0]))
+            if not saved[0] and self.options.save is not None:
+                out.failed = out.failed or EXIT_INTERNAL_ERROR  # the name asked for is unsaved
+        return out
+
+    def close_history(self) -> None:
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+
+
+_REPEAT = re.compile(r"(\[|-)repeat=\d+\]$")
+
+
+def repeat_id(repeat: int) -> str:
+    """The id pytest shows for the ``repeat``-th run of a scenario (1-based)."""
+    return f"repeat={repeat}"
+
+
+def scenario_id(test_id: str, repeat: int, count: int) -> str:
+    """The scenario a test samples: its id without the repeat parametrization."""
+    if count <= 1:
+        return test_id
+    return _REPEAT.sub(lambda m: "]" if m.group(1) == "-" else "", test_id)
+
+
+def _window(record: dict[str, Any]) -> tuple[int, int] | None:
+    """When a scenario ran: its own deploy (not a reused one) to metric collection."""
+    reused = (record.get("deployment") or {}).get("reused")
+    spans = [s for s in record.get("spans", []) if s["phase"] != "undeploy"
+             and not (reused and s["phase"] == "deploy")]
+    edges = [(s["start_ns"], s["end_ns"]) for s in [*spans, *record.get("trials", [])]]
+    if not edges:
+        return None
+    return min(a for a, _ in edges), max(b for _, b in edges)
+
+
+def concurrency(records: list[dict[str, Any]]) -> int:
+    """Note in each record how many scenarios shared the machine with it; the run's peak.
+
+    All processes of one host share CLOCK_MONOTONIC, so windows from different xdist
+    workers compare directly.
+    """
+    windows = [_window(r) for r in records]
+    peak_run = 1 if records else 0
+    for i, record in enumerate(records):
+        w = windows[i]
+        host = (record.get("placement") or {}).get("host")
+        others = [j for j, o in enumerate(windows) if j != i and w and o and o[0] < w[1]
+                  and w[0] < o[1] and (records[j].get("placement") or {}).get("host") == host]
+        peak = 1
+        for t in [w[0], *(max(w[0], windows[j][0]) for j in others)] if w else []:
+            peak = max(peak, 1 + sum(1 for j in others if windows[j][0] <= t < windows[j][1]))
+        record["concurrency"] = {"max_parallel": peak,
+                                 "overlapped": [records[j]["test_id"] for j in others]}
+        peak_run = max(peak_run, peak)
+    return peak_run
+
+
+def energy_scope(records: list[dict[str, Any]]) -> str:
+    """What one scenario's energy covers when scenarios share the machine."""
+    if all(not r["energy"].get("measured") for r in records):
+        return ("per process: each pytest process (xdist worker) models its own process "
+                "tree's energy from that tree's CPU time; trials get CPU-time shares of it")
+    return ("a measured meter: each pytest process reads the counters it has; where they "
+            "cover the whole machine, a scenario's figure includes what scenarios running "
+            "beside it drew, unless the meter attributes by CPU-time share")
 
 
 def progress_line(progress: Progress, energy_j: float, source: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.errors import BashtUsageError
-from pytest_basht.metrics import UNITS, WASTE_CATEGORIES
+from pytest_basht.metrics import TABLE2_KEYS, UNITS, WASTE_CATEGORIES
 from pytest_basht.runner import RunResult
 
 SCHEMA_VERSION = 1
@@ -134,3 +134,19 @@ def load(path: str | Path) -> dict[str, Any]:
         raise ReportError(f"{path}: schema_version {version!r}, this pytest-basht reads "
                           f"version {SCHEMA_VERSION}")
     return data
+
+
+def junit_properties(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A scenario's metrics as JUnit XML properties (``basht.<key>``)."""
+    m = record["metrics"]
+    energy = record["energy"]
+    props: list[tuple[str, Any]] = [("basht.scenario", record.get("scenario_id")
+                                     or record["test_id"])]
+    props += [(f"basht.{key}", m.get(key)) for key in TABLE2_KEYS]
+    props += [("basht.energy_source", energy.get("source")),
+              ("basht.energy_measured", energy.get("measured")),
+              ("basht.best_value", record.get("best_value")),
+              ("basht.test_score", record.get("test_score")),
+              ("basht.trials", m.get("trials")),
+              ("basht.provisional", m.get("provisional"))]
+    return props

@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from pytest_basht import metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
+from pytest_basht.report.compare import gate_lines, table
 
 LABELS = {
     "jct_ms": "JCT", "energy_j": "energy", "energy_kwh": "energy", "twh_kwh": "TWH",
@@ -255,6 +256,7 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"- defaults: carbon intensity {d['carbon_intensity_g_per_kwh']} gCO2eq/kWh "
                  f"({d['carbon_intensity_note']}), PUE {d['pue']}")
     lines += [f"- note: {n}" for n in report.get("notes", [])]
+    lines += concurrency_lines(report)
     lines.append("")
     if report["scenarios"]:
         headers, rows = summary_rows(report)
@@ -267,6 +269,7 @@ def render(report: dict[str, Any]) -> str:
                       "retraining in the test phase; τ is Kendall's τ between the "
                       "surrogate's and the full model's ranking of the retrained "
                       "configurations.", "", _table(*hydro), ""]
+        lines += comparison_section(report)
         lines += ["## Scenarios", ""]
         for sc in report["scenarios"]:
             lines += [render_scenario(sc), ""]
@@ -343,4 +346,25 @@ def hydro_section(sc: dict[str, Any], hydro: dict[str, Any]) -> list[str]:
         out += ["**Retrained at full width** (the surrogate's best first)", "",
                 _table(table, ["#", "params", "surrogate value", "full value", "state",
                                "time s"]), ""]
+def concurrency_lines(report: dict[str, Any]) -> list[str]:
+    """Parallel scenarios (pytest -n) and the tests an xdist worker crash lost."""
+    out = []
+    conc = report.get("concurrency") or {}
+    if conc.get("max_parallel", 1) > 1:
+        out.append(f"- concurrency: up to {conc['max_parallel']} scenarios shared the machine "
+                   f"({conc.get('processes')} processes); {conc.get('energy_scope', '')}")
+    out += [f"- **lost**: `{lost['test_id']}` — xdist worker {lost['worker']} crashed "
+            f"({lost['reason']})" for lost in report.get("lost") or []]
+    return out
+
+
+def comparison_section(report: dict[str, Any]) -> list[str]:
+    comparison = report.get("comparison")
+    if not comparison:
+        return []
+    out = ["## Comparison", "", f"Baseline: {comparison.get('baseline', {}).get('label')}.", ""]
+    if comparison.get("rows"):
+        headers, rows = table(comparison)
+        out += [_table(rows, headers), ""]
+    out += ["```text", *gate_lines(comparison), "```", ""]
     return out

@@ -1,0 +1,328 @@
+"""Run history: every run's report in an SQL store (SQLAlchemy), keyed by machine fingerprint.
+
+SQLite by default (``.basht/history.sqlite`` under the rootdir); any SQLAlchemy URL for a
+team's shared store (``postgresql://user@host/db``, through psycopg 3). A run is one row
+holding its whole report.json, with the columns a listing or a query needs (name, machine,
+git commit, energy); each scenario is a row too, with its Table 2 metrics as JSON, so
+later tools can query history without parsing reports. URLs are shown without passwords.
+
+A reference (``--basht-compare REF``, ``basht compare OLD NEW``) is a report.json or run
+directory, a saved name (its newest run), a run id, or ``last`` / ``last~N`` (the newest
+run, or the Nth before it, of a machine when one is given).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    exc,
+    func,
+    select,
+)
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from pytest_basht.errors import BashtUsageError
+from pytest_basht.report import json as report_json
+
+DEFAULT_PATH = Path(".basht") / "history.sqlite"
+OFF = ("off", "none", "false", "0")
+_LAST = re.compile(r"^last(?:~(\d+))?$")
+
+
+class HistoryError(BashtUsageError):
+    """The history store cannot be reached or does not hold what was asked for."""
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    __tablename__ = "basht_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    created_utc: Mapped[str] = mapped_column(String(40))
+    saved_utc: Mapped[str] = mapped_column(String(40))
+    machine_id: Mapped[str] = mapped_column(String(64), index=True)
+    machine: Mapped[dict[str, Any]] = mapped_column(JSON)
+    meter_source: Mapped[str] = mapped_column(String(200))
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    git_branch: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    schema_version: Mapped[int] = mapped_column(Integer)
+    n_scenarios: Mapped[int] = mapped_column(Integer)
+    energy_j: Mapped[float | None] = mapped_column(Float)
+    report_path: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[str] = mapped_column(Text)
+    scenarios: Mapped[list[ScenarioRow]] = relationship(back_populates="run",
+                                                        cascade="all, delete-orphan")
+
+
+class ScenarioRow(Base):
+    __tablename__ = "basht_scenarios"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_pk: Mapped[int] = mapped_column(ForeignKey("basht_runs.id", ondelete="CASCADE"),
+                                        index=True)
+    test_id: Mapped[str] = mapped_column(Text)
+    scenario_id: Mapped[str] = mapped_column(Text)
+    repeat: Mapped[int] = mapped_column(Integer)
+    experiment: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(20))
+    energy_j: Mapped[float | None] = mapped_column(Float)
+    jct_ms: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    run: Mapped[RunRow] = relationship(back_populates="scenarios")
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One saved run, as listed."""
+
+    run_id: str
+    name: str | None
+    created_utc: str
+    machine_id: str
+    meter_source: str
+    git_commit: str | None
+    status: str
+    n_scenarios: int
+    energy_j: float | None
+
+    @classmethod
+    def of(cls, row: RunRow) -> RunEntry:
+        return cls(row.run_id, row.name, row.created_utc, row.machine_id, row.meter_source,
+                   row.git_commit, row.status, row.n_scenarios, row.energy_j)
+
+
+def is_off(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in OFF
+
+
+def store_url(value: str | None, rootdir: Path) -> URL:
+    """The SQLAlchemy URL of ``--basht-history``: a URL, a file path, or the default file."""
+    if value is None:
+        return make_url(f"sqlite:///{rootdir / DEFAULT_PATH}")
+    if "://" in value:
+        try:
+            url = make_url(value)
+        except exc.ArgumentError:
+            raise HistoryError(f"--basht-history: expected an SQLAlchemy URL such as "
+                               f"sqlite:///path or postgresql://user@host/db, got "
+                               f"{display_url(value)!r}") from None
+        if url.drivername in ("postgresql", "postgres"):  # psycopg 3 is our dependency
+            url = url.set(drivername="postgresql+psycopg")
+        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+            path = Path(url.database)
+            url = url.set(database=str(path if path.is_absolute() else rootdir / path))
+        return url
+    path = Path(value).expanduser()
+    return make_url(f"sqlite:///{path if path.is_absolute() else rootdir / path}")
+
+
+def display_url(url: str | URL) -> str:
+    """A URL fit for a log or a report: the password hidden."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except exc.ArgumentError:
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", str(url))
+    return parsed.render_as_string(hide_password=True)
+
+
+class History:
+    """The store: save runs, list them, find one by reference."""
+
+    def __init__(self, url: URL | str) -> None:
+        self.url = make_url(url) if isinstance(url, str) else url
+        self.shown = display_url(self.url)
+        if self.url.drivername.startswith("sqlite") and self.url.database not in (
+                None, "", ":memory:"):
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(self.url)
+            self._create()
+        except (exc.SQLAlchemyError, ImportError, OSError) as e:
+            raise HistoryError(f"history store {self.shown}: cannot open it "
+                               f"({_reason(e)})") from None
+
+    def _create(self) -> None:
+        try:
+            Base.metadata.create_all(self.engine)
+        except (exc.IntegrityError, exc.ProgrammingError):
+            Base.metadata.create_all(self.engine)  # another process created them meanwhile
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def save(self, report: dict[str, Any], *, name: str | None = None,
+             path: Path | None = None) -> RunEntry:
+        machine = report.get("machine") or {}
+        git = report.get("git") or {}
+        scenarios = report.get("scenarios") or []
+        energies = [sc["metrics"].get("energy_j") for sc in scenarios]
+        row = RunRow(
+            run_id=report["run_id"], name=name, created_utc=report.get("created_utc", ""),
+            saved_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            machine_id=machine.get("id", ""), machine=machine,
+            meter_source=machine.get("meter_source", ""), git_commit=git.get("commit"),
+            git_branch=git.get("branch"), status=report.get("status", ""),
+            schema_version=int(report.get("schema_version", 0)), n_scenarios=len(scenarios),
+            energy_j=(sum(e for e in energies if e is not None)
+                      if any(e is not None for e in energies) else None),
+            report_path=str(path) if path is not None else None,
+            report=report_json.dumps(report))
+        for sc in scenarios:
+            m = sc["metrics"]
+            row.scenarios.append(ScenarioRow(
+                test_id=sc["test_id"], scenario_id=sc.get("scenario_id") or sc["test_id"],
+                repeat=int(sc.get("repeat") or 1), experiment=sc.get("experiment"),
+                outcome=sc.get("outcome", ""), energy_j=m.get("energy_j"),
+                jct_ms=m.get("jct_ms"),
+                metrics={k: v for k, v in m.items() if not isinstance(v, dict)}))
+        try:
+            with Session(self.engine) as session, session.begin():
+                if session.scalar(select(RunRow.id).where(RunRow.run_id == row.run_id)):
+                    raise HistoryError(f"history store {self.shown}: run {row.run_id} is "
+                                       "already saved")
+                session.add(row)
+                session.flush()
+                return RunEntry.of(row)
+        except exc.SQLAlchemyError as e:
+            raise HistoryError(f"history store {self.shown}: cannot save run "
+                               f"{row.run_id} ({_reason(e)})") from None
+
+    # ------------------------------------------------------------------ reading
+
+    def runs(self, *, name: str | None = None, machine: dict[str, Any] | None = None,
+             keys: tuple[str, ...] = (), limit: int | None = None) -> list[RunEntry]:
+        """Saved runs, newest first; ``machine`` + ``keys`` keep runs whose fingerprint
+        agrees with it on those keys (all keyed fields: the machine id)."""
+        query = select(RunRow).order_by(RunRow.id.desc())
+        if name is not None:
+            query = query.where(RunRow.name == name)
+        if machine is not None and not keys:
+            query = query.where(RunRow.machine_id == machine.get("id"))
+        try:
+            with Session(self.engine) as session:
+                rows = session.scalars(query).all()
+                out = [RunEntry.of(r) for r in rows
+                       if not keys or machine is None
+                       or all((r.machine or {}).get(k) == machine.get(k) for k in keys)]
+        except exc.SQLAlchemyError as e:
+            raise HistoryError(f"history store {self.shown}: cannot list runs "
+                               f"({_reason(e)})") from None
+        return out[:limit] if limit is not None else out
+
+    def count(self) -> int:
+        with Session(self.engine) as session:
+            return int(session.scalar(select(func.count(RunRow.id))) or 0)
+
+    def names(self) -> list[str]:
+        with Session(self.engine) as session:
+            return sorted({n for n in session.scalars(select(RunRow.name)) if n})
+
+    def report(self, run_id: str) -> dict[str, Any]:
+        """The stored report of a run, checked like a report file."""
+        with Session(self.engine) as session:
+            text = session.scalar(select(RunRow.report).where(RunRow.run_id == run_id))
+        label = f"{self.shown} run {run_id}"
+        if text is None:
+            raise HistoryError(f"{label}: no such run")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise report_json.ReportError(f"{label}: the stored report is not valid JSON "
+                                          f"({e.msg}); it is corrupt") from None
+        return checked(data, label)
+
+    def find(self, ref: str, *, machine: dict[str, Any] | None = None,
+             keys: tuple[str, ...] = ()) -> RunEntry:
+        """``last``, ``last~N``, a saved name (its newest run) or a run id."""
+        last = _LAST.match(ref)
+        if last:
+            back = int(last.group(1) or 0)
+            runs = self.runs(machine=machine, keys=keys, limit=back + 1)
+            if len(runs) > back:
+                return runs[back]
+            where = ""
+            if machine is not None:
+                shown = ", ".join(f"{k}={machine.get(k)!r}" for k in keys) or machine.get("id")
+                where = f" of this machine ({shown}; {self.count()} in all)"
+            raise HistoryError(f"{ref}: the history store {self.shown} holds {len(runs)} "
+                               f"run(s){where}, so there is no {ref}")
+        named = self.runs(name=ref, limit=1)
+        if named:
+            return named[0]
+        with Session(self.engine) as session:
+            row = session.scalar(select(RunRow).where(RunRow.run_id == ref))
+            if row is not None:
+                return RunEntry.of(row)
+        names = self.names()
+        raise HistoryError(f"{ref}: no report file of that name, and no run named or with id "
+                           f"{ref!r} in the history store {self.shown} (saved names: "
+                           f"{', '.join(names) or 'none'})")
+
+
+def checked(data: Any, label: str) -> dict[str, Any]:
+    """The schema check ``report_json.load`` makes, for a report from anywhere."""
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise report_json.ReportError(f"{label}: not a pytest-basht report (no schema_version)")
+    version = data["schema_version"]
+    if version != report_json.SCHEMA_VERSION:
+        raise report_json.ReportError(f"{label}: schema_version {version!r}, this pytest-basht "
+                                      f"reads version {report_json.SCHEMA_VERSION}")
+    return data
+
+
+def _reason(error: BaseException) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig if orig is not None else error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def looks_like_path(ref: str) -> bool:
+    return ref.endswith(".json") or "/" in ref or "\\" in ref or Path(ref).exists()
+
+
+@dataclass(frozen=True)
+class Resolved:
+    report: dict[str, Any]
+    label: str
+
+
+def resolve(ref: str, history: History | None, *, machine: dict[str, Any] | None = None,
+            keys: tuple[str, ...] = ()) -> Resolved:
+    """A report from a reference: a file or run directory first, then the history."""
+    if looks_like_path(ref):
+        return Resolved(report_json.load(ref), str(ref))
+    if history is None:
+        raise HistoryError(f"{ref}: no such report file, and the history is off "
+                           "(--basht-history off), so it cannot be a saved run")
+    entry = history.find(ref, machine=machine, keys=keys)
+    label = f"run {entry.run_id}" + (f" ('{entry.name}')" if entry.name else "") \
+        + f" from the history {history.shown}"
+    return Resolved(history.report(entry.run_id), label)

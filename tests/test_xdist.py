@@ -1,0 +1,237 @@
+"""Parallel scenarios (pytest -n): one merged report equal to a serial run's, concurrency,
+JUnit properties, and a crashed xdist worker that loses only its scenario in flight."""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+
+import jsonschema
+import pytest
+from fake_trainable import CONFTEST, workload
+
+from pytest_basht.metrics import TABLE2_KEYS
+from pytest_basht.options import BashtOptions
+from pytest_basht.report import json as report_json
+from pytest_basht.session import BashtSession, concurrency, scenario_id
+
+SCENARIOS = """
+import pytest
+from pytest_basht import vary
+
+
+@pytest.mark.basht(experiment="xdist")
+@vary("search.sampler", ["grid", "random"])
+@vary("seed", [1, 2])
+def test_sampler(trial_runner):
+    assert trial_runner.run().trials
+
+
+def test_plain():
+    pass
+"""
+
+TRIAL_FIELDS = ("number", "params", "state", "value", "intermediate", "worker", "error")
+
+
+def content(scenario: dict) -> dict:
+    """What a scenario is and what it found: everything but timings, energy and placement."""
+    m = scenario["metrics"]
+    return {
+        **{k: scenario[k] for k in ("test_id", "scenario_id", "repeat", "experiment",
+                                    "variables", "outcome", "status", "error", "workload",
+                                    "workload_source", "table1", "best_trial", "best_value",
+                                    "test_score")},
+        "trials": [{k: t[k] for k in TRIAL_FIELDS} for t in scenario["trials"]],
+        "phases": sorted({s["phase"] for s in scenario["spans"]}),
+        "counts": {k: m[k] for k in ("trials", "complete", "pruned", "failed", "duplicate")},
+        "waste": {c: w["trials"] for c, w in m["waste"].items()},
+        "energy": {k: scenario["energy"][k] for k in ("source", "measured", "slots")},
+        "metrics": sorted(k for k in TABLE2_KEYS if m[k] is not None),
+    }
+
+
+def one_report(path) -> dict:
+    runs = [p for p in (path / "reports").iterdir() if p.name != "latest"]
+    assert len(runs) == 1, runs
+    report = report_json.load(runs[0])
+    jsonschema.validate(report, report_json.schema())
+    return report
+
+
+@pytest.fixture
+def fake(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    # One worker per study: the trial sequence is then fixed by the seed, serial or not.
+    pytester.makefile(".yaml", w=workload([1, 2, 3], workers=1, epochs=1))
+    return pytester
+
+
+@pytest.mark.slow
+def test_parallel_report_equals_the_serial_one_apart_from_timings(fake):
+    fake.makepyfile(test_scenarios=SCENARIOS)
+    serial_run = fake.runpytest_subprocess("--basht-workload", "w.yaml", "--basht-history",
+                                           "off")
+    serial_run.assert_outcomes(passed=5)
+    serial = one_report(fake.path)
+    shutil.rmtree(fake.path / "reports")
+
+    parallel_run = fake.runpytest_subprocess("--basht-workload", "w.yaml", "-n", "2",
+                                             "--basht-history", "off", "--junitxml=junit.xml")
+    parallel_run.assert_outcomes(passed=5)
+    parallel = one_report(fake.path)
+
+    assert len(serial["scenarios"]) == 4
+    assert [content(s) for s in parallel["scenarios"]] == \
+        [content(s) for s in serial["scenarios"]]
+    assert serial["concurrency"]["max_parallel"] == 1 and serial["concurrency"]["processes"] == 1
+    assert {s["placement"]["worker"] for s in serial["scenarios"]} == {"main"}
+    assert all(s["concurrency"] == {"max_parallel": 1, "overlapped": []}
+               for s in serial["scenarios"])
+
+    # Two worker processes, each metering its own process tree, ran scenarios side by side.
+    assert {s["placement"]["worker"] for s in parallel["scenarios"]} == {"gw0", "gw1"}
+    assert parallel["concurrency"]["processes"] == 2
+    assert parallel["concurrency"]["max_parallel"] == 2
+    by_id = {s["test_id"]: s for s in parallel["scenarios"]}
+    for sc in parallel["scenarios"]:
+        for other in sc["concurrency"]["overlapped"]:
+            assert sc["test_id"] in by_id[other]["concurrency"]["overlapped"]
+            assert by_id[other]["placement"]["pid"] != sc["placement"]["pid"]
+        assert not sc["metrics"]["provisional"]  # the final records replaced the early ones
+    assert "concurrency: up to 2 scenarios shared the machine" in parallel_run.stdout.str()
+    assert parallel["lost"] == []
+
+    # JUnit XML, written by the controller, carries each scenario's metrics as properties.
+    cases = {c.get("name"): c for c in ET.parse(fake.path / "junit.xml").iter("testcase")}
+    assert set(cases) == {s["test_id"].split("::")[-1] for s in serial["scenarios"]} | {
+        "test_plain"}
+    for sc in parallel["scenarios"]:
+        props = {p.get("name"): p.get("value")
+                 for p in cases[sc["test_id"].split("::")[-1]].iter("property")}
+        assert {f"basht.{k}" for k in TABLE2_KEYS} <= set(props)
+        assert props["basht.energy_source"] == "estimate:ccf-linear"
+        assert float(props["basht.energy_kwh"]) > 0
+        assert props["basht.scenario"] == sc["test_id"]
+    assert not list(cases["test_plain"].iter("property"))
+
+
+CRASHING = """
+import os
+import signal
+
+import pytest
+
+
+@pytest.mark.basht(experiment="crash")
+def test_a_finishes(trial_runner):
+    assert trial_runner.run().trials
+
+
+@pytest.mark.basht(experiment="crash")
+def test_b_kills_its_worker(trial_runner):
+    trial_runner.run()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+OTHER = """
+import pytest
+
+
+@pytest.mark.basht(experiment="crash")
+def test_c_elsewhere(trial_runner):
+    assert trial_runner.run().trials
+"""
+
+
+@pytest.mark.slow
+def test_a_crashed_worker_loses_only_its_scenario_in_flight(fake):
+    fake.makepyfile(test_crash=CRASHING, test_other=OTHER)
+    # loadfile: test_a then test_b on one worker, test_c on the other
+    result = fake.runpytest_subprocess("--basht-workload", "w.yaml", "-n", "2",
+                                       "--dist", "loadfile", "--basht-history", "off")
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    assert "crashed while running 'test_crash.py::test_b_kills_its_worker'" in out
+    report = one_report(fake.path)
+    scenarios = {s["test_id"]: s for s in report["scenarios"]}
+    assert set(scenarios) == {"test_crash.py::test_a_finishes", "test_other.py::test_c_elsewhere"}
+    a = scenarios["test_crash.py::test_a_finishes"]
+    assert a["outcome"] == "passed" and a["trials"] and a["best_value"] is not None
+    # test_b reused test_a's deployment and died with it, so its undeploy was never recorded
+    assert a["metrics"]["provisional"] is True
+    assert not scenarios["test_other.py::test_c_elsewhere"]["metrics"]["provisional"]
+    assert a["placement"]["worker"] != scenarios["test_other.py::test_c_elsewhere"][
+        "placement"]["worker"]
+    [lost] = report["lost"]
+    assert lost["test_id"] == "test_crash.py::test_b_kills_its_worker"
+    assert lost["scenario"] is True and lost["worker"] == a["placement"]["worker"]
+    assert "crashed while running" in lost["reason"]
+    assert any("test_b_kills_its_worker: its record is lost" in n for n in report["notes"])
+    assert "LOST: test_crash.py::test_b_kills_its_worker" in out
+    md = (fake.path / "reports" / "latest" / "report.md").read_text()
+    assert "**lost**: `test_crash.py::test_b_kills_its_worker`" in md
+
+
+# ----------------------------------------------------------------------------- unit
+
+
+def _record(test_id: str, start_s: float, end_s: float, *, host: str = "h", reused=False,
+            deploy_at: float | None = None) -> dict:
+    ns = 1_000_000_000
+    spans = [{"phase": "setup", "start_ns": int(start_s * ns), "end_ns": int(start_s * ns) + 1},
+             {"phase": "metric_collection", "start_ns": int(end_s * ns) - 1,
+              "end_ns": int(end_s * ns)},
+             {"phase": "undeploy", "start_ns": int(99 * ns), "end_ns": int(100 * ns)}]
+    if deploy_at is not None:
+        spans.insert(0, {"phase": "deploy", "start_ns": int(deploy_at * ns),
+                         "end_ns": int(start_s * ns)})
+    return {"test_id": test_id, "spans": spans, "trials": [],
+            "deployment": {"reused": reused}, "placement": {"host": host, "pid": 1}}
+
+
+def test_concurrency_counts_the_scenarios_running_at_once():
+    records = [_record("a", 0, 10), _record("b", 5, 15), _record("c", 6, 7),
+               _record("d", 20, 30, reused=True, deploy_at=0),  # a reused deploy is not its own
+               _record("e", 0, 30, host="other")]  # another host's clock is not comparable
+    assert concurrency(records) == 3
+    got = {r["test_id"]: r["concurrency"] for r in records}
+    assert got["a"] == {"max_parallel": 3, "overlapped": ["b", "c"]}
+    assert got["b"] == {"max_parallel": 3, "overlapped": ["a", "c"]}
+    assert got["c"]["max_parallel"] == 3
+    assert got["d"] == {"max_parallel": 1, "overlapped": []}
+    assert got["e"] == {"max_parallel": 1, "overlapped": []}
+    own = _record("f", 20, 30, deploy_at=12)  # its own deploy counts
+    concurrency([_record("b", 5, 15), own])
+    assert own["concurrency"]["overlapped"] == ["b"]
+
+
+def test_repeat_suffix_is_stripped_for_the_scenario_id():
+    assert scenario_id("m.py::t[repeat=2]", 2, 3) == "m.py::t"
+    assert scenario_id("m.py::t[seed=1-repeat=12]", 12, 12) == "m.py::t[seed=1]"
+    assert scenario_id("m.py::t[repeat=2]", 1, 1) == "m.py::t[repeat=2]"  # a user's own id
+
+
+def test_lost_bookkeeping_on_the_controller(tmp_path):
+    state = BashtSession(BashtOptions(workload=None, report_dir=tmp_path, meter=None,
+                                      carbon_intensity=None, pue=None, seed=None), tmp_path)
+    state.scenario_started("t::a", "gw0")
+    state.scenario_started("t::b", "gw0")
+    state.scenario_started("t::c", "gw1")
+    state.scenario_ended("t::a", None)  # e.g. its setup failed: nothing to lose later
+    state.worker_down("gw0", "Not properly terminated")
+    state.worker_crashed("t::b", "gw0", "worker 'gw0' crashed while running 't::b'")
+    state.worker_crashed("t::x", "gw1", "worker 'gw1' crashed while running 't::x'")
+    assert state.lost == [
+        {"test_id": "t::b", "worker": "gw0", "scenario": True,
+         "reason": "worker 'gw0' crashed while running 't::b'"},
+        {"test_id": "t::x", "worker": "gw1", "scenario": False,
+         "reason": "worker 'gw1' crashed while running 't::x'"}]
+    assert state.in_flight == {"t::c": "gw1"}
+
+
+def test_the_plugin_loads_without_xdist(pytester):
+    pytester.makepyfile(test_scenarios=SCENARIOS)
+    result = pytester.runpytest_inprocess("-p", "no:xdist", "--co", "-q")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert "5 tests collected" in result.stdout.str()
