@@ -101,24 +101,25 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
 @pytest.mark.slow
 def test_repeats_are_samples_and_the_rank_test_decides(busy):
     (busy.path / "work.txt").write_text("0.3")
-    first = run(busy, "--basht-repeat", "4")
-    first.assert_outcomes(passed=4)
+    first = run(busy, "--basht-repeat", "5")
+    first.assert_outcomes(passed=5)
     base = latest(busy)
     assert [s["test_id"] for s in base["scenarios"]] == [
-        f"test_busy.py::test_busy[repeat={i}]" for i in range(1, 5)]
+        f"test_busy.py::test_busy[repeat={i}]" for i in range(1, 6)]
     assert {s["scenario_id"] for s in base["scenarios"]} == {"test_busy.py::test_busy"}
-    assert [s["repeat"] for s in base["scenarios"]] == [1, 2, 3, 4]
+    assert [s["repeat"] for s in base["scenarios"]] == [1, 2, 3, 4, 5]
 
-    (busy.path / "work.txt").write_text("0.6")
-    doubled = run(busy, "--basht-repeat", "4", "--basht-compare", "last",
+    # three times the work: on a loaded machine twice the work let 4 vs 4 samples overlap
+    (busy.path / "work.txt").write_text("0.9")
+    doubled = run(busy, "--basht-repeat", "5", "--basht-compare", "last",
                   "--basht-fail-on", "twh_kwh:+30%")
     out = output(doubled)
     assert doubled.ret == 1, out
     row = next(r for r in latest(busy)["comparison"]["rows"] if r["metric"] == "twh_kwh")
-    assert (row["n_old"], row["n_new"], row["verdict"]) == (4, 4, "regression")
-    assert row["p"] < 0.05 and row["test"].startswith("Mann–Whitney U (4 vs 4), p < 0.05")
+    assert (row["n_old"], row["n_new"], row["verdict"]) == (5, 5, "regression")
+    assert row["p"] < 0.05 and row["test"].startswith("Mann–Whitney U (5 vs 5), p < 0.05")
     assert re.search(r"^REGRESSION test_busy\.py::test_busy twh_kwh: old .* Mann–Whitney U "
-                     r"\(4 vs 4\), p < 0\.05\)$", out, re.MULTILINE), out
+                     r"\(5 vs 5\), p < 0\.05\)$", out, re.MULTILINE), out
     assert "fewer than 3 samples" not in out
 
 
