@@ -83,6 +83,9 @@ def _table_info(args: argparse.Namespace) -> int:
     for name in args.tables:
         table = TrialTable.read(name)
         print(json.dumps(table.describe(), indent=1))
+    return 0
+
+
 def _store(args: argparse.Namespace) -> History | None:
     from pytest_basht.report import history  # SQLAlchemy loads only for these commands
 

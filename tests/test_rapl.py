@@ -191,7 +191,8 @@ def test_monitor_measures_known_power_through_wraps_and_idle(tmp_path):
 def test_a_run_on_a_rapl_machine(tmp_path, pytester):
     """auto takes the (fake) RAPL counters; the machine draws 40 + 5 W, so the run's energy
     is 45 W × its time, the idle draw is measured, and the source shows everywhere."""
-    tree = FakeRapl(tmp_path / "powercap", range_j=200.0, max_power_w=100.0)
+    # 60 J at 40 W wraps every 1.5 s: at least once in the 1 s idle measurement plus the run
+    tree = FakeRapl(tmp_path / "powercap", range_j=60.0, max_power_w=100.0)
     tree.play(lambda: {"package-0": 40.0, "dram-0": 5.0})
     try:
         pytester.makeconftest(CONFTEST)

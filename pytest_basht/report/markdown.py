@@ -346,6 +346,9 @@ def hydro_section(sc: dict[str, Any], hydro: dict[str, Any]) -> list[str]:
         out += ["**Retrained at full width** (the surrogate's best first)", "",
                 _table(table, ["#", "params", "surrogate value", "full value", "state",
                                "time s"]), ""]
+    return out
+
+
 def concurrency_lines(report: dict[str, Any]) -> list[str]:
     """Parallel scenarios (pytest -n) and the tests an xdist worker crash lost."""
     out = []
