@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pytest_basht import budget
 from pytest_basht.errors import OptionError
 
 
@@ -44,6 +45,13 @@ def _seed(option: str, raw: str) -> int:
         raise OptionError(option, "a non-negative integer", raw) from None
     if value < 0:
         raise OptionError(option, "a non-negative integer", raw)
+    return value
+
+
+def _budget(option: str, raw: str) -> str:
+    value = raw.strip()
+    if value not in budget.NAMES:
+        raise OptionError(option, "one of " + ", ".join(budget.NAMES), raw)
     return value
 
 
@@ -78,6 +86,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "(default: the workload's, else 1.0)", _number(lambda v: v >= 1, "a PUE ≥ 1.0")),
     OptionSpec("basht_seed", "N", "seed for samplers, splits and models (default: the "
                "workload's, else 42)", _seed),
+    OptionSpec("basht_budget", "NAME", "full: run workloads as written; smoke: fewer epochs, "
+               "trials and sweep steps (default: full)", _budget, "full"),
 )
 
 
@@ -99,6 +109,7 @@ class BashtOptions:
     carbon_intensity: float | None
     pue: float | None
     seed: int | None
+    budget: str = "full"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:

@@ -14,14 +14,16 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from pytest_basht import builtins, hookspecs
+from pytest_basht import builtins, hookspecs, sweep
 from pytest_basht.energy.monitor import EnergyMonitor
+from pytest_basht.errors import BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
-from pytest_basht.report import markdown
+from pytest_basht.report import comparison, markdown
 from pytest_basht.runner import Deployment, TrialRunner
 from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, variant_of
 from pytest_basht.session import BashtSession, progress_line
 from pytest_basht.sut.base import Progress
+from pytest_basht.sut.limits import accelerator_missing
 from pytest_basht.workload import Workload
 
 SESSION = pytest.StashKey[BashtSession]()
@@ -42,12 +44,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "basht(*, workload=None, experiment=None, overrides=None): the workload "
         "file, experiment name and dotted-path overrides of a pytest-basht scenario")
+    config.addinivalue_line(
+        "markers", f"{sweep.MARKER}(*, tolerance=0.05, metric='jct_ms'): run a vary() over one "
+        "variable in order and skip the rest once two successive steps differ by less than "
+        "the tolerance")
     config.pluginmanager.register(builtins, "basht-builtins")
     options = BashtOptions.from_config(config)
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
                            progress_factory=lambda monitor: _ProgressLine(config, monitor))
     session.validate_base()
     config.stash[SESSION] = session
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_SkipRecorder(session), "basht-skips")
 
 
 def _session(config: pytest.Config) -> BashtSession:
@@ -57,6 +65,44 @@ def _session(config: pytest.Config) -> BashtSession:
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     merge_stacked(metafunc)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]
+                                  ) -> Iterator[None]:
+    """Sweeps: mark each for one xdist worker (before xdist reads the marks, for --dist
+    loadgroup), then, once the selection is final, run each one's steps in order."""
+    for item in items:
+        if item.get_closest_marker(sweep.MARKER) is not None:
+            item.add_marker(pytest.mark.xdist_group(name=f"basht-sweep:{_sweep_id(item)}"))
+    yield
+    state = _session(config)
+    steps: dict[str, list[tuple[str, int, dict[str, Any]]]] = {}
+    marks: dict[str, pytest.Mark] = {}
+    for item in items:
+        mark = item.get_closest_marker(sweep.MARKER)
+        callspec = getattr(item, "callspec", None)
+        if mark is None:
+            continue
+        if callspec is None or VARIANT not in callspec.params:
+            raise BashtUsageError(f"{item.nodeid}: @pytest.mark.{sweep.MARKER} needs the "
+                                  "values to sweep: vary(path, values) on the same test")
+        sid = _sweep_id(item)
+        steps.setdefault(sid, []).append((item.nodeid, callspec.indices[VARIANT],
+                                          variant_of(item)))
+        marks[sid] = mark
+    budget = state.budget
+    for sid, group in steps.items():
+        tolerance, metric = sweep.parse_marker(sid, marks[sid].kwargs, marks[sid].args)
+        spec, positions = sweep.build(sid, group, tolerance=tolerance, metric=metric,
+                                      max_steps=budget.max_sweep_steps, budget=budget.name)
+        state.add_sweep(spec, positions)
+    if steps:
+        items[:] = sweep.in_order(items, state.sweep_steps)
+
+
+def _sweep_id(item: pytest.Item) -> str:
+    return f"{item.parent.nodeid}::{getattr(item, 'originalname', item.name)}"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -114,6 +160,32 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
                        on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant))
 
 
+# ------------------------------------------------------------------------- skips
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a scenario the machine cannot run, or a sweep step past convergence."""
+    if VARIANT not in getattr(item, "fixturenames", ()):
+        return
+    state = _session(item.config)
+    workload = state.resolve(ScenarioSpec.from_item(item), variant_of(item))
+    missing = accelerator_missing(workload.workers.accelerator)
+    if missing is not None:
+        pytest.skip(missing)
+    unseen = state.sweep_unseen(item.nodeid)
+    if unseen:
+        pytest.fail(f"pytest-basht: sweep step {item.nodeid} would run without the steps "
+                    f"before it ({', '.join(unseen)}) on this process; under pytest-xdist run "
+                    "sweeps with --dist loadscope or --dist loadfile, which keep a module's "
+                    "tests on one worker in order (--dist loadgroup also would, by the "
+                    "xdist_group mark each sweep has, but with pytest ≥ 9.2 pytest-xdist 3.8 "
+                    "no longer groups: pytest-xdist issue #1386)", pytrace=False)
+    reason = state.sweep_verdict(item.nodeid)
+    if reason is not None:
+        pytest.skip(reason)
+
+
 # ------------------------------------------------------------------------- outcomes
 
 
@@ -127,7 +199,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         outcome = report.outcome if report.when == "call" else (
             "skipped" if report.skipped else "error")
         session.set_outcome(item.nodeid, outcome)
+    if session is not None and VARIANT in getattr(item, "fixturenames", ()):
+        if report.skipped and not known:  # travels to the xdist controller with the report
+            report.basht_skip = session.skip_entry(  # type: ignore[attr-defined]
+                item.nodeid, ScenarioSpec.from_item(item), variant_of(item),
+                _skip_reason(report))
+        if report.when == "teardown":
+            session.sweep_done(item.nodeid)
     return report
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+class _SkipRecorder:
+    """Records skipped scenarios where the report is written: the xdist controller, or here."""
+
+    def __init__(self, state: BashtSession) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = getattr(report, "basht_skip", None)
+        if entry is not None:
+            self.state.add_skip(entry)
 
 
 # ------------------------------------------------------------------------- finish
@@ -181,6 +279,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for meter in report["meters"]:
         label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
         tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
+    for line in comparison.terminal_lines(report.get("experiments", [])):
+        tr.write_line(line)
     tr.write_line(f"report: {written}/report.json, {written}/report.md")
 
 

@@ -16,15 +16,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_basht import machine
+from pytest_basht import budget as budget_mod
+from pytest_basht import machine, search
+from pytest_basht import sweep as sweep_mod
 from pytest_basht import workload as wl
 from pytest_basht.energy.factory import select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
 from pytest_basht.registry import Registry
+from pytest_basht.report import comparison, markdown
 from pytest_basht.report import json as report_json
-from pytest_basht.report import markdown
 from pytest_basht.runner import Deployments, RunResult
 from pytest_basht.scenarios import ScenarioSpec
 from pytest_basht.sut.base import Progress, ProgressCallback
@@ -44,6 +46,7 @@ class Scenario:
     result: RunResult | None = None
     record: dict[str, Any] | None = None  # as received from an xdist worker
     outcome: str = "passed"
+    sweep: dict[str, Any] | None = None  # the sweep it is a step of, and its position
 
 
 @dataclass
@@ -70,6 +73,14 @@ class BashtSession:
     _engines: dict[str, Engine] = field(default_factory=dict)
     _documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    sweeps: dict[str, sweep_mod.SweepSpec] = field(default_factory=dict)
+    sweep_steps: dict[str, tuple[str, int]] = field(default_factory=dict)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    _swept: set[str] = field(default_factory=set)
+
+    @property
+    def budget(self) -> budget_mod.Budget:
+        return budget_mod.get(self.options.budget)
 
     # -------------------------------------------------------------- workloads
 
@@ -108,7 +119,11 @@ class BashtSession:
         doc = wl.apply_overrides(doc, variant, source)
         try:
             workload = wl.from_mapping(doc, source)
+            shrink = self.budget.overrides(workload, variant)
+            if shrink:
+                workload = wl.from_mapping(wl.apply_overrides(doc, shrink, source), source)
             self.registry.check(workload)
+            search.check(workload, self.registry)
         except WorkloadError as exc:
             if not variant and not spec.overrides:
                 raise
@@ -155,7 +170,8 @@ class BashtSession:
     def add_result(self, test_id: str, result: RunResult, spec: ScenarioSpec,
                    variables: dict[str, Any]) -> None:
         experiment = spec.experiment or result.workload.experiment
-        self.scenarios[test_id] = Scenario(test_id, experiment, variables, result=result)
+        self.scenarios[test_id] = Scenario(test_id, experiment, variables, result=result,
+                                           sweep=self.sweep_info(test_id))
 
     def add_record(self, record: dict[str, Any]) -> None:
         self.scenarios[record["test_id"]] = Scenario(
@@ -182,10 +198,88 @@ class BashtSession:
                 record = report_json.scenario_record(sc.test_id, sc.result, outcome=sc.outcome,
                                                      experiment=sc.experiment,
                                                      variables=sc.variables)
+                if sc.sweep is not None:
+                    record["sweep"] = sc.sweep
                 if self.hook is not None:
                     self.hook.pytest_basht_update_scenario(config=self.config, scenario=record)
                 out.append(record)
         return out
+
+    # -------------------------------------------------------------- sweeps and skips
+
+    def add_sweep(self, spec: sweep_mod.SweepSpec, positions: dict[str, int]) -> None:
+        self.sweeps[spec.id] = spec
+        for nodeid, pos in positions.items():
+            self.sweep_steps[nodeid] = (spec.id, pos)
+
+    def sweep_info(self, test_id: str) -> dict[str, Any] | None:
+        """What a scenario's record says about the sweep it is a step of."""
+        entry = self.sweep_steps.get(test_id)
+        if entry is None:
+            return None
+        spec = self.sweeps[entry[0]]
+        return {**spec.to_dict(), "position": entry[1], "value": spec.values[entry[1]]}
+
+    def sweep_verdict(self, test_id: str) -> str | None:
+        """Why this sweep step is skipped (converged, or past the budget), or None."""
+        entry = self.sweep_steps.get(test_id)
+        if entry is None:
+            return None
+        spec = self.sweeps[entry[0]]
+        done = [sc for sc in self.scenarios.values()
+                if sc.sweep is not None and sc.sweep["id"] == spec.id and sc.result is not None]
+        self._settle([sc.result for sc in done if sc.result is not None])
+        steps = []
+        for sc in done:
+            assert sc.result is not None
+            metrics = sc.result.metrics or sc.result.recompute()
+            steps.append(sweep_mod.step_of({"sweep": sc.sweep, "metrics": metrics.to_dict(),
+                                            "outcome": sc.outcome,
+                                            "status": sc.result.status}))
+        return sweep_mod.verdict(spec, steps, entry[1])
+
+    def _settle(self, results: list[RunResult]) -> None:
+        """Undeploy what earlier steps ran on, so that their JCT (with undeploy) is final."""
+        for engine in list(self._engines.values()):
+            dep = engine.deployments.current
+            if dep is not None and any(u is r for u in dep.users for r in results):
+                engine.deployments.close()
+
+    def sweep_done(self, test_id: str) -> None:
+        """A sweep step has been through its whole test protocol on this process."""
+        if test_id in self.sweep_steps:
+            self._swept.add(test_id)
+
+    def sweep_unseen(self, test_id: str) -> list[str]:
+        """Earlier steps of this step's sweep that have not run on this process.
+
+        Non-empty when a scheduler (pytest-xdist without --dist loadgroup) split a sweep.
+        """
+        entry = self.sweep_steps.get(test_id)
+        if entry is None:
+            return []
+        return [nodeid for nodeid, (sid, pos) in self.sweep_steps.items()
+                if sid == entry[0] and pos < entry[1] and nodeid not in self._swept]
+
+    def skip_entry(self, test_id: str, spec: ScenarioSpec, variables: dict[str, Any],
+                   reason: str) -> dict[str, Any]:
+        """What the report keeps of a skipped scenario (plain data: it travels over xdist)."""
+        experiment = spec.experiment
+        if experiment is None:
+            try:
+                experiment = self.resolve(spec, variables).experiment
+            except WorkloadError:
+                experiment = None
+        entry: dict[str, Any] = {"test_id": test_id, "experiment": experiment,
+                                 "variables": variables, "reason": reason}
+        sweep = self.sweep_info(test_id)
+        if sweep is not None:
+            entry["sweep"] = sweep
+        return report_json.clean(entry)
+
+    def add_skip(self, entry: dict[str, Any]) -> None:
+        """A scenario that was skipped (converged sweep, missing hardware, ...)."""
+        self.skipped.append(entry)
 
     # -------------------------------------------------------------- report
 
@@ -205,11 +299,16 @@ class BashtSession:
                                  "text": text}
             except OSError as exc:
                 workload_file = {"path": str(self.options.workload), "error": str(exc)}
+        notes = list(self.notes)
+        if self.options.budget != "full":
+            notes.append(self.budget.describe())
         report = report_json.build(
             run_id=self.run_id, status=self.status, scenarios=records,
             machine=machine.fingerprint(source), packages=machine.package_versions(),
             git=machine.git_info(self.rootdir), options=self.options.to_dict(),
-            workload_file=workload_file, meters=meters, notes=self.notes)
+            workload_file=workload_file, meters=meters, notes=notes)
+        report["skipped"] = report_json.clean(self.skipped)
+        report["experiments"] = comparison.experiments(report["scenarios"], report["skipped"])
         if self.hook is not None:
             self.hook.pytest_basht_update_report(config=self.config, report=report)
         return report
@@ -218,6 +317,7 @@ class BashtSession:
         """Write report.json and report.md atomically; point ``latest`` at the run."""
         run_dir = self.options.report_dir / self.run_id
         report_json.write_atomic(run_dir / "report.json", report_json.dumps(report))
+        comparison.write_plots(report.get("experiments", []), run_dir)
         report_json.write_atomic(run_dir / "report.md", markdown.render(report))
         latest = self.options.report_dir / "latest"
         tmp = self.options.report_dir / f".latest-{os.getpid()}"

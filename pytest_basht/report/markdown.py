@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from pytest_basht import metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
+from pytest_basht.report import comparison
 
 LABELS = {
     "jct_ms": "JCT", "energy_j": "energy", "energy_kwh": "energy", "twh_kwh": "TWH",
@@ -129,6 +130,14 @@ def render_scenario(sc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def by_experiment(scenarios: list[dict[str, Any]]) -> list[tuple[str | None, list[dict]]]:
+    """Scenarios grouped by experiment, in order of first appearance."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for sc in scenarios:
+        groups.setdefault(sc.get("experiment"), []).append(sc)
+    return list(groups.items())
+
+
 def render(report: dict[str, Any]) -> str:
     machine = report["machine"]
     git = report.get("git") or {}
@@ -153,9 +162,18 @@ def render(report: dict[str, Any]) -> str:
     if report["scenarios"]:
         headers, rows = summary_rows(report)
         lines += ["## Summary", "", _table(rows, headers), ""]
-        lines += ["## Scenarios", ""]
-        for sc in report["scenarios"]:
-            lines += [render_scenario(sc), ""]
+        exps = report.get("experiments")
+        if exps is None:
+            exps = comparison.experiments(report["scenarios"], report.get("skipped", []))
+        lines += comparison.markdown_section(exps)
+        for name, group in by_experiment(report["scenarios"]):
+            lines += [f"## Scenarios — {name}" if name else "## Scenarios", ""]
+            for sc in group:
+                lines += [render_scenario(sc), ""]
+        loose = [s for s in report.get("skipped", []) if not s.get("experiment")]
+        if loose:
+            lines += ["## Skipped", "", _table([[f"`{s['test_id']}`", s.get("reason") or ""]
+                                               for s in loose], ["scenario", "reason"]), ""]
     else:
         lines += ["No scenario ran.", ""]
     lines += ["## Definitions", "", "```text", (metrics_mod.__doc__ or "").strip(), "```", ""]

@@ -33,7 +33,11 @@ from pytest_basht.sut.base import SUT, Progress, SutContext, SutError
 from pytest_basht.sut.limits import (
     WATCHDOG_INTERVAL_S,
     CpuPlan,
+    accelerator_record,
+    affinity_of,
     can_pin,
+    cpu_record,
+    memory_record,
     plan_cpus,
     thread_env,
     tree_rss_bytes,
@@ -339,14 +343,10 @@ class OptunaSUT(SUT):
         peaks = [round(x.peak_rss / 2**20, 1) for x in self.workers]
         return {
             "limits": {
-                "cpu": self.plan.to_dict(),
-                "memory": {"asked_mb": w.memory_mb, "enforced": True,
-                           "how": f"watchdog: RSS of each worker's process tree every "
-                                  f"{WATCHDOG_INTERVAL_S:g} s; SIGKILL past the cap",
-                           "peak_rss_mb": peaks},
-                "accelerator": {"asked": w.accelerator, "enforced": w.accelerator == "cpu",
-                                "how": "CPU only" if w.accelerator == "cpu"
-                                else "device chosen by the trainable"},
+                "cpu": cpu_record(self.plan, [affinity_of(x.proc.pid) for x in self.workers]),
+                "memory": memory_record(w.memory_mb, w.count, peaks, self.kills),
+                "accelerator": accelerator_record(w.accelerator, self._setup_msg["device"],
+                                                  w.count),
             },
             "data": self.data.to_dict() if self.data else None,
             "kills": list(self.kills),
