@@ -244,3 +244,18 @@ def test_limit_records_say_whether_each_limit_held(fake):
         assert sc["sut"]["limits"]["accelerator"] == {
             "asked": "cpu", "device": "cpu", "enforced": True,
             "how": "device 'cpu' handed to the trainable; no accelerator"}
+
+
+@pytest.mark.slow
+def test_a_cap_that_killed_its_worker_is_recorded_as_enforced(fake):
+    # one worker: after the kill, the only worker is a fresh replacement
+    fake.makefile(".yaml", w=workload([-4, 1], epochs=1, workers=1,
+                                      extra="workers: {count: 1, cpu: 1, memory_mb: 400}\n"))
+    fake.makepyfile(sweep_module([400]))
+    fake.runpytest_subprocess().assert_outcomes(passed=1)
+    sc = only_report(fake.path)["scenarios"][0]
+    memory = sc["sut"]["limits"]["memory"]
+    assert memory["enforced"] is True and memory["kills"] >= 1, memory
+    assert sc["sut"]["respawns"] >= 1
+    hog = next(t for t in sc["trials"] if t["params"]["x"] == -4)
+    assert hog["state"] == "failed" and "memory cap exceeded" in hog["error"]

@@ -55,13 +55,18 @@ def test_affinity_of_reads_this_process():
 def test_memory_record():
     rec = limits.memory_record(2048, 4, [708.5, 709.0, 0.0, 710.1],
                                ["worker 1: memory cap exceeded: 900 MB > 768 MB (killed)",
-                                "worker 2: trial timeout: ran 4 s > 3 s (killed)"])
+                                "worker 2: trial timeout: ran 4 s > 3 s (killed)"], True)
     assert rec["enforced"] is True and rec["kills"] == 1
     assert rec["how"].startswith("watchdog: RSS of each worker's process tree")
-    unread = limits.memory_record(2048, 4, [0.0, 0.0], [])
-    assert unread["enforced"] is False and "could not read" in unread["how"]
-    huge = limits.memory_record(10**7, 4, [700.0], [])
+    unread = limits.memory_record(2048, 4, [0.0, 0.0], [], False)
+    assert unread["enforced"] is False and "cannot read" in unread["how"]
+    huge = limits.memory_record(10**7, 4, [700.0], [], True)
     assert huge["enforced"] is True and "a cap, not a reservation" in huge["how"]
+
+
+def test_the_watchdog_reads_a_process_tree():
+    assert limits.tree_rss_bytes(os.getpid()) > 10 * 2**20
+    assert limits.tree_rss_bytes(2**22 + 12345) == 0
 
 
 def test_accelerator_record():
@@ -117,3 +122,16 @@ def test_accelerator_missing_when_torch_cannot_use_the_gpu(monkeypatch, fresh_gp
     limits._gpu_missing.cache_clear()
     torch.cuda = types.SimpleNamespace(is_available=lambda: True)  # type: ignore[attr-defined]
     assert limits.accelerator_missing("gpu") is None
+
+
+def test_a_worker_imports_the_trainable_at_deploy(tmp_path):
+    from pytest_basht.sut.worker import Worker
+
+    module = tmp_path / "conftest.py"
+    module.write_text("class T:\n    pass\n")
+    sent: list[dict] = []
+    worker = Worker(0, types.SimpleNamespace(send=sent.append), threads=1)
+    worker.preload({"trainable": f"{module}:T"})
+    assert sent == [{"ev": "preloaded"}]
+    loaded = [m for m in sys.modules.values() if getattr(m, "__file__", None) == str(module)]
+    assert len(loaded) == 1 and loaded[0].T.__name__ == "T"

@@ -130,25 +130,25 @@ def cpu_record(plan: CpuPlan, observed: list[list[int] | None]) -> dict[str, Any
     return out
 
 
-def memory_record(asked_mb: int, workers: int, peak_rss_mb: list[float],
-                  kills: list[str]) -> dict[str, Any]:
+def memory_record(asked_mb: int, workers: int, peak_rss_mb: list[float], kills: list[str],
+                  readable: bool) -> dict[str, Any]:
     """Whether the watchdog held each worker's process tree under wmem.
 
-    The cap is enforced when the watchdog could read the workers' resident memory (a
-    process it cannot read, it cannot kill for it). It caps, it does not reserve: when
-    wn × wmem exceeds the machine's memory that is said too.
+    The cap is enforced when the watchdog can read the workers' resident memory (a process
+    it cannot read, it cannot kill for it). It caps, it does not reserve: when wn × wmem
+    exceeds the machine's memory that is said too.
     """
     machine_mb = psutil.virtual_memory().total / 2**20
-    read = any(p > 0 for p in peak_rss_mb)
     how = (f"watchdog: RSS of each worker's process tree every {WATCHDOG_INTERVAL_S:g} s; "
            "SIGKILL past the cap, the trial recorded failed"
-           if read else "not enforced: the watchdog could not read the workers' memory")
-    if read and workers * asked_mb > machine_mb:
+           if readable else "not enforced: the watchdog cannot read the workers' memory")
+    if readable and workers * asked_mb > machine_mb:
         how += (f"; a cap, not a reservation: {workers} × {asked_mb} MB exceeds this "
                 f"machine's {machine_mb:.0f} MB")
     memory_kills = [k for k in kills if "memory cap exceeded" in k]
-    return {"asked_mb": asked_mb, "enforced": read, "how": how, "peak_rss_mb": peak_rss_mb,
-            "kills": len(memory_kills), "machine_mb": round(machine_mb)}
+    return {"asked_mb": asked_mb, "enforced": readable, "how": how,
+            "peak_rss_mb": peak_rss_mb, "kills": len(memory_kills),
+            "machine_mb": round(machine_mb)}
 
 
 def accelerator_record(asked: str, device: str, workers: int) -> dict[str, Any]:
