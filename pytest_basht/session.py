@@ -253,7 +253,7 @@ class BashtSession:
     def sweep_unseen(self, test_id: str) -> list[str]:
         """Earlier steps of this step's sweep that have not run on this process.
 
-        Non-empty when a scheduler (pytest-xdist without --dist loadgroup) split a sweep.
+        Non-empty when a scheduler split a sweep (pytest-xdist with --dist load).
         """
         entry = self.sweep_steps.get(test_id)
         if entry is None:

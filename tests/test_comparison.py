@@ -95,6 +95,7 @@ def test_a_space_is_labelled_by_its_id_and_size():
     rec = record("t.py::test_s_phi[small]", {"search.space": {"x": [1, 2]}}, experiment="S-Φ")
     (exp,) = comparison.experiments([rec], [])
     assert exp["rows"][0]["label"] == "small (|Φ|=16)"  # the record's own workload: 16
+    assert "| small (\\|Φ\\|=16) |" in comparison.table(exp), "pipes escaped in a table cell"
     assert exp["plot"] == "experiment-s-phi.png"
 
 
@@ -151,6 +152,7 @@ def test_the_report_groups_by_experiment_and_validates(tmp_path):
     jsonschema.validate(report, report_json.schema())
     assert [e["name"] for e in report["experiments"]] == ["baseline", "R-MEM"]
     assert report["experiments"][0]["plot"] is None  # nothing varied: a table, no plot
+    assert report["experiments"][0]["rows"][0]["label"] == "test_baseline"
     assert any("budget smoke" in n for n in report["notes"])
     run_dir = session.write_report(report)
     assert (run_dir / "experiment-r-mem.png").exists()

@@ -53,7 +53,7 @@ def _label(test_id: str, variables: Mapping[str, Any], space_size: Any = None) -
         if key == "search.space" and space_size is not None:
             text += f" (|Φ|={space_size})"
         return text
-    return _param_id(test_id) if variables else "—"
+    return _param_id(test_id)
 
 
 def _space_size(record: Mapping[str, Any]) -> Any:
@@ -230,7 +230,8 @@ def table(exp: Mapping[str, Any]) -> str:
             line += [_fmt(r["pruned_wasted_j"]), _fmt(r["pruning_saved_j"])]
         line.append("; ".join(r["notes"]))
         rows.append(line)
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    cells = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell
+    return tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def markdown_section(exps: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -245,7 +246,7 @@ def markdown_section(exps: Sequence[Mapping[str, Any]]) -> list[str]:
                 else "estimate, not a measurement") if exp.get("energy_source") else ""
         facts = [f"{len([r for r in exp['rows'] if r['ran']])} run, "
                  f"{len([r for r in exp['rows'] if not r['ran']])} skipped"]
-        if exp.get("reference"):
+        if exp.get("reference") and len([r for r in exp["rows"] if r["ran"]]) > 1:
             facts.append(f"Δ against {exp['reference']}")
         if exp.get("energy_source"):
             facts.append(f"energy: {exp['energy_source']} ({kind})")
@@ -302,11 +303,16 @@ def plot(exp: Mapping[str, Any], path: Path) -> None:
         pts = [(positions[id(r)], r[key]) for r in ran if r.get(key) is not None]
         if numeric:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
-            ax.set_xticks(sorted({x for x in xs if x is not None}))
+            ticks = sorted({p[0] for p in pts})
+            ax.set_xticks(ticks)
+            ax.tick_params(axis="x", labelsize=8, labelrotation=30 if len(ticks) > 4 else 0)
             if converged is not None:
                 ax.axvline(converged, color="tab:green", linestyle="--", linewidth=1)
         else:
-            ax.bar([p[0] for p in pts], [p[1] for p in pts], color="tab:blue")
+            if key == "best_value":  # scores differ in the second decimal: no bars from 0
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color="tab:blue")
+            else:
+                ax.bar([p[0] for p in pts], [p[1] for p in pts], color="tab:blue")
             ax.set_xticks(range(len(rows)))
             ax.set_xticklabels([r["label"] + ("" if r["ran"] else "\n(skipped)")
                                 for r in rows], rotation=20, fontsize=8)
