@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 
-from pytest_basht import search
-
 
 @pytest.hookimpl
 def pytest_basht_register_suts() -> dict[str, type]:
@@ -28,16 +26,16 @@ def pytest_basht_register_trainables() -> dict[str, type]:
 
 @pytest.hookimpl
 def pytest_basht_register_samplers() -> dict[str, Any]:
-    from pytest_basht.simulation import strategies
+    from pytest_basht import search  # optuna loads when a registry is built, not at import
 
-    return {**strategies.SAMPLERS, **search.SAMPLERS}
+    return dict(search.SAMPLERS)
 
 
 @pytest.hookimpl
 def pytest_basht_register_pruners() -> dict[str, Any]:
-    from pytest_basht.simulation import strategies
+    from pytest_basht import search
 
-    return {**strategies.PRUNERS, **search.PRUNERS}
+    return dict(search.PRUNERS)
 
 
 @pytest.hookimpl

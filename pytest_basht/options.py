@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pytest_basht import budget
 from pytest_basht.energy import carbon
 from pytest_basht.energy.base import MeterContext
 from pytest_basht.energy.urls import problem, redact, split_credentials
@@ -87,6 +88,8 @@ def _listen(option: str, raw: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise OptionError(option, "a port (0-65535) or HOST:PORT", raw)
     return (host.strip("[]") or "127.0.0.1", number)
+
+
 def _count(option: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -113,6 +116,13 @@ def _fail_on(option: str, raw: str) -> tuple[Any, ...]:
         return tuple(parse_fail_on(raw))
     except ThresholdError as exc:
         raise OptionError(option, str(exc), raw) from None
+
+
+def _budget(option: str, raw: str) -> str:
+    value = raw.strip()
+    if value not in budget.NAMES:
+        raise OptionError(option, "one of " + ", ".join(budget.NAMES), raw)
+    return value
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "significance test; default 1)", _count),
     OptionSpec("basht_compare_any_machine", "", "compare with a baseline from another machine "
                "fingerprint (refused otherwise)", _switch, takes_value=False),
+    OptionSpec("basht_budget", "NAME", "full: run workloads as written; smoke: fewer epochs, "
+               "trials and sweep steps (default: full)", _budget, "full"),
 )
 
 
@@ -202,6 +214,7 @@ class BashtOptions:
     fail_on: tuple[Any, ...] | None = None
     repeat: int | None = None
     compare_any_machine: bool | None = None
+    budget: str = "full"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:

@@ -14,15 +14,17 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from pytest_basht import builtins, hookspecs
+from pytest_basht import builtins, hookspecs, sweep
 from pytest_basht.energy.monitor import EnergyMonitor
+from pytest_basht.errors import BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
-from pytest_basht.report import compare, markdown
+from pytest_basht.report import compare, comparison, markdown
 from pytest_basht.report import json as report_json
 from pytest_basht.runner import Deployment, TrialRunner
 from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, variant_of
 from pytest_basht.session import BashtSession, progress_line, repeat_id
 from pytest_basht.sut.base import Progress
+from pytest_basht.sut.limits import accelerator_missing
 from pytest_basht.workload import Workload
 
 SESSION = pytest.StashKey[BashtSession]()
@@ -46,6 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "basht(*, workload=None, experiment=None, overrides=None): the workload "
         "file, experiment name and dotted-path overrides of a pytest-basht scenario")
+    config.addinivalue_line(
+        "markers", f"{sweep.MARKER}(*, tolerance=0.05, metric='jct_ms'): run a vary() over one "
+        "variable in order and skip the rest once two successive steps differ by less than "
+        "the tolerance")
     config.pluginmanager.register(builtins, "basht-builtins")
     options = BashtOptions.from_config(config)
     worker = getattr(config, "workerinput", {}).get("workerid")
@@ -53,12 +59,12 @@ def pytest_configure(config: pytest.Config) -> None:
                            progress_factory=lambda monitor: _ProgressLine(config, monitor),
                            worker=worker)
     session.validate_base()
-    if worker is None:  # the controller (or a plain run): the gate and the merge live here
+    if worker is None:  # the controller (or a plain run): gate, merge and skips live here
         session.prepare_gate()
         config.pluginmanager.register(_Controller(session), "basht-controller")
+        config.pluginmanager.register(_SkipRecorder(session), "basht-skips")
     config.stash[SESSION] = session
-    worker = getattr(config, "workerinput", {}).get("workerid")  # xdist: gw0 serves PORT+1
-    session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)
+    session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)  # gw0: PORT+1
 
 
 def _session(config: pytest.Config) -> BashtSession:
@@ -77,6 +83,42 @@ def pytest_generate_repeats(metafunc: pytest.Metafunc) -> None:
     if count > 1 and "basht_repeat" in metafunc.fixturenames:
         metafunc.parametrize("basht_repeat", range(1, count + 1), indirect=True,
                              ids=[repeat_id(i) for i in range(1, count + 1)])
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]
+                                  ) -> Iterator[None]:
+    """Sweeps: mark each for one xdist worker (before xdist reads the marks, for --dist
+    loadgroup), then, once the selection is final, run each one's steps in order."""
+    for item in items:
+        if item.get_closest_marker(sweep.MARKER) is not None:
+            item.add_marker(pytest.mark.xdist_group(name=f"basht-sweep:{_sweep_id(item)}"))
+    yield
+    state = _session(config)
+    steps: dict[str, list[tuple[str, int, dict[str, Any]]]] = {}
+    marks: dict[str, pytest.Mark] = {}
+    for item in items:
+        mark = item.get_closest_marker(sweep.MARKER)
+        callspec = getattr(item, "callspec", None)
+        if mark is None:
+            continue
+        if callspec is None or VARIANT not in callspec.params:
+            raise BashtUsageError(f"{item.nodeid}: @pytest.mark.{sweep.MARKER} needs the "
+                                  "values to sweep: vary(path, values) on the same test")
+        sid = _sweep_id(item)
+        steps.setdefault(sid, []).append((item.nodeid, callspec.indices[VARIANT],
+                                          variant_of(item)))
+        marks[sid] = mark
+    budget = state.budget
+    for sid, group in steps.items():
+        tolerance, metric = sweep.parse_marker(sid, marks[sid].kwargs, marks[sid].args)
+        spec, positions = sweep.build(sid, group, tolerance=tolerance, metric=metric,
+                                      max_steps=budget.max_sweep_steps, budget=budget.name)
+        state.add_sweep(spec, positions)
+    if steps:
+        items[:] = sweep.in_order(items, state.sweep_steps)
+
+
+def _sweep_id(item: pytest.Item) -> str:
+    return f"{item.parent.nodeid}::{getattr(item, 'originalname', item.name)}"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -143,6 +185,32 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
                                                               repeat=basht_repeat))
 
 
+# ------------------------------------------------------------------------- skips
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a scenario the machine cannot run, or a sweep step past convergence."""
+    if VARIANT not in getattr(item, "fixturenames", ()):
+        return
+    state = _session(item.config)
+    workload = state.resolve(ScenarioSpec.from_item(item), variant_of(item))
+    missing = accelerator_missing(workload.workers.accelerator)
+    if missing is not None:
+        pytest.skip(missing)
+    unseen = state.sweep_unseen(item.nodeid)
+    if unseen:
+        pytest.fail(f"pytest-basht: sweep step {item.nodeid} would run without the steps "
+                    f"before it ({', '.join(unseen)}) on this process; under pytest-xdist run "
+                    "sweeps with --dist loadscope or --dist loadfile, which keep a module's "
+                    "tests on one worker in order (--dist loadgroup also would, by the "
+                    "xdist_group mark each sweep has, but with pytest ≥ 9.2 pytest-xdist 3.8 "
+                    "no longer groups: pytest-xdist issue #1386)", pytrace=False)
+    reason = state.sweep_verdict(item.nodeid)
+    if reason is not None:
+        pytest.skip(reason)
+
+
 # ------------------------------------------------------------------------- outcomes
 
 
@@ -171,7 +239,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         if record is not None:
             setattr(report, RECORD_ATTR, json.dumps({**record, "outcome": session.scenarios[
                 item.nodeid].outcome}))  # a teardown error has just changed it
+    if session is not None and VARIANT in getattr(item, "fixturenames", ()):
+        if report.skipped and not known:  # travels to the xdist controller with the report
+            report.basht_skip = session.skip_entry(  # type: ignore[attr-defined]
+                item.nodeid, ScenarioSpec.from_item(item), variant_of(item),
+                _skip_reason(report))
+        if report.when == "teardown":
+            session.sweep_done(item.nodeid)
     return report
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+class _SkipRecorder:
+    """Records skipped scenarios where the report is written: the xdist controller, or here."""
+
+    def __init__(self, state: BashtSession) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = getattr(report, "basht_skip", None)
+        if entry is not None:
+            self.state.add_skip(entry)
 
 
 # ------------------------------------------------------------------------- finish
@@ -270,11 +364,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for lost in report.get("lost", []):
         tr.write_line(f"LOST: {lost['test_id']} (xdist worker {lost['worker']} crashed: "
                       f"{lost['reason']})", red=True)
+    for line in comparison.terminal_lines(report.get("experiments", [])):
+        tr.write_line(line)
     tr.write_line(f"report: {written}/report.json, {written}/report.md")
-    comparison = report.get("comparison")
-    if comparison and comparison.get("rows"):
-        headers, rows = compare.table(comparison)
-        tr.write_line(f"comparison with {comparison['baseline']['label']}:")
+    gate = report.get("comparison")
+    if gate and gate.get("rows"):
+        headers, rows = compare.table(gate)
+        tr.write_line(f"comparison with {gate['baseline']['label']}:")
         tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
     for line, red in config.stash.get(FINISH, []):
         tr.write_line(line, red=red, bold=red)

@@ -1,15 +1,20 @@
 """Optuna's own samplers and pruners, by name, and how a trial suggests the space.
 
-Every factory takes the workload and the sampler seed. All workers of a run build the
-sampler with the same seed: Optuna's GridSampler shuffles its grid with it, and workers
-with different seeds would skip and repeat points.
+Every factory takes the workload and the sampler seed, and all workers of a run build the
+sampler with the same seed. That suits the samplers that walk one sequence through the
+study — GridSampler (its shuffled grid) and QMCSampler (its scrambled sequence): workers
+with different seeds would repeat and skip points. The samplers that draw at random
+(random, tpe, cmaes) would instead draw the same numbers in every worker — four workers,
+four copies of each configuration — so they draw each trial from a seed of its own:
+``trial_seed(seed, name, trial number)``. That is reproducible, differs between workers'
+trials and between samplers, and leaves the sampling itself to Optuna.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -44,24 +49,6 @@ def grid_sampler(workload: Workload, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(space, seed=seed, **opts)
 
 
-# GridSampler shuffles its grid with the seed: workers must agree on it to share one grid.
-grid_sampler.shared_seed = True  # type: ignore[attr-defined]
-
-
-def sampler_seed(factory: SamplerFactory, seed: int, worker: int) -> int:
-    """The seed worker ``worker`` builds its sampler with.
-
-    Samplers whose workers must agree (a factory with ``shared_seed = True``: grid, QMC)
-    get the workload's seed; every other sampler gets a distinct, reproducible seed per
-    worker — with one seed, random, TPE and CMA-ES workers would all suggest the same
-    sequence and the run would be mostly duplicates.
-    """
-    if getattr(factory, "shared_seed", False):
-        return seed
-    digest = hashlib.sha256(f"{seed}:{worker}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
 def _seeded(cls: type) -> SamplerFactory:
     def factory(workload: Workload, seed: int) -> optuna.samplers.BaseSampler:
         opts = _kwargs(cls, workload.search.sampler_options, "search.sampler_options", workload)
@@ -71,8 +58,68 @@ def _seeded(cls: type) -> SamplerFactory:
     return factory
 
 
-random_sampler = _seeded(optuna.samplers.RandomSampler)
-tpe_sampler = _seeded(optuna.samplers.TPESampler)
+def trial_seed(seed: int, name: str, number: int) -> int:
+    """The seed of one trial's draws: a hash of the run's seed, the sampler and the trial."""
+    digest = hashlib.sha256(f"{seed}:{name}:{number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class PerTrialSeed(optuna.samplers.BaseSampler):
+    """Optuna's own sampler, rebuilt for each trial with that trial's seed.
+
+    What the sampler knows of the study it reads from the storage at each trial (TPE's
+    history, CMA-ES's optimizer, which Optuna keeps in the trials' system attributes), so
+    a fresh instance per trial samples as the long-lived one would, from its own seed.
+    """
+
+    def __init__(self, cls: type, name: str, seed: int, options: dict[str, Any]) -> None:
+        self.cls = cls
+        self.name = name
+        self.seed = seed
+        self.options = options
+        self.inner: optuna.samplers.BaseSampler = cls(seed=seed, **options)
+
+    def __str__(self) -> str:
+        return f"{self.cls.__name__} (per-trial seeds from {self.seed})"
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.inner = self.cls(seed=trial_seed(self.seed, self.name, trial.number),
+                              **self.options)
+        self.inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        search_space: dict[str, Any]) -> dict[str, Any]:
+        return self.inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                           param_name: str, param_distribution: Any) -> Any:
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+def _per_trial(cls: type, name: str) -> SamplerFactory:
+    def factory(workload: Workload, seed: int) -> optuna.samplers.BaseSampler:
+        opts = _kwargs(cls, workload.search.sampler_options, "search.sampler_options", workload)
+        return PerTrialSeed(cls, name, seed, opts)
+
+    factory.__name__ = f"{cls.__name__}_factory"
+    return factory
+
+
+random_sampler = _per_trial(optuna.samplers.RandomSampler, "random")
+tpe_sampler = _per_trial(optuna.samplers.TPESampler, "tpe")
+cmaes_sampler = _per_trial(optuna.samplers.CmaEsSampler, "cmaes")
+qmc_sampler = _seeded(optuna.samplers.QMCSampler)
 
 
 def _pruner(cls: type) -> PrunerFactory:
@@ -86,10 +133,15 @@ def _pruner(cls: type) -> PrunerFactory:
 
 no_pruner = _pruner(optuna.pruners.NopPruner)
 median_pruner = _pruner(optuna.pruners.MedianPruner)
+successive_halving_pruner = _pruner(optuna.pruners.SuccessiveHalvingPruner)
+hyperband_pruner = _pruner(optuna.pruners.HyperbandPruner)
 
 SAMPLERS: dict[str, SamplerFactory] = {"grid": grid_sampler, "random": random_sampler,
-                                       "tpe": tpe_sampler}
-PRUNERS: dict[str, PrunerFactory] = {"none": no_pruner, "median": median_pruner}
+                                       "tpe": tpe_sampler, "cmaes": cmaes_sampler,
+                                       "qmc": qmc_sampler}
+PRUNERS: dict[str, PrunerFactory] = {"none": no_pruner, "median": median_pruner,
+                                     "successive-halving": successive_halving_pruner,
+                                     "hyperband": hyperband_pruner}
 
 
 def suggest(trial: optuna.trial.Trial, space: tuple[Dimension, ...]) -> dict[str, Any]:
@@ -115,3 +167,23 @@ def trial_cap(workload: Workload) -> int | None:
     if workload.search.sampler == "grid":
         return None
     return workload.search.size
+
+
+def check(workload: Workload, registry: Any) -> None:
+    """Build the sampler and pruner once when they get options: a bad one is a usage error
+    at collection, naming the key, not a failure inside a worker process."""
+    s = workload.search
+    checks = [("search.sampler_options", s.sampler, s.sampler_options,
+               lambda: registry.get("samplers", s.sampler)(workload, workload.seed)),
+              ("search.pruner_options", s.pruner, s.pruner_options,
+               lambda: registry.get("pruners", s.pruner)(workload))]
+    for key, name, options, build in checks:
+        if not options:
+            continue
+        try:
+            build()
+        except WorkloadError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise WorkloadError(workload.source, key, f"options {name} accepts ({exc})",
+                                options) from None

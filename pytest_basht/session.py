@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_basht import machine
+from pytest_basht import budget as budget_mod
+from pytest_basht import machine, search
+from pytest_basht import sweep as sweep_mod
 from pytest_basht import workload as wl
 from pytest_basht.energy.export import LiveExporter
 from pytest_basht.energy.factory import check_energy, select_meter
@@ -28,8 +30,8 @@ from pytest_basht.errors import BashtUsageError, OptionError, WorkloadError
 from pytest_basht.options import BashtOptions
 from pytest_basht.registry import Registry
 from pytest_basht.report import compare as compare_mod
+from pytest_basht.report import comparison, markdown
 from pytest_basht.report import json as report_json
-from pytest_basht.report import markdown
 from pytest_basht.runner import Deployments, RunResult
 from pytest_basht.scenarios import ScenarioSpec
 from pytest_basht.sut.base import Progress, ProgressCallback
@@ -55,6 +57,7 @@ class Scenario:
     outcome: str = "passed"
     repeat: int = 1
     scenario_id: str | None = None
+    sweep: dict[str, Any] | None = None  # the sweep it is a step of, and its position
 
 
 @dataclass
@@ -104,6 +107,14 @@ class BashtSession:
     lost: list[dict[str, Any]] = field(default_factory=list)
     baseline: Any = None  # history.Resolved: the report --basht-compare names
     _history: Any = None
+    sweeps: dict[str, sweep_mod.SweepSpec] = field(default_factory=dict)
+    sweep_steps: dict[str, tuple[str, int]] = field(default_factory=dict)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    _swept: set[str] = field(default_factory=set)
+
+    @property
+    def budget(self) -> budget_mod.Budget:
+        return budget_mod.get(self.options.budget)
 
     # -------------------------------------------------------------- workloads
 
@@ -142,8 +153,12 @@ class BashtSession:
         doc = wl.apply_overrides(doc, variant, source)
         try:
             workload = wl.from_mapping(doc, source)
+            shrink = self.budget.overrides(workload, variant)
+            if shrink:
+                workload = wl.from_mapping(wl.apply_overrides(doc, shrink, source), source)
             self.registry.check(workload)
             check_energy(workload, self.registry.meters)
+            search.check(workload, self.registry)
         except WorkloadError as exc:
             if not variant and not spec.overrides:
                 raise
@@ -213,7 +228,8 @@ class BashtSession:
         self.scenarios[test_id] = Scenario(test_id, experiment, variables, result=result,
                                            repeat=repeat,
                                            scenario_id=scenario_id(test_id, repeat,
-                                                                   self.options.repeat or 1))
+                                                                   self.options.repeat or 1),
+                                           sweep=self.sweep_info(test_id))
         if self.live is not None:
             self.live.scenario_done(test_id, result.energy.source, result.spans, result.trials)
 
@@ -294,6 +310,8 @@ class BashtSession:
         assert sc.result is not None
         record = report_json.scenario_record(sc.test_id, sc.result, outcome=sc.outcome,
                                              experiment=sc.experiment, variables=sc.variables)
+        if sc.sweep is not None:
+            record["sweep"] = sc.sweep
         record["scenario_id"] = sc.scenario_id or sc.test_id
         record["repeat"] = sc.repeat
         record["placement"] = {"worker": self.worker or "main", "pid": os.getpid(),
@@ -330,6 +348,82 @@ class BashtSession:
             if where == worker:
                 self.worker_crashed(test_id, worker, f"worker {worker} went down: {error}")
 
+    # -------------------------------------------------------------- sweeps and skips
+
+    def add_sweep(self, spec: sweep_mod.SweepSpec, positions: dict[str, int]) -> None:
+        self.sweeps[spec.id] = spec
+        for nodeid, pos in positions.items():
+            self.sweep_steps[nodeid] = (spec.id, pos)
+
+    def sweep_info(self, test_id: str) -> dict[str, Any] | None:
+        """What a scenario's record says about the sweep it is a step of."""
+        entry = self.sweep_steps.get(test_id)
+        if entry is None:
+            return None
+        spec = self.sweeps[entry[0]]
+        return {**spec.to_dict(), "position": entry[1], "value": spec.values[entry[1]]}
+
+    def sweep_verdict(self, test_id: str) -> str | None:
+        """Why this sweep step is skipped (converged, or past the budget), or None."""
+        entry = self.sweep_steps.get(test_id)
+        if entry is None:
+            return None
+        spec = self.sweeps[entry[0]]
+        done = [sc for sc in self.scenarios.values()
+                if sc.sweep is not None and sc.sweep["id"] == spec.id and sc.result is not None]
+        self._settle([sc.result for sc in done if sc.result is not None])
+        steps = []
+        for sc in done:
+            assert sc.result is not None
+            metrics = sc.result.metrics or sc.result.recompute()
+            steps.append(sweep_mod.step_of({"sweep": sc.sweep, "metrics": metrics.to_dict(),
+                                            "outcome": sc.outcome,
+                                            "status": sc.result.status}))
+        return sweep_mod.verdict(spec, steps, entry[1])
+
+    def _settle(self, results: list[RunResult]) -> None:
+        """Undeploy what earlier steps ran on, so that their JCT (with undeploy) is final."""
+        for engine in list(self._engines.values()):
+            dep = engine.deployments.current
+            if dep is not None and any(u is r for u in dep.users for r in results):
+                engine.deployments.close()
+
+    def sweep_done(self, test_id: str) -> None:
+        """A sweep step has been through its whole test protocol on this process."""
+        if test_id in self.sweep_steps:
+            self._swept.add(test_id)
+
+    def sweep_unseen(self, test_id: str) -> list[str]:
+        """Earlier steps of this step's sweep that have not run on this process.
+
+        Non-empty when a scheduler split a sweep (pytest-xdist with --dist load).
+        """
+        entry = self.sweep_steps.get(test_id)
+        if entry is None:
+            return []
+        return [nodeid for nodeid, (sid, pos) in self.sweep_steps.items()
+                if sid == entry[0] and pos < entry[1] and nodeid not in self._swept]
+
+    def skip_entry(self, test_id: str, spec: ScenarioSpec, variables: dict[str, Any],
+                   reason: str) -> dict[str, Any]:
+        """What the report keeps of a skipped scenario (plain data: it travels over xdist)."""
+        experiment = spec.experiment
+        if experiment is None:
+            try:
+                experiment = self.resolve(spec, variables).experiment
+            except WorkloadError:
+                experiment = None
+        entry: dict[str, Any] = {"test_id": test_id, "experiment": experiment,
+                                 "variables": variables, "reason": reason}
+        sweep = self.sweep_info(test_id)
+        if sweep is not None:
+            entry["sweep"] = sweep
+        return report_json.clean(entry)
+
+    def add_skip(self, entry: dict[str, Any]) -> None:
+        """A scenario that was skipped (converged sweep, missing hardware, ...)."""
+        self.skipped.append(entry)
+
     # -------------------------------------------------------------- report
 
     def build_report(self, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -355,6 +449,8 @@ class BashtSession:
                          f"{lost['test_id']}: its record is lost ({lost['reason']}); the "
                          "scenarios it had finished are kept, provisional where their "
                          "deployment's undeploy was not recorded")
+        if self.options.budget != "full":
+            notes.append(self.budget.describe())
         report = report_json.build(
             run_id=self.run_id, status=self.status, scenarios=records,
             machine=machine.fingerprint(source), packages=machine.package_versions(),
@@ -366,6 +462,8 @@ class BashtSession:
             "energy_scope": energy_scope(records),
         }
         report["lost"] = list(self.lost)
+        report["skipped"] = report_json.clean(self.skipped)
+        report["experiments"] = comparison.experiments(report["scenarios"], report["skipped"])
         if self.hook is not None:
             self.hook.pytest_basht_update_report(config=self.config, report=report)
         return report
@@ -382,6 +480,7 @@ class BashtSession:
             report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
                                                   f"{exc}")
         report_json.write_atomic(run_dir / "report.json", report_json.dumps(report))
+        comparison.write_plots(report.get("experiments", []), run_dir)
         report_json.write_atomic(run_dir / "report.md", markdown.render(report))
         latest = self.options.report_dir / "latest"
         tmp = self.options.report_dir / f".latest-{os.getpid()}"

@@ -80,11 +80,3 @@ def test_thread_env_covers_the_blas_libraries():
     env = thread_env(2)
     assert env["OMP_NUM_THREADS"] == "2" and env["MKL_NUM_THREADS"] == "2"
 
-
-def test_sampler_seeds_are_shared_only_where_workers_must_agree():
-    from pytest_basht.search import grid_sampler, random_sampler, sampler_seed
-
-    assert {sampler_seed(grid_sampler, 42, w) for w in range(4)} == {42}
-    seeds = [sampler_seed(random_sampler, 42, w) for w in range(4)]
-    assert len(set(seeds)) == 4 and seeds == [sampler_seed(random_sampler, 42, w)
-                                              for w in range(4)]

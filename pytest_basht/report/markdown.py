@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from pytest_basht import metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
+from pytest_basht.report import comparison
 from pytest_basht.report.compare import gate_lines, table
 
 LABELS = {
@@ -235,6 +236,14 @@ def simulation_section(sim: dict[str, Any]) -> list[str]:
     return out + ([""] if sim.get("notes") else [])
 
 
+def by_experiment(scenarios: list[dict[str, Any]]) -> list[tuple[str | None, list[dict]]]:
+    """Scenarios grouped by experiment, in order of first appearance."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for sc in scenarios:
+        groups.setdefault(sc.get("experiment"), []).append(sc)
+    return list(groups.items())
+
+
 def render(report: dict[str, Any]) -> str:
     machine = report["machine"]
     git = report.get("git") or {}
@@ -270,9 +279,18 @@ def render(report: dict[str, Any]) -> str:
                       "surrogate's and the full model's ranking of the retrained "
                       "configurations.", "", _table(*hydro), ""]
         lines += comparison_section(report)
-        lines += ["## Scenarios", ""]
-        for sc in report["scenarios"]:
-            lines += [render_scenario(sc), ""]
+        exps = report.get("experiments")
+        if exps is None:
+            exps = comparison.experiments(report["scenarios"], report.get("skipped", []))
+        lines += comparison.markdown_section(exps)
+        for name, group in by_experiment(report["scenarios"]):
+            lines += [f"## Scenarios — {name}" if name else "## Scenarios", ""]
+            for sc in group:
+                lines += [render_scenario(sc), ""]
+        loose = [s for s in report.get("skipped", []) if not s.get("experiment")]
+        if loose:
+            lines += ["## Skipped", "", _table([[f"`{s['test_id']}`", s.get("reason") or ""]
+                                               for s in loose], ["scenario", "reason"]), ""]
     else:
         lines += ["No scenario ran.", ""]
     lines += ["## Definitions", "", "```text", (metrics_mod.__doc__ or "").strip(), "```", ""]

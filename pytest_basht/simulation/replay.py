@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from pytest_basht.records import Span, TrialRecord
 from pytest_basht.registry import Registry
-from pytest_basht.search import sampler_seed, suggest, trial_cap
+from pytest_basht.search import suggest, trial_cap
 from pytest_basht.simulation import schedule
 from pytest_basht.simulation.curve import Curve
 from pytest_basht.sut.base import Progress
@@ -172,9 +172,9 @@ class Replay:
         sampler = registry.get("samplers", w.search.sampler)
         pruner = registry.get("pruners", w.search.pruner)
         self.studies = [optuna.load_study(study_name=name, storage=storage,
-                                          sampler=sampler(w, sampler_seed(sampler, w.seed, i)),
+                                          sampler=sampler(w, w.seed),
                                           pruner=pruner(w))
-                        for i in range(w.workers.count)]
+                        for _ in range(w.workers.count)]
         optuna.logging.set_verbosity(quiet)
         # NopPruner never prunes and changes nothing when asked: not asking it is exact
         self.prunes = any(type(s.pruner) is not optuna.pruners.NopPruner for s in self.studies)

@@ -1,4 +1,6 @@
-"""Worker resource limits: vCPUs by affinity and thread count, memory by a watchdog.
+"""Worker resource limits: vCPUs by affinity and thread count, memory by a watchdog, and the
+records that say whether each limit was enforced and how (``cpu_record``, ``memory_record``,
+``accelerator_record``); ``accelerator_missing`` says what a machine lacks.
 
 On a machine with fewer cores than wn × wcpu, each worker gets an affinity set of
 min(wcpu, cores // wn) cores (at least one), handed out round-robin, and exactly that many
@@ -8,6 +10,7 @@ torch/OpenMP threads — never more: oversubscribed OpenMP threads spin, and on 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -86,3 +89,112 @@ def tree_rss_bytes(pid: int) -> int:
         except psutil.Error:
             continue
     return total
+
+
+def affinity_of(pid: int) -> list[int] | None:
+    """The cores a running process may use, as the OS reports them (None: unknown)."""
+    try:
+        return sorted(psutil.Process(pid).cpu_affinity())
+    except (psutil.Error, AttributeError):
+        return None
+
+
+def cpu_record(plan: CpuPlan, observed: list[list[int] | None]) -> dict[str, Any]:
+    """Whether each worker got wcpu cores of its own, checked against the OS's affinity.
+
+    Enforced means: the machine could give every worker the vCPUs asked, and every worker
+    process runs pinned to exactly its planned cores. A worker that got fewer cores than
+    asked (too few on the machine for wn × wcpu) ran a different workload than the one
+    asked for, so that limit is recorded as not enforced, with what was given instead.
+    """
+    out = {**plan.to_dict(), "observed_affinity": observed}
+    planned = [sorted(s) for s in plan.sets]
+    pinned = can_pin() and [sorted(o) if o is not None else None for o in observed] == planned
+    given = plan.threads
+    cores = len(plan.machine_cores)
+    if not can_pin():
+        how = "not enforced: no sched_setaffinity on this OS"
+    elif not pinned:
+        how = f"not enforced: worker affinity {observed} differs from the plan {planned}"
+    elif given < plan.asked:
+        how = (f"not enforced: asked {plan.asked} vCPUs per worker, {cores} cores for "
+               f"{len(plan.sets)} workers gave {given}; pinned to {given} core(s) + "
+               f"{given} torch/OpenMP thread(s)")
+    else:
+        how = (f"sched_setaffinity to {given} core(s) per worker (checked) + "
+               f"torch.set_num_threads({given}) + OMP_NUM_THREADS={given}")
+    if plan.oversubscription > 1 and pinned:
+        how += f"; cores shared ×{plan.oversubscription:g} between workers"
+    out.update(enforced=bool(pinned and given >= plan.asked), how=how,
+               exclusive=plan.oversubscription <= 1)
+    return out
+
+
+def memory_record(asked_mb: int, workers: int, peak_rss_mb: list[float], kills: list[str],
+                  readable: bool) -> dict[str, Any]:
+    """Whether the watchdog held each worker's process tree under wmem.
+
+    The cap is enforced when the watchdog can read the workers' resident memory (a process
+    it cannot read, it cannot kill for it). It caps, it does not reserve: when wn × wmem
+    exceeds the machine's memory that is said too.
+    """
+    machine_mb = psutil.virtual_memory().total / 2**20
+    how = (f"watchdog: RSS of each worker's process tree every {WATCHDOG_INTERVAL_S:g} s; "
+           "SIGKILL past the cap, the trial recorded failed"
+           if readable else "not enforced: the watchdog cannot read the workers' memory")
+    if readable and workers * asked_mb > machine_mb:
+        how += (f"; a cap, not a reservation: {workers} × {asked_mb} MB exceeds this "
+                f"machine's {machine_mb:.0f} MB")
+    memory_kills = [k for k in kills if "memory cap exceeded" in k]
+    return {"asked_mb": asked_mb, "enforced": readable, "how": how,
+            "peak_rss_mb": peak_rss_mb, "kills": len(memory_kills),
+            "machine_mb": round(machine_mb)}
+
+
+def accelerator_record(asked: str, device: str, workers: int) -> dict[str, Any]:
+    """Which device the trainable was handed, against the accelerator asked for."""
+    if asked == "cpu":
+        return {"asked": asked, "device": device, "enforced": device == "cpu",
+                "how": "device 'cpu' handed to the trainable; no accelerator"}
+    if asked == "gpu" and device.startswith("cuda"):
+        shared = workers > 1
+        return {"asked": asked, "device": device, "enforced": True, "exclusive": not shared,
+                "how": f"device '{device}' handed to the trainable"
+                       + ("; the workers share the GPU (no per-worker partition)"
+                          if shared else "")}
+    return {"asked": asked, "device": device, "enforced": False,
+            "how": f"not enforced: asked {asked}, the trainable was handed '{device}'"}
+
+
+def accelerator_missing(kind: str) -> str | None:
+    """Why this machine cannot give workers the accelerator ``kind`` (None: it can)."""
+    if kind == "cpu":
+        return None
+    if kind == "gpu":
+        return _gpu_missing()
+    return (f"no {kind.upper()}: pytest-basht's workers run on CPU or CUDA GPUs only "
+            f"(workers.accelerator: {kind})")
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_missing() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # NVML raises its own error types for each missing piece
+        return f"no GPU: NVML is unavailable ({type(exc).__name__}: {exc})"
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    finally:
+        pynvml.nvmlShutdown()
+    if count == 0:
+        return "no GPU: NVML sees 0 devices"
+    try:
+        import torch
+    except ImportError:
+        return f"no usable GPU: NVML sees {count} device(s) but torch is not installed"
+    if not torch.cuda.is_available():
+        return (f"no usable GPU: NVML sees {count} device(s) but torch {torch.__version__} "
+                f"cannot use CUDA (torch.version.cuda = {torch.version.cuda})")
+    return None

@@ -1,12 +1,12 @@
 """The ``optuna`` SUT: wn local worker processes sharing one study.
 
 Deploy starts the workers (each pinned to its cores, its thread count set before torch is
-imported); setup creates the study in a ``JournalStorage(JournalFileBackend)`` in the
-work directory, prepares the data once and has every worker load it; run lets every
-worker optimize the shared study (grid workers with one sampler seed, see
-``search.sampler_seed``). A watchdog kills a worker
-whose process tree passes wmem, or whose trial passes ``trial_timeout_s``: the trial is
-recorded ``failed`` with the reason, marked failed in the study, and the slot refilled.
+imported) and has them import the trainable; setup creates the study in a
+``JournalStorage(JournalFileBackend)`` in the work directory, prepares the data once and
+has every worker load it; run lets every worker optimize the shared study with the same
+sampler seed. A watchdog kills a worker whose process tree passes wmem, or whose trial
+passes ``trial_timeout_s``: the trial is recorded ``failed`` with the reason, marked
+failed in the study, and the slot refilled.
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ from pytest_basht.sut.base import SUT, Progress, SutContext, SutError
 from pytest_basht.sut.limits import (
     WATCHDOG_INTERVAL_S,
     CpuPlan,
+    accelerator_record,
+    affinity_of,
     can_pin,
+    cpu_record,
+    memory_record,
     plan_cpus,
     thread_env,
     tree_rss_bytes,
@@ -114,6 +118,13 @@ class OptunaSUT(SUT):
         pending = [self._spawn(i) for i in range(self.deployed_for.workers.count)]
         for worker in pending:
             self._expect(worker, "hello")
+        # the workers import the trainable (and torch) now: a deployment's first scenario
+        # is then not charged, in its setup, what every later one on it is spared
+        trainable = self.ctx.registry.get("trainables", self.deployed_for.model.name)
+        for worker in pending:
+            worker.conn.send({"op": "preload", "trainable": ref_of(trainable)})
+        for worker in pending:
+            self._expect(worker, "preloaded")
         self.workers = pending
 
     def _spawn(self, wid: int) -> _Worker:
@@ -372,14 +383,11 @@ class OptunaSUT(SUT):
         peaks = [round(x.peak_rss / 2**20, 1) for x in self.workers]
         return {
             "limits": {
-                "cpu": self.plan.to_dict(),
-                "memory": {"asked_mb": w.memory_mb, "enforced": True,
-                           "how": f"watchdog: RSS of each worker's process tree every "
-                                  f"{WATCHDOG_INTERVAL_S:g} s; SIGKILL past the cap",
-                           "peak_rss_mb": peaks},
-                "accelerator": {"asked": w.accelerator, "enforced": w.accelerator == "cpu",
-                                "how": "CPU only" if w.accelerator == "cpu"
-                                else "device chosen by the trainable"},
+                "cpu": cpu_record(self.plan, [affinity_of(x.proc.pid) for x in self.workers]),
+                "memory": memory_record(w.memory_mb, w.count, peaks, self.kills, any(
+                    tree_rss_bytes(x.proc.pid) > 0 for x in self.workers)),
+                "accelerator": accelerator_record(w.accelerator, self._setup_msg["device"],
+                                                  w.count),
             },
             "data": self.data.to_dict() if self.data else None,
             "kills": list(self.kills),

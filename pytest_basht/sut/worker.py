@@ -2,9 +2,10 @@
 
 Started by the controller with one end of a socket pair. It pins itself to its cores and
 sets its thread count before importing torch, then serves the controller's requests:
-``setup`` (load the prepared data), ``run`` (take trials from the shared study until the
-sampler or the budget stops it; in groups when fused or scaled, see ``group``), ``test``
-(evaluate a saved model), ``retrain`` (train configurations at full width), ``stop``.
+``preload`` (import the trainable, at deploy), ``setup`` (load the prepared data), ``run``
+(take trials from the shared study until the sampler or the budget stops it; in groups
+when fused or scaled, see ``group``), ``test`` (evaluate a saved model), ``retrain``
+(train configurations at full width), ``stop``.
 
 Every span and every epoch's value is streamed to the controller as it happens, so a
 trial killed mid-way (memory cap, timeout, crash) keeps the measurements made before.
@@ -101,7 +102,9 @@ class Worker:
             try:
                 if op == "stop":
                     return 0
-                if op == "setup":
+                if op == "preload":
+                    self.preload(msg)
+                elif op == "setup":
                     self.setup(msg)
                 elif op == "run":
                     self.run(msg)
@@ -114,6 +117,14 @@ class Worker:
             except Exception as exc:
                 self.send({"ev": "error", "op": op, "message": f"{type(exc).__name__}: {exc}",
                            "traceback": traceback.format_exc()})
+
+    def preload(self, msg: dict[str, Any]) -> None:
+        """Deploy: import the trainable's module (and its framework) before any setup."""
+        from pytest_basht.registry import load_ref
+
+        load_ref(msg["trainable"])
+        limit_torch_threads(self.threads)
+        self.send({"ev": "preloaded"})
 
     def setup(self, msg: dict[str, Any]) -> None:
         from pytest_basht.registry import load_ref
@@ -141,11 +152,10 @@ class Worker:
         import optuna
 
         from pytest_basht.registry import load_ref
-        from pytest_basht.search import sampler_seed, suggest
+        from pytest_basht.search import suggest
 
         workload = self.workload
-        factory = load_ref(msg["sampler"])
-        sampler = factory(workload, sampler_seed(factory, msg["seed"], self.wid))
+        sampler = load_ref(msg["sampler"])(workload, msg["seed"])
         pruner = load_ref(msg["pruner"])(workload)
         storage = optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(msg["journal"]))
