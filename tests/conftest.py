@@ -5,9 +5,11 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
+from pytest_basht.report import json as report_json
 
 # A workload small enough for end-to-end tests: 2 grid points, 1 epoch, 600 samples.
 TINY = textwrap.dedent("""\
@@ -56,3 +58,12 @@ def flat_trace(watts: float, start_s: float, end_s: float, *, idle_w: float = 0.
                        max_power_w=max_w, slots=slots,
                        timeline={"t_ns": ts, "joules": [0.0, watts * (end_s - start_s)],
                                  "cpu_s": [0.0, end_s - start_s]})
+
+
+def only_report(path: Path) -> dict:
+    """The one report a sub-pytest wrote under ``path/reports``, checked against the schema."""
+    runs = [p for p in (path / "reports").iterdir() if p.name != "latest"]
+    assert len(runs) == 1, runs
+    report = report_json.load(runs[0])
+    jsonschema.validate(report, report_json.schema())
+    return report

@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import os
 import textwrap
-from pathlib import Path
 
-import jsonschema
 import pytest
+from conftest import only_report
 from fake_trainable import CONFTEST, workload
 
 from pytest_basht.report import json as report_json
 from pytest_basht.sut.limits import accelerator_missing
-
-
-def only_report(path: Path) -> dict:
-    runs = [p for p in (path / "reports").iterdir() if p.name != "latest"]
-    assert len(runs) == 1, runs
-    report = report_json.load(runs[0])
-    jsonschema.validate(report, report_json.schema())
-    return report
 
 
 @pytest.fixture

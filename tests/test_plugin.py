@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
-import jsonschema
 import pytest
+from conftest import only_report
 from fake_trainable import CONFTEST, workload
 
 from pytest_basht.lifecycle import PHASES
 from pytest_basht.metrics import TABLE2_KEYS, finite
-from pytest_basht.report import json as report_json
 
 SCENARIO = """
 import pytest
@@ -25,12 +23,6 @@ def test_scenario(trial_runner):
 """
 
 
-def only_report(path: Path) -> dict:
-    runs = [p for p in (path / "reports").iterdir() if p.name != "latest"]
-    assert len(runs) == 1, runs
-    report = report_json.load(runs[0])
-    jsonschema.validate(report, report_json.schema())
-    return report
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ from __future__ import annotations
 import shutil
 import xml.etree.ElementTree as ET
 
-import jsonschema
 import pytest
+from conftest import only_report
 from fake_trainable import CONFTEST, workload
 
 from pytest_basht.metrics import TABLE2_KEYS
 from pytest_basht.options import BashtOptions
-from pytest_basht.report import json as report_json
 from pytest_basht.session import BashtSession, concurrency, scenario_id
 
 SCENARIOS = """
@@ -51,12 +50,6 @@ def content(scenario: dict) -> dict:
     }
 
 
-def one_report(path) -> dict:
-    runs = [p for p in (path / "reports").iterdir() if p.name != "latest"]
-    assert len(runs) == 1, runs
-    report = report_json.load(runs[0])
-    jsonschema.validate(report, report_json.schema())
-    return report
 
 
 @pytest.fixture
@@ -73,13 +66,13 @@ def test_parallel_report_equals_the_serial_one_apart_from_timings(fake):
     serial_run = fake.runpytest_subprocess("--basht-workload", "w.yaml", "--basht-history",
                                            "off")
     serial_run.assert_outcomes(passed=5)
-    serial = one_report(fake.path)
+    serial = only_report(fake.path)
     shutil.rmtree(fake.path / "reports")
 
     parallel_run = fake.runpytest_subprocess("--basht-workload", "w.yaml", "-n", "2",
                                              "--basht-history", "off", "--junitxml=junit.xml")
     parallel_run.assert_outcomes(passed=5)
-    parallel = one_report(fake.path)
+    parallel = only_report(fake.path)
 
     assert len(serial["scenarios"]) == 4
     assert [content(s) for s in parallel["scenarios"]] == \
@@ -153,7 +146,7 @@ def test_a_crashed_worker_loses_only_its_scenario_in_flight(fake):
     out = result.stdout.str()
     assert result.ret == 1, out
     assert "crashed while running 'test_crash.py::test_b_kills_its_worker'" in out
-    report = one_report(fake.path)
+    report = only_report(fake.path)
     scenarios = {s["test_id"]: s for s in report["scenarios"]}
     assert set(scenarios) == {"test_crash.py::test_a_finishes", "test_other.py::test_c_elsewhere"}
     a = scenarios["test_crash.py::test_a_finishes"]

@@ -22,6 +22,7 @@ from typing import Any
 from tabulate import tabulate
 
 from pytest_basht import sweep as sweep_mod
+from pytest_basht.report.format import fmt
 
 PANELS = (("jct_s", "JCT", "s"), ("energy_j", "energy", "J"), ("twh_kwh", "TWH", "kWh"),
           ("wr_pct", "WR", "%"), ("wte_kwh", "waste (WTE)", "kWh"), ("oc_usd", "cost (OC)", "USD"),
@@ -188,18 +189,6 @@ def experiments(scenarios: Sequence[Mapping[str, Any]],
 # ----------------------------------------------------------------------------- Markdown
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:+.1f}%"
 
@@ -220,14 +209,14 @@ def table(exp: Mapping[str, Any]) -> str:
                          "; ".join(r["notes"])])
             continue
         t = r["trials"]
-        line = [r["label"], r["outcome"], _fmt(r["jct_s"]), _pct(r.get("delta_jct_pct")),
-                _fmt(r["energy_j"]), _pct(r.get("delta_energy_pct")), _fmt(r["twh_kwh"]),
-                _fmt(r["wr_pct"], 3), f"{_fmt(r['wte_kwh'])} ({r['wasted_trials']})",
-                _fmt(r["oc_usd"]), _fmt(r["co2_g"]), _fmt(r["best_value"]),
-                _fmt(r["test_score"]),
+        line = [r["label"], r["outcome"], fmt(r["jct_s"]), _pct(r.get("delta_jct_pct")),
+                fmt(r["energy_j"]), _pct(r.get("delta_energy_pct")), fmt(r["twh_kwh"]),
+                fmt(r["wr_pct"], 3), f"{fmt(r['wte_kwh'])} ({r['wasted_trials']})",
+                fmt(r["oc_usd"]), fmt(r["co2_g"]), fmt(r["best_value"]),
+                fmt(r["test_score"]),
                 f"{t['complete']}/{t['pruned']}/{t['failed']}/{t['duplicate']}"]
         if pruned:
-            line += [_fmt(r["pruned_wasted_j"]), _fmt(r["pruning_saved_j"])]
+            line += [fmt(r["pruned_wasted_j"]), fmt(r["pruning_saved_j"])]
         line.append("; ".join(r["notes"]))
         rows.append(line)
     cells = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell

@@ -12,6 +12,7 @@ from pytest_basht import metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
 from pytest_basht.report import comparison
 from pytest_basht.report.compare import gate_lines, table
+from pytest_basht.report.format import fmt
 
 LABELS = {
     "jct_ms": "JCT", "energy_j": "energy", "energy_kwh": "energy", "twh_kwh": "TWH",
@@ -21,22 +22,6 @@ LABELS = {
 }
 ENERGY_KEYS = {"energy_j", "energy_kwh", "twh_kwh", "trial_power_w", "co2_g", "wte_kwh",
                "wr_pct", "zeus_cost", "eta_j"}
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
