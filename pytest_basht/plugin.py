@@ -54,10 +54,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "the tolerance")
     config.pluginmanager.register(builtins, "basht-builtins")
     options = BashtOptions.from_config(config)
-    worker = getattr(config, "workerinput", {}).get("workerid")
+    workerinput = getattr(config, "workerinput", {})
+    worker = workerinput.get("workerid")
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
                            progress_factory=lambda monitor: _ProgressLine(config, monitor),
-                           worker=worker)
+                           worker=worker, workers=int(workerinput.get("workercount", 1)))
     session.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
         session.prepare_gate()

@@ -102,6 +102,7 @@ class BashtSession:
     _documents: dict[Path, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     worker: str | None = None  # the xdist worker id in a worker process
+    workers: int = 1  # pytest processes running scenarios on this machine (xdist -n)
     order: list[str] = field(default_factory=list)  # collection order, for merged records
     in_flight: dict[str, str] = field(default_factory=dict)  # scenario test id -> worker
     lost: list[dict[str, Any]] = field(default_factory=list)
@@ -176,6 +177,8 @@ class BashtSession:
             if key not in self._engines:
                 selection = select_meter(self.registry.meters, workload,
                                          self.options.meter_context())
+                if self.workers > 1:  # they share the machine's idle draw, not N copies of it
+                    selection.meter.share_idle(1 / self.workers)
                 monitor = EnergyMonitor(selection.meter, hz=e.sample_hz,
                                         selection=selection.reason)
                 for text in selection.warnings:
@@ -639,7 +642,8 @@ def energy_scope(records: list[dict[str, Any]]) -> str:
     """What one scenario's energy covers when scenarios share the machine."""
     if all(not r["energy"].get("measured") for r in records):
         return ("per process: each pytest process (xdist worker) models its own process "
-                "tree's energy from that tree's CPU time; trials get CPU-time shares of it")
+                "tree's energy from that tree's CPU time, plus an even share of the modelled "
+                "idle draw (1 / the number of xdist workers); trials get CPU-time shares")
     return ("a measured meter: each pytest process reads the counters it has; where they "
             "cover the whole machine, a scenario's figure includes what scenarios running "
             "beside it drew, unless the meter attributes by CPU-time share")

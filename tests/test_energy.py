@@ -134,3 +134,17 @@ def test_auto_falls_back_to_the_labelled_estimate():
     selection = select_meter(Registry.default().meters, wl.from_mapping({}))
     assert selection.meter.source == "estimate:ccf-linear"
     assert "estimate" in selection.reason
+
+
+def test_estimate_idle_draw_is_shared_among_xdist_workers():
+    """Four pytest processes on one machine share its idle draw; each keeps its own busy part."""
+    alone, shared = EstimateMeter(), EstimateMeter()
+    shared.share_idle(0.25)
+    for m in (alone, shared):
+        m.hold(Allocation(vcpus=2, memory_gb=4.0, slots=2))
+        m.start(Usage(0, 0.0, 0))
+    a, s = alone.read(Usage(2 * S, 1.0, 0)), shared.read(Usage(2 * S, 1.0, 0))
+    assert s.joules["cpu"] == pytest.approx(0.25 * 2 * 0.74 * 2 + 1.0 * (3.5 - 0.74))
+    assert s.joules["memory"] == pytest.approx(0.25 * a.joules["memory"])
+    assert shared.modelled_idle_power_w() == pytest.approx(0.25 * alone.modelled_idle_power_w())
+    assert shared.describe()["idle_share"] == 0.25

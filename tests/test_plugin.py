@@ -208,6 +208,9 @@ def test_deployment_is_reused_across_samplers_and_xdist_merges(fake):
     result.assert_outcomes(passed=2)
     parallel = only_report(fake.path)["scenarios"]
     assert sorted(s["test_id"] for s in parallel) == sorted(s["test_id"] for s in serial)
+    # two pytest processes share the machine's modelled idle draw instead of each taking all
+    assert [s["energy"]["meter"]["idle_share"] for s in serial] == [1.0, 1.0]
+    assert [s["energy"]["meter"]["idle_share"] for s in parallel] == [0.5, 0.5]
 
 
 def test_energy_meter_fixture_windows(pytester):

@@ -163,6 +163,10 @@ class Meter(ABC):
         """Retrospective meters: the settled readings at the monotonic times ``ts``."""
         raise NotImplementedError
 
+    def share_idle(self, fraction: float) -> None:  # noqa: B027 - optional hook
+        """Charge only ``fraction`` of the modelled idle draw: scenarios of ``1 / fraction``
+        pytest processes share the machine (xdist). Measured meters see real counters."""
+
     def modelled_idle_power_w(self) -> float | None:
         """Idle draw from the model, or None when it has to be measured."""
         return None

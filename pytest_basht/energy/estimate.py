@@ -42,6 +42,7 @@ class EstimateMeter(Meter):
         self.spec = spec or EstimateSpec()
         self.scope = self.spec.scope  # type: ignore[misc] # set per workload
         self.allocation: Allocation | None = None
+        self.idle_share = 1.0
         self._lock = threading.Lock()
         self._last: Usage | None = None
         self._cpu_j = 0.0
@@ -64,6 +65,10 @@ class EstimateMeter(Meter):
     def hold(self, allocation: Allocation | None) -> None:
         with self._lock:
             self.allocation = allocation
+
+    def share_idle(self, fraction: float) -> None:
+        with self._lock:
+            self.idle_share = fraction
 
     def _vcpus(self) -> int:
         if self.machine_scope:
@@ -88,6 +93,7 @@ class EstimateMeter(Meter):
             if dt > 0:
                 s = self.spec
                 vcpus = self._vcpus()
+                idle_vcpus = vcpus * self.idle_share  # the busy part is this process's own
                 if self.machine_scope:
                     used = usage.machine_cpu_s - last.machine_cpu_s
                     cores = vcpus
@@ -95,20 +101,21 @@ class EstimateMeter(Meter):
                     used = usage.cpu_s - last.cpu_s
                     cores = visible_cpus()
                 busy = min(max(0.0, used), cores * dt)
-                mem = self._memory_gb(usage) * s.memory_w_per_gb * dt
-                self._cpu_j += vcpus * s.cpu_min_w * dt + busy * (s.cpu_max_w - s.cpu_min_w)
+                mem = self._memory_gb(usage) * s.memory_w_per_gb * dt * self.idle_share
+                self._cpu_j += (idle_vcpus * s.cpu_min_w * dt
+                                + busy * (s.cpu_max_w - s.cpu_min_w))
                 self._mem_j += mem
-                self._low_j += (vcpus * s.low_cpu_min_w * dt
+                self._low_j += (idle_vcpus * s.low_cpu_min_w * dt
                                 + busy * (s.low_cpu_max_w - s.low_cpu_min_w) + mem)
-                self._high_j += (vcpus * s.high_cpu_min_w * dt
+                self._high_j += (idle_vcpus * s.high_cpu_min_w * dt
                                  + busy * (s.high_cpu_max_w - s.high_cpu_min_w) + mem)
                 self._last = usage
             return Reading(usage.t_ns, {"cpu": self._cpu_j, "memory": self._mem_j}, self.source,
                            band=(self._low_j, self._high_j))
 
     def modelled_idle_power_w(self) -> float:
-        return self._vcpus() * self.spec.cpu_min_w + (
-            self._memory_gb(None) * self.spec.memory_w_per_gb)
+        return self.idle_share * (self._vcpus() * self.spec.cpu_min_w
+                                  + self._memory_gb(None) * self.spec.memory_w_per_gb)
 
     def max_power_w(self) -> float:
         s = self.spec
@@ -123,7 +130,7 @@ class EstimateMeter(Meter):
                        else "process RSS")
         out.update(model=self.model, scope=s.scope, cpu_min_w=s.cpu_min_w,
                    cpu_max_w=s.cpu_max_w, memory_w_per_gb=s.memory_w_per_gb,
-                   vcpus=self._vcpus(), memory_gb=memory,
+                   vcpus=self._vcpus(), memory_gb=memory, idle_share=self.idle_share,
                    band={"low": {"cpu_min_w": s.low_cpu_min_w, "cpu_max_w": s.low_cpu_max_w},
                          "high": {"cpu_min_w": s.high_cpu_min_w,
                                   "cpu_max_w": s.high_cpu_max_w},
