@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht import budget as budget_mod
-from pytest_basht import machine, search
+from pytest_basht import machine
 from pytest_basht import sweep as sweep_mod
 from pytest_basht import workload as wl
 from pytest_basht.energy.export import LiveExporter
@@ -159,6 +159,8 @@ class BashtSession:
                 workload = wl.from_mapping(wl.apply_overrides(doc, shrink, source), source)
             self.registry.check(workload)
             check_energy(workload, self.registry.meters)
+            from pytest_basht import search  # optuna loads with the first scenario
+
             search.check(workload, self.registry)
         except WorkloadError as exc:
             if not variant and not spec.overrides:
