@@ -154,7 +154,8 @@ class BashtSession:
         doc = wl.apply_overrides(doc, variant, source)
         try:
             workload = wl.from_mapping(doc, source)
-            shrink = self.budget.overrides(workload, variant)
+            sut = self.registry.get("suts", workload.sut.name, source=source, key="sut.name")
+            shrink = {} if sut.zero_cost else self.budget.overrides(workload, variant)
             if shrink:
                 workload = wl.from_mapping(wl.apply_overrides(doc, shrink, source), source)
             self.registry.check(workload)

@@ -394,3 +394,19 @@ def test_a_replay_that_fails_keeps_its_trials_in_the_record(tmp_path):
     assert [(t.params["x"], t.state) for t in result.trials] == [(0, "complete")]
     assert result.energy.source == "simulated:estimate:ccf-linear"
     assert result.metrics is not None and not result.metrics.provisional
+
+
+def test_budgets_leave_zero_cost_replays_as_written(tmp_path):
+    """Smoke shrinks real training; a replay costs nothing and keeps its recorded epochs."""
+    from pytest_basht.options import BashtOptions
+    from pytest_basht.scenarios import ScenarioSpec
+    from pytest_basht.session import BashtSession
+
+    root = Path(__file__).parents[1]
+    options = BashtOptions(None, tmp_path, None, None, None, None, budget="smoke")
+    session = BashtSession(options, root)
+    real = session.resolve(ScenarioSpec(workload="workloads/s-pru.yaml"), {})
+    replay = session.resolve(ScenarioSpec(workload="workloads/s-pru-simulated.yaml"), {})
+    assert real.training.epochs == 3
+    assert replay.training.epochs == wl.load(root / "workloads/s-pru-simulated.yaml"
+                                             ).training.epochs > 3

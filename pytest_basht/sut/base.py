@@ -56,6 +56,9 @@ class SutContext:
 
 class SUT(ABC):
     name: ClassVar[str]
+    #: True for a SUT that trains nothing (a replay): budgets, which bound training time,
+    #: leave its workloads as written.
+    zero_cost: ClassVar[bool] = False
 
     def __init__(self, workload: Workload, ctx: SutContext) -> None:
         self.deployed_for = workload
