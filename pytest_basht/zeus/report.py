@@ -39,8 +39,14 @@ def is_bso(record: Mapping[str, Any]) -> bool:
     return ((record.get("workload") or {}).get("search") or {}).get("sampler") == NAME
 
 
+#: The sections of a recorded workload a job's configuration is read from (the rest, free
+#: text included, is not needed and not re-validated).
+JOB_SECTIONS = ("name", "training", "search", "goal", "workers", "energy")
+
+
 def job_config(record: Mapping[str, Any]) -> JobConfig:
-    return parse(wl.from_mapping(record["workload"], record.get("workload_source") or ""))
+    data = {k: v for k, v in record["workload"].items() if k in JOB_SECTIONS}
+    return parse(wl.from_mapping(data, record.get("workload_source") or ""))
 
 
 def attempt_cost(trial: Mapping[str, Any], config: JobConfig) -> dict[str, Any]:

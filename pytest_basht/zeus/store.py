@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, exc, func, select
+from sqlalchemy import exc, func, select
 from sqlalchemy.orm import Session
 
 from pytest_basht.report import history
@@ -259,8 +259,7 @@ class BsoStore:
                 if row is None:
                     return 0
                 n = len(row.attempts)
-                session.execute(delete(BsoAttemptRow).where(BsoAttemptRow.job_pk == row.id))
-                session.delete(row)
+                session.delete(row)  # its attempts go with it (cascade)
                 return n
         except exc.SQLAlchemyError as e:
             raise self._fail(f"reset job {job!r}", e) from None
