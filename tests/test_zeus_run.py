@@ -12,7 +12,10 @@ import jsonschema
 import pytest
 from postgres import postgres_server  # noqa: F401  (the fixture)
 
+from pytest_basht import workload as wl
 from pytest_basht.report import json as report_json
+from pytest_basht.simulation.table import TrialTable
+from pytest_basht.zeus import simulate
 from pytest_basht.zeus.store import BsoStore
 
 # One recording per batch size (P_max 10 W, η 0.5, target 0.9):
@@ -99,6 +102,12 @@ def test_recurrences_learn_the_cheapest_batch_size(job_dir):
     assert [a["cost"] for a in logged] == pytest.approx(
         [a["cost"] for r in group["recurrences"] for a in r["attempts"]])
     assert [a["early_stopped"] for a in logged].count(True) == 1
+    # and what the table simulation, without pytest, decides and costs
+    replayed = simulate.recurrences(wl.load(job_dir.path / "w.yaml"),
+                                    TrialTable.read(job_dir.path / "t.csv"), 8)
+    assert [(o.recurrence, o.batch_size, o.converged, o.early_stopped) for o in replayed] == \
+        [(a["recurrence"], a["batch_size"], a["converged"], a["early_stopped"]) for a in logged]
+    assert [o.cost for o in replayed] == pytest.approx([a["cost"] for a in logged])
     run_dir = job_dir.path / "reports" / "latest"
     assert (run_dir / "bso.png").stat().st_size > 10_000 and report["zeus"]["plot"] == "bso.png"
     text = (run_dir / "report.md").read_text()

@@ -414,7 +414,7 @@ def zeus_section(zeus: dict[str, Any] | None) -> list[str]:
            f"Each scenario is one recurrence of its job; its trials are attempts (✓ reached "
            f"the target, ✗ stopped early or ran out of epochs). Cost: {zeus['cost']}. Regret: "
            "a recurrence's cost minus C*, the expected cost of always training the oracle's "
-           f"batch size. Settled on: the most frequent batch size of the last "
+           f"batch size. Settled on: the batch size chosen first most often in the last "
            f"{zeus['settle_window']} recurrences.", ""]
     rows = []
     for g in groups:

@@ -32,7 +32,7 @@ from pytest_basht.report import json as report_json
 from pytest_basht.zeus.config import NAME, JobConfig, parse
 
 PLOT = "bso.png"
-SETTLE_WINDOW = 10  # recurrences at the end over which "settled on" is judged
+SETTLE_WINDOW = 10  # "settled on": the most frequent first choice of the last 10 recurrences
 
 
 def is_bso(record: Mapping[str, Any]) -> bool:
@@ -170,7 +170,7 @@ def summarize(scenarios: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
             r["regret"] = r["cost"] - best if best is not None else None
             regret = regret + r["regret"] if best is not None else math.nan
             r["cumulative_regret"] = regret if best is not None else None
-        tail = [r["batch_size"] for r in recs[-SETTLE_WINDOW:] if r["converged"]]
+        tail = [r["attempts"][0]["batch_size"] for r in recs[-SETTLE_WINDOW:] if r["attempts"]]
         settled, count = Counter(tail).most_common(1)[0] if tail else (None, 0)
         g.update({
             "oracle": oracle, "eta": config.eta, "max_power_w": config.max_power_w,

@@ -40,6 +40,13 @@ from pytest_basht.zeus.config import JobConfig, parse, slot_idle_power_w
 from pytest_basht.zeus.store import BsoStore, Outcome, Started
 
 _STORES: dict[str, BsoStore] = {}
+
+
+def draws(seed: int, job: str, seq: int, arms: int) -> tuple[list[float], float]:
+    """The random numbers of a job's ``seq``-th decision, from the workload seed: one
+    standard normal per batch size (Thompson sampling), one uniform (the random policy)."""
+    rng = np.random.default_rng(trial_seed(seed, f"zeus-bso:{job}", seq))
+    return [float(z) for z in rng.standard_normal(arms)], float(rng.random())
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
           TrialState.FAIL: "failed"}
 
@@ -131,10 +138,9 @@ class ZeusSampler(optuna.samplers.BaseSampler):
 
     def _decide(self, observations: list[bso.Observation], recurrence: int,
                 seq: int) -> bso.Decision:
-        rng = np.random.default_rng(trial_seed(self.seed, f"zeus-bso:{self.config.job}", seq))
-        draws = [float(z) for z in rng.standard_normal(len(self.config.spec.batch_sizes))]
-        return bso.decide(self.config.spec, observations, recurrence, draws,
-                          float(rng.random()))
+        normals, uniform = draws(self.seed, self.config.job, seq,
+                                 len(self.config.spec.batch_sizes))
+        return bso.decide(self.config.spec, observations, recurrence, normals, uniform)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: Any) -> Any:
