@@ -119,3 +119,12 @@ def test_z_bso_replications(basht_workload):
     print(f"zeus-bso below random in {wins}/{REPLICATIONS} replications")
     assert statistics.mean(regrets["zeus-bso"]) < statistics.mean(regrets["random"])
     assert wins > REPLICATIONS // 2
+
+
+@pytest.mark.basht(workload="workloads/z-bso-nightly.yaml", experiment="Z-BSO (nightly)")
+def test_z_bso_nightly(trial_runner):
+    """One recurrence of the job trained for real, on a worker process: run it again
+    tomorrow and the optimizer goes on (``basht bso show z-bso-nightly``)."""
+    run = trial_runner.run()
+    assert run.best is not None and run.workload.goal.met(run.best.value)
+    assert run.trials[0].params["batch_size"] in (16, 32, 64, 128, 256, 512)

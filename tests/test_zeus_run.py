@@ -183,3 +183,93 @@ def test_cli_names_the_jobs_it_knows(tmp_path):
                             "--history", str(tmp_path / "h.sqlite")],
                            capture_output=True, text=True, check=True)
     assert "nothing to reset" in reset.stdout
+
+
+BATCHY = '''
+import time
+from pathlib import Path
+
+from pytest_basht.trainables.base import DataInfo, Trainable
+
+
+class Batchy(Trainable):
+    """Larger batches: shorter epochs (busy, so the estimate sees CPU) and fewer of them."""
+
+    name = "batchy"
+
+    @classmethod
+    def prepare(cls, workload, data_dir):
+        return DataInfo(str(data_dir), 0, 0, 0, 0)
+
+    def setup(self, workload, data, device):
+        self.workload = workload
+
+    def run_trial(self, ctx):
+        w, bs = self.workload, ctx.params["batch_size"]
+        value = 0.0
+        for epoch in range(w.training.epochs):
+            with ctx.phase("trial.train", epoch=epoch):
+                end = time.monotonic() + 0.05 * (64 / bs) ** 2
+                while time.monotonic() < end:
+                    pass
+            with ctx.phase("trial.validate", epoch=epoch):
+                value = min(1.0, (epoch + 1) * bs / 192)
+            ctx.report(epoch, value)
+            if w.training.stop_at_target and w.goal.met(value):
+                break
+        Path(ctx.artifact).write_text(repr(value))
+        return value
+
+    def test(self, artifact):
+        return float(Path(artifact).read_text())
+
+
+def pytest_basht_register_trainables():
+    return {"batchy": Batchy}
+'''
+
+
+@pytest.mark.slow
+def test_recurrences_on_real_worker_processes(pytester):
+    """The optuna SUT: the sampler and pruner run in the worker process, which meters the
+    attempt itself; an early stop there is a pruned trial in the report."""
+    pytester.makeconftest(BATCHY)
+    pytester.makefile(".yaml", w=textwrap.dedent("""\
+        name: batchy-job
+        model: {name: batchy}
+        training: {epochs: 6, batch_size: 64, stop_at_target: true}
+        search:
+          sampler: zeus-bso
+          pruner: zeus-bso
+          space: {batch_size: [32, 64, 128]}
+        goal: {target: 0.9}
+        workers: {count: 1, cpu: 1, memory_mb: 1024}
+        energy: {idle_s: 0}
+        """))
+    pytester.makepyfile(test_job="""
+        from pytest_basht import vary
+
+        @vary("seed", [1, 2])
+        def test_recurrence(trial_runner):
+            assert trial_runner.run().best is not None
+    """)
+    result = pytester.runpytest_subprocess("--basht-workload", "w.yaml", "--basht-history", "off")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    with BsoStore(str(pytester.path / ".basht" / "history.sqlite")) as store:
+        logged = store.attempts("batchy-job")
+    # recurrence 1: the default 64 (3 epochs of 0.05 s); recurrence 2 walks down to 32
+    # (0.2 s epochs, 6 of them to the target): past twice 64's cost within two epochs it is
+    # stopped, and the walk turns up to 128
+    assert [(a["recurrence"], a["batch_size"], a["state"], a["early_stopped"])
+            for a in logged] == [(1, 64, "complete", False), (2, 32, "pruned", True),
+                                 (2, 128, "complete", False)]
+    assert logged[0]["time_s"] >= 0.15 and logged[0]["energy_j"] > 0
+    assert logged[1]["epochs"] <= 2
+    assert logged[1]["cost"] > logged[1]["threshold"] == pytest.approx(2 * logged[0]["cost"])
+    report = report_json.load(pytester.path / "reports" / "latest")
+    second = report["scenarios"][1]
+    assert [t["state"] for t in second["trials"]] == ["pruned", "complete"]
+    assert second["metrics"]["waste"]["pruned"]["trials"] == 1
+    (group,) = report["zeus"]["groups"]
+    assert group["oracle"]["source"] == "empirical"
+    assert [r["batch_size"] for r in group["recurrences"]] == [64, 128]
