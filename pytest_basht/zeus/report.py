@@ -212,14 +212,14 @@ def plot(summary: Mapping[str, Any], path: Path) -> bool:
         label = f"{g['policy'] if g['policy'] != 'zeus' else 'zeus-bso'} ({g['job']})"
         cost_ax.plot(ks, [r["cumulative_cost"] for r in g["recurrences"]], marker=".",
                      label=label)
+        oracle = g["oracle"]
         if g["summary"]["cumulative_regret"] is not None:
+            kind = "table" if oracle["source"].startswith("table") else oracle["source"]
             regret_ax.plot(ks, [r["cumulative_regret"] for r in g["recurrences"]],
-                           marker=".", label=label)
+                           marker=".", label=f"{label}: C* {oracle['best_cost']:.4g} J, "
+                                             f"batch {oracle['best_batch_size']} ({kind})")
     cost_ax.set(title="cumulative cost", xlabel="recurrence", ylabel="Zeus cost (J)")
-    oracle = groups[0]["oracle"]
-    regret_ax.set(title=f"cumulative regret (C* = {oracle['best_cost']:.4g} J, batch "
-                        f"{oracle['best_batch_size']}; {oracle['source'].split(' ')[0]})"
-                  if oracle["best_cost"] is not None else "cumulative regret",
+    regret_ax.set(title="cumulative regret (cost − C*, the oracle's expected cost)",
                   xlabel="recurrence", ylabel="J")
     regret_ax.axhline(0, color="grey", linewidth=0.8)
     for ax in (cost_ax, regret_ax):

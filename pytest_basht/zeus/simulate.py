@@ -49,7 +49,11 @@ def recurrences(workload: Workload, table: TrialTable, count: int,
     """The log of ``count`` recurrences of the workload's job, from an empty state."""
     config = parse(workload)
     spec = config.spec
-    policy = SimOptions.parse(workload).seeds
+    options = SimOptions.parse(workload)
+    if options.surrogate != "none":
+        raise ValueError("zeus.simulate answers from the table's recordings only; this "
+                         "workload sets sut.options.surrogate")
+    policy = options.seeds
     log: list[bso.Observation] = []
     for k in range(1, count + 1):
         w = dataclasses.replace(workload, seed=first_seed + k - 1)
