@@ -1,4 +1,6 @@
-"""The built-in SUTs, trainables, samplers, pruners and meters, registered like any plugin's."""
+"""The built-in SUTs, trainables, samplers, pruners and meters, registered like any plugin's;
+and the Zeus BSO's section of the report (``pytest_basht.zeus.report``), added through the
+report hook like any plugin's."""
 
 from __future__ import annotations
 
@@ -27,15 +29,17 @@ def pytest_basht_register_trainables() -> dict[str, type]:
 @pytest.hookimpl
 def pytest_basht_register_samplers() -> dict[str, Any]:
     from pytest_basht import search  # optuna loads when a registry is built, not at import
+    from pytest_basht.zeus.sampler import zeus_sampler
 
-    return dict(search.SAMPLERS)
+    return {**search.SAMPLERS, "zeus-bso": zeus_sampler}
 
 
 @pytest.hookimpl
 def pytest_basht_register_pruners() -> dict[str, Any]:
     from pytest_basht import search
+    from pytest_basht.zeus.sampler import zeus_pruner
 
-    return dict(search.PRUNERS)
+    return {**search.PRUNERS, "zeus-bso": zeus_pruner}
 
 
 @pytest.hookimpl
@@ -47,3 +51,14 @@ def pytest_basht_register_meters() -> dict[str, type]:
 
     return {"estimate": EstimateMeter, "rapl": RaplMeter, "nvml": NvmlMeter,
             "prometheus": PrometheusMeter}
+
+
+@pytest.hookimpl
+def pytest_basht_update_report(config: pytest.Config | None, report: dict[str, Any]) -> None:
+    from pytest_basht.options import BashtOptions
+    from pytest_basht.zeus import report as zeus_report
+
+    run_dir = None
+    if config is not None:
+        run_dir = BashtOptions.from_config(config).report_dir / report["run_id"]
+    zeus_report.update_report(report, run_dir)

@@ -1,6 +1,6 @@
 """The ``basht`` command: validate workloads, regenerate reports, export trial tables,
-list the run history and compare two runs with the same verdict as the pytest gate (exit 1
-on a regression)."""
+list the run history, compare two runs with the same verdict as the pytest gate (exit 1
+on a regression), and show the state of Zeus batch size optimizer jobs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
@@ -159,6 +159,95 @@ def _save(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bso_store(args: argparse.Namespace) -> Any:
+    from pytest_basht.report import history
+    from pytest_basht.zeus.store import BsoStore
+
+    if history.is_off(args.history):
+        raise BashtUsageError("--history off: the BSO state lives in a history store")
+    return BsoStore(history.store_url(args.history, Path.cwd()))
+
+
+def _bso_show(args: argparse.Namespace) -> int:
+    from pytest_basht.zeus import bso
+    from pytest_basht.zeus.store import spec_of
+
+    with _bso_store(args) as store:
+        job = store.job(args.job)
+        attempts = store.attempts(args.job)
+        observations = store.observations(args.job)
+        shown = store.shown
+    spec = spec_of(job)
+    ident = job["identity"]
+    recurrence = max((a["recurrence"] for a in attempts), default=0) + 1
+    state = bso.state(spec, observations, recurrence)
+    print(f"job {job['job']} in {shown}: policy {spec.policy}; batch sizes "
+          f"{', '.join(map(str, spec.batch_sizes))} (default {spec.default}); η "
+          f"{ident['eta']}, P_max {markdown.fmt(ident['max_power_w'])} W, PUE {ident['pue']}, "
+          f"target {ident['target']} ({ident['direction']}) in ≤ {ident['max_epochs']} epochs")
+    print(f"recurrences {recurrence - 1}, attempts {len(attempts)} ({len(observations)} "
+          f"observed, {state['converged']} reached the target, {state['early_stopped']} "
+          f"stopped early); stage: {state['stage']}")
+    pruning = state.get("pruning")
+    if pruning:
+        walk = "; ".join(f"round {r}: " + " ".join(f"{bs}{'✓' if ok else '✗'}"
+                                                  for rr, bs, ok in pruning["explored"]
+                                                  if rr == r)
+                         for r in sorted({e[0] for e in pruning["explored"]}))
+        print(f"pruning: {walk or 'not started'}"
+              + (f"; arms {', '.join(map(str, pruning['candidates']))}" if pruning["done"]
+                 else f"; next {pruning['next']}")
+              + (" (no batch size reached the target in a round)" if pruning["stuck"] else ""))
+    best, threshold = state["best_cost"], state["threshold"]
+    print(f"best cost {markdown.fmt(best)} J; " + (
+        f"an attempt stops early above {markdown.fmt(threshold)} J (β {spec.beta})"
+        if threshold is not None else "no early stop yet" if spec.beta is not None
+        else "early stopping off") + (f"; window {spec.window} recurrences"
+                                      if spec.window else ""))
+    arms = {a["batch_size"]: a for a in state["arms"]}
+    rows = []
+    for a in bso.arms(spec, spec.batch_sizes, observations, recurrence):
+        role = ("arm" if a.batch_size in arms else "pruned") if pruning else spec.policy
+        rows.append([str(a.batch_size), role, str(a.observations),
+                     markdown.fmt(a.mean_cost), markdown.fmt(a.mean) if a.observations else "—",
+                     "inf" if a.precision == float("inf") else markdown.fmt(a.precision)])
+    print(tabulate(rows, headers=["batch size", "role", "observations", "mean cost J",
+                                  "mean reward", "precision"], disable_numparse=True))
+    if args.attempts:
+        rows = [[str(a["seq"]), str(a["recurrence"]), str(a["batch_size"]), a["stage"],
+                 a["state"] or "unobserved", markdown.fmt(a["cost"]),
+                 markdown.fmt(a["threshold"]), str(a["epochs"] or "")]
+                for a in attempts[-args.attempts:]]
+        print()
+        print(tabulate(rows, headers=["#", "recurrence", "batch size", "stage", "state",
+                                      "cost J", "stop above J", "epochs"],
+                       disable_numparse=True))
+    return 0
+
+
+def _bso_list(args: argparse.Namespace) -> int:
+    with _bso_store(args) as store:
+        jobs = store.jobs()
+        print(f"BSO jobs in {store.shown}: {len(jobs)}")
+    if jobs:
+        print(tabulate([[j["job"], j["policy"], str(j["attempts"]), j["stage"] or "",
+                         j["updated_utc"]] for j in jobs],
+                       headers=["job", "policy", "attempts", "stage", "updated (UTC)"],
+                       disable_numparse=True))
+    return 0
+
+
+def _bso_reset(args: argparse.Namespace) -> int:
+    with _bso_store(args) as store:
+        n = store.reset(args.job)
+        shown = store.shown
+    if n == 0:
+        print(f"no job {args.job!r} in {shown} (nothing to reset)")
+    else:
+        print(f"reset job {args.job!r} in {shown}: {n} attempt(s) forgotten")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="basht", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +293,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="a name to compare against later (e.g. main)")
     p.add_argument("--history", metavar="URL", help=history_help)
     p.set_defaults(func=_save)
+    p = sub.add_parser("bso", help="the state of Zeus batch size optimizer jobs")
+    bsub = p.add_subparsers(dest="bso_command", required=True)
+    b = bsub.add_parser("show", help="a job's arms (mean cost, precision, observations)")
+    b.add_argument("job")
+    b.add_argument("--history", metavar="URL", help=history_help)
+    b.add_argument("--attempts", type=int, default=10, metavar="N",
+                   help="also list its last N attempts (default 10; 0: none)")
+    b.set_defaults(func=_bso_show)
+    b = bsub.add_parser("list", help="the jobs in a store")
+    b.add_argument("--history", metavar="URL", help=history_help)
+    b.set_defaults(func=_bso_list)
+    b = bsub.add_parser("reset", help="forget a job: its next recurrence starts afresh")
+    b.add_argument("job")
+    b.add_argument("--history", metavar="URL", help=history_help)
+    b.set_defaults(func=_bso_reset)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -115,6 +115,9 @@ class TrainingSpec:
     algorithm: str = field(default="adam", metadata=_doc("training algorithm", "ta"))
     epochs: int = field(default=5, metadata=_doc("epochs per trial", check="positive"))
     batch_size: int = field(default=64, metadata=_doc("mini-batch size", check="positive"))
+    stop_at_target: bool = field(default=False, metadata=_doc(
+        "a trial ends after the first epoch whose validation value meets goal.target (time "
+        "to accuracy, as Zeus trains a recurring job); `epochs` is then the most it trains"))
 
 
 def _baseline_space() -> tuple[Dimension, ...]:
@@ -603,6 +606,9 @@ def _check_whole(w: Workload, parser: _Parser) -> None:
                                   "a list of values, an int range or a range with step "
                                   "(the grid sampler cannot enumerate a continuous range)",
                                   dim.to_dict())
+    if w.training.stop_at_target and w.goal.target is None:
+        raise parser.fail("goal.target", "a target value (training.stop_at_target ends "
+                          "trials there)")
     if size is None and w.search.trials is None:
         raise parser.fail("search.trials", "a trial budget (the space is continuous)")
     if size is not None and size > MAX_GRID:

@@ -22,11 +22,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Float,
     ForeignKey,
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     exc,
     func,
@@ -89,6 +91,53 @@ class ScenarioRow(Base):
     jct_ms: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     run: Mapped[RunRow] = relationship(back_populates="scenarios")
+
+
+class BsoJobRow(Base):
+    """A recurring job of the Zeus batch size optimizer (pytest_basht.zeus): what must
+    stay fixed across its recurrences, its current knobs and a snapshot of its state."""
+
+    __tablename__ = "basht_bso_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    created_utc: Mapped[str] = mapped_column(String(40))
+    updated_utc: Mapped[str] = mapped_column(String(40))
+    identity: Mapped[dict[str, Any]] = mapped_column(JSON)
+    knobs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[list[BsoAttemptRow]] = relationship(back_populates="job_row",
+                                                         cascade="all, delete-orphan",
+                                                         order_by="BsoAttemptRow.seq")
+
+
+class BsoAttemptRow(Base):
+    """One attempt of a job: the batch size decided, and once it ended, its cost."""
+
+    __tablename__ = "basht_bso_attempts"
+    __table_args__ = (UniqueConstraint("job_pk", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("basht_bso_jobs.id", ondelete="CASCADE"),
+                                        index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    recurrence: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(40))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    decided_utc: Mapped[str] = mapped_column(String(40))
+    origin: Mapped[str] = mapped_column(Text)
+    observed_utc: Mapped[str | None] = mapped_column(String(40))
+    state: Mapped[str | None] = mapped_column(String(20))
+    converged: Mapped[bool | None] = mapped_column(Boolean)
+    early_stopped: Mapped[bool | None] = mapped_column(Boolean)
+    cost: Mapped[float | None] = mapped_column(Float)
+    energy_j: Mapped[float | None] = mapped_column(Float)
+    time_s: Mapped[float | None] = mapped_column(Float)
+    epochs: Mapped[int | None] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    job_row: Mapped[BsoJobRow] = relationship(back_populates="attempts")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,11 @@ class _Trial:
                 clock = time.perf_counter_ns
                 t0 = clock()
                 self.trial.report(value, epoch)
+                feed = self.replay.usage[self.worker]
+                if feed is not None:  # the pruner judges by time and energy (zeus-bso)
+                    c = self.curve
+                    feed(self.replay.study.study_name, self.number, epoch,
+                         sum(c.times_ns[:epoch + 1]) / 1e9, sum(c.energies_j[:epoch + 1]))
                 prune = self.replay.prunes and self.trial.should_prune()
                 self.replay.result.framework_ns += clock() - t0
                 if prune:
@@ -178,6 +183,8 @@ class Replay:
         optuna.logging.set_verbosity(quiet)
         # NopPruner never prunes and changes nothing when asked: not asking it is exact
         self.prunes = any(type(s.pruner) is not optuna.pruners.NopPruner for s in self.studies)
+        # a pruner that takes a trial's time and energy so far is told the recorded ones
+        self.usage = [getattr(s.pruner, "trial_usage", None) for s in self.studies]
 
     def charge(self, measured_ns: int, *, ask: bool = True) -> int:
         """Virtual ns a worker spends on the sampler: as measured, or a fixed time per ask

@@ -97,6 +97,16 @@ class SimOptions:
 _TABLES: dict[tuple[str, int, int], TrialTable] = {}
 
 
+def until_target(curve: Curve, workload: Workload) -> Curve:
+    """``training.stop_at_target``: the trial ends after the first epoch meeting the target."""
+    if not workload.training.stop_at_target:
+        return curve
+    first = next((i for i, v in enumerate(curve.values) if workload.goal.met(v)), None)
+    if first is None or (first + 1 == curve.epochs and curve.state == "complete"):
+        return curve
+    return curve.head(first + 1)
+
+
 def load_table(path: Path, workload: Workload) -> TrialTable:
     """Read a table once per (file, version): collection checks and every scenario share it."""
     try:
@@ -226,10 +236,10 @@ class SimulatedSUT(SUT):
         return self._surrogates[key]
 
     def _answer(self, params: dict[str, Any]) -> Curve:
-        if self.answers is not None:
-            return self.answers.curve(params)
         assert self.workload is not None
-        return self.benchmark(self.workload, params)
+        if self.answers is not None:
+            return until_target(self.answers.curve(params), self.workload)
+        return until_target(self.benchmark(self.workload, params), self.workload)
 
     def _longer(self, params: dict[str, Any], curve: Curve) -> Curve:
         assert self.answers is not None

@@ -1,7 +1,9 @@
 """``mnist-ff``: Basht's baseline model — a feed-forward net on MNIST, trained with Adam.
 
 Hyperparameters: ``layer_size``, ``layer_count`` (hidden layers, ReLU), ``learning_rate``,
-``weight_decay``, ``beta1``, ``beta2`` (Adam's betas). Batches are cut from a seeded
+``weight_decay``, ``beta1``, ``beta2`` (Adam's betas); ``batch_size`` may be searched too
+(else ``training.batch_size``). With ``training.stop_at_target`` a trial ends after the
+first epoch whose validation accuracy meets ``goal.target``. Batches are cut from a seeded
 permutation of in-memory tensors (no DataLoader workers to oversubscribe the cores);
 ``zero_grad`` every step; the loss is checked for finiteness once per epoch.
 """
@@ -30,6 +32,8 @@ from pytest_basht.workload import Workload
 MEAN, STD = 0.1307, 0.3081
 HYPERPARAMETERS = {"layer_size": 64, "layer_count": 1, "learning_rate": 1e-3,
                    "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999}
+#: Searchable besides the model's hyperparameters: the training's mini-batch size.
+TRAINING_PARAMS = ("batch_size",)
 
 
 def feed_forward(layer_size: int, layer_count: int, inputs: int = 784,
@@ -83,6 +87,27 @@ def hyperparameters(workload: Workload, params: dict[str, Any]) -> dict[str, Any
             "beta1": float(merged["beta1"]), "beta2": float(merged["beta2"])}
 
 
+def batch_size_of(workload: Workload, params: dict[str, Any]) -> int:
+    """The trial's mini-batch size: searched (``batch_size`` in the space), else the workload's."""
+    return int(params.get("batch_size", workload.training.batch_size))
+
+
+def check_training_params(workload: Workload) -> None:
+    """A searched batch size takes positive integers; fused groups cannot stop at a target."""
+    for dim in workload.search.space:
+        if dim.name != "batch_size":
+            continue
+        values = dim.grid_values()
+        if values is None or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                     for v in values):
+            raise WorkloadError(workload.source, "search.space.batch_size",
+                                "positive integers (a list, or an int range)", dim.to_dict())
+    if workload.training.stop_at_target and workload.search.grouped:
+        raise WorkloadError(workload.source, "training.stop_at_target",
+                            "false with search.fusion or search.scaling > 1 (a fused group "
+                            "trains every member for every epoch)", True)
+
+
 def warm_up(device: str) -> None:
     """Pay torch's one-time costs here, in setup: the first Adam imports ~1 s of modules."""
     model = feed_forward(8, 1).to(device)
@@ -113,10 +138,13 @@ class MnistFF(Trainable):
             raise WorkloadError(workload.source, "goal.metric", "'accuracy' for model mnist-ff",
                                 workload.goal.metric)
         known = set(HYPERPARAMETERS)
+        searchable = known | set(TRAINING_PARAMS)
         for dim in workload.search.space:
-            if dim.name not in known:
+            if dim.name not in searchable:
                 raise WorkloadError(workload.source, f"search.space.{dim.name}",
-                                    "a hyperparameter of mnist-ff: " + ", ".join(sorted(known)))
+                                    "a hyperparameter of mnist-ff: "
+                                    + ", ".join(sorted(searchable)))
+        check_training_params(workload)
         for name in workload.model.params:
             if name not in known:
                 raise WorkloadError(workload.source, f"model.params.{name}",
@@ -147,6 +175,8 @@ class MnistFF(Trainable):
         assert self.workload is not None, "setup() runs before trials"
         hp = hyperparameters(self.workload, ctx.params)
         training = self.workload.training
+        batch_size = batch_size_of(self.workload, ctx.params)
+        goal = self.workload.goal
         d = self.data
         with ctx.phase("trial.load"):
             torch.manual_seed(ctx.seed)
@@ -159,12 +189,14 @@ class MnistFF(Trainable):
         for epoch in range(training.epochs):
             with ctx.phase("trial.train", epoch=epoch):
                 loss = train_epoch(model, optimizer, d["x_train"], d["y_train"],
-                                   training.batch_size, generator)
+                                   batch_size, generator)
             if not math.isfinite(loss):
                 raise TrialDiverged(f"training loss became {loss} in epoch {epoch}")
             with ctx.phase("trial.validate", epoch=epoch):
                 value = accuracy(model, d["x_val"], d["y_val"])
             ctx.report(epoch, value)
+            if training.stop_at_target and goal.met(value):
+                break  # time to accuracy: the job is done once it meets its target
         torch.save({"hyperparameters": hp, "state": model.state_dict()}, ctx.artifact)
         return value
 

@@ -26,7 +26,12 @@ from torch import nn
 
 from pytest_basht.records import Span
 from pytest_basht.trainables.base import Trainable, TrialContext
-from pytest_basht.trainables.feedforward import MnistFF, feed_forward, hyperparameters
+from pytest_basht.trainables.feedforward import (
+    MnistFF,
+    batch_size_of,
+    feed_forward,
+    hyperparameters,
+)
 from pytest_basht.trainables.scaling import Surrogate
 from pytest_basht.workload import Workload
 
@@ -278,12 +283,13 @@ class FusedMnistFF(MnistFF, FusableTrainable):
 
     def group_key(self, workload: Workload, params: dict[str, Any]) -> str:
         hp = hyperparameters(workload, params)
-        return f"{hp['layer_count']}x{hp['layer_size']}/batch {workload.training.batch_size}"
+        return f"{hp['layer_count']}x{hp['layer_size']}/batch {batch_size_of(workload, params)}"
 
     def run_group(self, group: GroupContext) -> dict[int, float]:
         workload, d = group.workload, self.data
         training = workload.training
         hps = [hyperparameters(workload, m.params) for m in group.members]
+        batch_size = batch_size_of(workload, group.members[0].params)  # one per group key
         live: list[int] = []
         for i, hp in enumerate(hps):
             error = adam_error(hp)
@@ -313,7 +319,7 @@ class FusedMnistFF(MnistFF, FusableTrainable):
         for epoch in range(training.epochs):
             with group.phase("trial.train", epoch=epoch):
                 losses = train_epoch_fused(model, optimizer, d["x_train"], d["y_train"],
-                                           training.batch_size, generators).tolist()
+                                           batch_size, generators).tolist()
             for i, loss in zip(live, losses, strict=True):
                 if not math.isfinite(loss):
                     group.fail(i, f"diverged: training loss became {loss} in epoch {epoch}")
