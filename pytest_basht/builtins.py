@@ -55,10 +55,6 @@ def pytest_basht_register_meters() -> dict[str, type]:
 
 @pytest.hookimpl
 def pytest_basht_update_report(config: pytest.Config | None, report: dict[str, Any]) -> None:
-    from pytest_basht.options import BashtOptions
     from pytest_basht.zeus import report as zeus_report
 
-    run_dir = None
-    if config is not None:
-        run_dir = BashtOptions.from_config(config).report_dir / report["run_id"]
-    zeus_report.update_report(report, run_dir)
+    zeus_report.update_report(report)

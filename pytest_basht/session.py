@@ -480,8 +480,10 @@ class BashtSession:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             from pytest_basht.report import plots
+            from pytest_basht.zeus import report as zeus_report
 
             plots.write(report, run_dir)
+            zeus_report.write_plot(report, run_dir)
         except Exception as exc:  # a plot must never cost the report
             report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
                                                   f"{exc}")

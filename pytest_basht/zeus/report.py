@@ -237,9 +237,9 @@ def plot(summary: Mapping[str, Any], path: Path) -> bool:
     return True
 
 
-def update_report(report: dict[str, Any], run_dir: Path | None) -> None:
-    """Add the ``zeus`` section (and its plot, when a run directory is given). Nothing
-    here may cost the report: a failure becomes a note."""
+def update_report(report: dict[str, Any]) -> None:
+    """Add the ``zeus`` section. Nothing here may cost the report: a failure becomes a
+    note."""
     try:
         summary = summarize(report.get("scenarios") or [])
     except (BashtUsageError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -248,11 +248,11 @@ def update_report(report: dict[str, Any], run_dir: Path | None) -> None:
         return
     if summary is None:
         return
-    if run_dir is not None:
-        try:
-            if plot(summary, run_dir / PLOT):
-                summary["plot"] = PLOT
-        except Exception as exc:  # a plot must never cost the report
-            report.setdefault("notes", []).append(f"zeus plot not written: "
-                                                  f"{type(exc).__name__}: {exc}")
     report["zeus"] = report_json.clean(summary)
+
+
+def write_plot(report: dict[str, Any], run_dir: Path) -> None:
+    """Write ``bso.png`` for the report's ``zeus`` section into the run directory."""
+    summary = report.get("zeus")
+    if summary and plot(summary, run_dir / PLOT):
+        summary["plot"] = PLOT
