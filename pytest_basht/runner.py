@@ -123,10 +123,11 @@ class Deployments:
 
     def close(self) -> None:
         """Undeploy the current deployment and complete its scenarios' records."""
-        dep, self.current = self.current, None
+        dep = self.current
         if dep is None:
             return
-        span = self._undeploy(dep.sut)
+        span = self._undeploy(dep.sut)  # if it is interrupted, a later close() tries again
+        self.current = None
         dep.undeploy_span = span
         for result in dep.users:
             result.spans.append(span)
