@@ -377,6 +377,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
     for meter in report["meters"]:
         label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
+        if meter.get("failover"):
+            label += f"; FAILED mid-run, then {meter['failover']['fallback'] or 'nothing'}"
         tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
         for warning in meter.get("warnings", []):
             tr.write_line(f"energy warning: {warning}", yellow=True)

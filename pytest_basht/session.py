@@ -174,14 +174,17 @@ class BashtSession:
 
     def engine(self, workload: wl.Workload) -> Engine:
         e = workload.energy
-        key = repr((e.meter, e.sample_hz, e.estimate, e.rapl, e.prometheus, e.idle_s))
+        key = repr((e.meter, e.sample_hz, e.estimate, e.rapl, e.prometheus, e.idle_s,
+                    e.fail_after_s))
         with self._lock:
             if key not in self._engines:
                 self.signals.install()  # a basht session runs: SIGTERM ends it as Ctrl-C does
                 selection = select_meter(self.registry.meters, workload,
                                          self.options.meter_context())
                 monitor = EnergyMonitor(selection.meter, hz=e.sample_hz,
-                                        selection=selection.reason)
+                                        selection=selection.reason,
+                                        fallback=selection.fallback,
+                                        fail_after_s=e.fail_after_s)
                 for text in selection.warnings:
                     warnings.warn(BashtMeterWarning(text), stacklevel=2)
                     monitor.warnings.append(text)

@@ -312,6 +312,10 @@ class EnergySpec:
     rapl: RaplSpec = field(default_factory=RaplSpec, metadata=_doc("the rapl meter"))
     prometheus: PrometheusSpec = field(default_factory=PrometheusSpec,
                                        metadata=_doc("the prometheus meter"))
+    fail_after_s: float = field(default=10.0, metadata=_doc(
+        "seconds a meter may fail (a Prometheus server gone, RAPL unreadable) before the run "
+        "goes on with the labelled estimate from its last good reading; the report marks "
+        "the window", check="positive"))
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ processes (to signal and kill), process checks, and the log the fault table read
 The ``marked`` trainable is the fake one (``fake_trainable``) plus marks in the folder
 ``$BASHT_FAULT_DIR``: ``started-N`` (its worker's pid) when trial N starts, ``done-N`` when
 it has finished (its record is then on its way to the controller). ``x = -5`` writes its pid
-to ``victim-N`` and sleeps, for a test to kill it; ``x = -7`` trains two epochs, then
-allocates past its memory cap. At the end of the sub-pytest the conftest writes the
+to ``victim-N`` and sleeps, for a test to kill it; ``x = -7`` allocates past its memory
+cap, ``-8`` hangs and ``-9`` raises — each after an epoch or two whose measurements must be
+kept (``FAULTS``). At the end of the sub-pytest the conftest writes the
 processes still running under it to ``children-at-exit.json``: after undeploy there are
 none.
 """
@@ -29,6 +30,8 @@ from fake_trainable import CONFTEST
 from pytest_basht.report import json as report_json
 
 ROOT = Path(__file__).parents[1]
+# x: epochs trained before the fault (-5 killed, -7 past its memory cap, -8 hangs, -9 raises)
+FAULTS = {-5: 1, -7: 2, -8: 2, -9: 2}
 
 FAULT_CONFTEST = CONFTEST + '''
 import json
@@ -44,20 +47,28 @@ class Marked(Quadratic):
         marks = Path(os.environ["BASHT_FAULT_DIR"])
         (marks / f"started-{ctx.number}").write_text(str(os.getpid()))
         x = ctx.params["x"]
-        if x == -5:
-            (marks / f"victim-{ctx.number}").write_text(str(os.getpid()))
-            time.sleep(60)
-        if x == -7:
-            for epoch in range(2):
+        if x in FAULTS:
+            for epoch in range(FAULTS[x]):  # measurements made before the fault
                 with ctx.phase("trial.train", epoch=epoch):
                     time.sleep(0.1)
                 ctx.report(epoch, 0.1 * (epoch + 1))
-            hog = np.ones(80_000_000)
-            time.sleep(10)
-            del hog
+            if x == -5:
+                (marks / f"victim-{ctx.number}").write_text(str(os.getpid()))
+                time.sleep(60)
+            if x == -7:
+                hog = np.ones(80_000_000)
+                time.sleep(10)
+                del hog
+            if x == -8:
+                time.sleep(60)
+            if x == -9:
+                raise RuntimeError(f"boom after {FAULTS[x]} epochs")
         value = super().run_trial(ctx)
         (marks / f"done-{ctx.number}").write_text(repr(value))
         return value
+
+
+FAULTS = __FAULTS__
 
 
 def pytest_basht_register_trainables():
@@ -76,15 +87,15 @@ def pytest_unconfigure(config):
         except psutil.Error:
             pass
     Path(marks, "children-at-exit.json").write_text(json.dumps(alive))
-'''
+'''.replace("__FAULTS__", repr(FAULTS))
 
 
 def marked_workload(xs: list[Any], *, workers: int = 2, epochs: int = 2, sleep: float = 0.05,
-                    extra: str = "") -> str:
+                    memory_mb: int = 1500, extra: str = "") -> str:
     """A grid over ``x`` (and one ``sleep`` per epoch) for the marked trainable."""
     return (f"name: faults\nmodel: {{name: marked}}\ntraining: {{epochs: {epochs}}}\n"
             f"search: {{space: {{x: {xs}, sleep: [{sleep}]}}}}\ngoal: {{target: 0.5}}\n"
-            f"workers: {{count: {workers}, cpu: 1, memory_mb: 1500}}\n"
+            f"workers: {{count: {workers}, cpu: 1, memory_mb: {memory_mb}}}\n"
             f"energy: {{idle_s: 0}}\n{extra}")
 
 
