@@ -282,6 +282,13 @@ class BashtSession:
         self.scenarios[record["test_id"]] = Scenario(
             record["test_id"], record.get("experiment"), record.get("variables", {}),
             record=record, outcome=record.get("outcome", "passed"))
+        for entry in [e for e in self.lost if e["test_id"] == record["test_id"]]:
+            # pytest-xdist ran the crashed scenario again (--dist loadfile/loadscope does)
+            self.lost.remove(entry)
+            where = (record.get("placement") or {}).get("worker", "another worker")
+            self.notes.append(f"xdist worker {entry['worker']} crashed while running "
+                              f"{entry['test_id']} ({entry['reason']}); pytest-xdist ran it "
+                              f"again on {where}, and that run's record is kept")
 
     def interrupted(self) -> None:
         """The session was interrupted: the report says so, for it and its scenario in flight."""

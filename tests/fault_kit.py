@@ -4,7 +4,8 @@ processes (to signal and kill), process checks, and the log the fault table read
 The ``marked`` trainable is the fake one (``fake_trainable``) plus marks in the folder
 ``$BASHT_FAULT_DIR``: ``started-N`` (its worker's pid) when trial N starts, ``done-N`` when
 it has finished (its record is then on its way to the controller). ``x = -5`` writes its pid
-to ``victim-N`` and sleeps, for a test to kill it; ``x = -7`` allocates past its memory
+to ``victim-N`` and sleeps, for a test to kill it (once per trial number: a test that
+pytest-xdist runs again after a crash goes through); ``x = -7`` allocates past its memory
 cap, ``-8`` hangs and ``-9`` raises — each after an epoch or two whose measurements must be
 kept (``FAULTS``). At the end of the sub-pytest the conftest writes the
 processes still running under it to ``children-at-exit.json``: after undeploy there are
@@ -52,8 +53,9 @@ class Marked(Quadratic):
                 with ctx.phase("trial.train", epoch=epoch):
                     time.sleep(0.1)
                 ctx.report(epoch, 0.1 * (epoch + 1))
-            if x == -5:
-                (marks / f"victim-{ctx.number}").write_text(str(os.getpid()))
+            victim = marks / f"victim-{ctx.number}"
+            if x == -5 and not victim.exists():  # once: a re-run of the test goes through
+                victim.write_text(str(os.getpid()))
                 time.sleep(60)
             if x == -7:
                 hog = np.ones(80_000_000)
