@@ -13,6 +13,13 @@ class BashtUsageError(pytest.UsageError):
     """Bad input from the user: a workload file, an option, a marker."""
 
 
+def _brief(value: object, limit: int = 200) -> str:
+    """A value as an error message shows it: its repr, cut short (a fuzzed or pasted value
+    can be a megabyte)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 class WorkloadError(BashtUsageError):
     """A workload file (or an override of it) is invalid; the message names file and key."""
 
@@ -21,7 +28,7 @@ class WorkloadError(BashtUsageError):
         self.key = key
         self.expected = expected
         self.got = got
-        shown = "" if got is None else f", got {got!r}"
+        shown = "" if got is None else f", got {_brief(got)}"
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{key or '<document>'}: expected {expected}{shown}")
 
@@ -31,7 +38,7 @@ class OptionError(BashtUsageError):
 
     def __init__(self, option: str, expected: str, got: object) -> None:
         self.option = option
-        super().__init__(f"{option}: expected {expected}, got {got!r}")
+        super().__init__(f"{option}: expected {expected}, got {_brief(got)}")
 
 
 class RegistryError(BashtUsageError):

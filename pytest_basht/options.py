@@ -21,6 +21,8 @@ from pytest_basht.energy.base import MeterContext
 from pytest_basht.energy.urls import problem, redact, split_credentials
 from pytest_basht.errors import OptionError
 
+NAME_MAX = 200  # a saved run's name: the history's name column
+
 
 def _text(option: str, raw: str) -> str:
     value = raw.strip()
@@ -118,6 +120,25 @@ def _fail_on(option: str, raw: str) -> tuple[Any, ...]:
         raise OptionError(option, str(exc), raw) from None
 
 
+def _history(option: str, raw: str) -> str:
+    """``off``, a file path or an SQLAlchemy URL whose driver is installed (checked now, not
+    when the run ends and its history cannot be saved)."""
+    from pytest_basht.report import history
+
+    value = _text(option, raw)
+    why = history.url_problem(value)
+    if why is not None:
+        raise OptionError(option, why, history.display_url(value))
+    return value
+
+
+def _name(option: str, raw: str) -> str:
+    value = _text(option, raw)
+    if len(value) > NAME_MAX:
+        raise OptionError(option, f"a name of at most {NAME_MAX} characters", value)
+    return value
+
+
 def _budget(option: str, raw: str) -> str:
     value = raw.strip()
     if value not in budget.NAMES:
@@ -165,9 +186,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "Pushgateway at the end", _url),
     OptionSpec("basht_history", "URL", "run history store: an SQLAlchemy URL (sqlite:///..., "
                "postgresql://user@host/db), a file path (SQLite), or 'off' (default: "
-               ".basht/history.sqlite under the rootdir)", _text),
+               ".basht/history.sqlite under the rootdir)", _history),
     OptionSpec("basht_save", "NAME", "save this run in the history under NAME (every run is "
-               "saved; a name makes it easy to compare against)", _text),
+               "saved; a name makes it easy to compare against)", _name),
     OptionSpec("basht_compare", "REF", "compare with a baseline: a report.json (or its run "
                "directory), a saved name, a run id, or 'last' (the newest run of this machine "
                "in the history)", _text),

@@ -125,9 +125,13 @@ def _sweep_id(item: pytest.Item) -> str:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Resolve every selected scenario's workload now: one usage error, not N test errors."""
     state = _session(session.config)
+    scenarios = False
     for item in session.items:
         if VARIANT in getattr(item, "fixturenames", ()):
             state.resolve(ScenarioSpec.from_item(item), variant_of(item))
+            scenarios = True
+    if scenarios and state.worker is None:  # an xdist worker's usage error is a crash there;
+        state.check_report_dir()  # the controller rescues the report if the directory fails
 
 
 # ------------------------------------------------------------------------- fixtures
@@ -272,13 +276,33 @@ class _SkipRecorder:
 # ------------------------------------------------------------------------- finish
 
 
+@pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
+def pytest_sessionfinish_begins(session: pytest.Session) -> None:
+    """From here (undeploy in the fixtures' teardown, then the report) one more stop signal
+    is held back rather than let it cost the report."""
+    state = session.config.stash.get(SESSION, None)
+    if state is not None:
+        state.signals.finish()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = _session(session.config)
+    try:
+        _finish(session, state, exitstatus)
+    finally:
+        state.signals.restore()
+
+
+def _finish(session: pytest.Session, state: BashtSession, exitstatus: int) -> None:
     config = session.config
-    state = _session(config)
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.interrupted()
-    state.close()
+    try:
+        state.close()
+    except Exception as exc:  # the records are kept; their undeploy is missing, and said so
+        state.notes.append(f"undeploy failed ({type(exc).__name__}: {exc}): the records of "
+                           "the scenarios on that deployment stay provisional")
     state.finish_live()
     records = state.records()
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
@@ -354,6 +378,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
     for meter in report["meters"]:
         label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
+        if meter.get("failover"):
+            label += f"; FAILED mid-run, then {meter['failover']['fallback'] or 'nothing'}"
         tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
         for warning in meter.get("warnings", []):
             tr.write_line(f"energy warning: {warning}", yellow=True)

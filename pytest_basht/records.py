@@ -116,6 +116,8 @@ class EnergyTrace:
     scope: str = "process"
     band: dict[str, Any] = field(default_factory=dict)
     carbon: dict[str, Any] = field(default_factory=dict)
+    #: the meter failed mid-run: what failed, from when the fallback measured, and why
+    failover: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

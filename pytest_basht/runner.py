@@ -123,10 +123,11 @@ class Deployments:
 
     def close(self) -> None:
         """Undeploy the current deployment and complete its scenarios' records."""
-        dep, self.current = self.current, None
+        dep = self.current
         if dep is None:
             return
-        span = self._undeploy(dep.sut)
+        span = self._undeploy(dep.sut)  # if it is interrupted, a later close() tries again
+        self.current = None
         dep.undeploy_span = span
         for result in dep.users:
             result.spans.append(span)
@@ -260,11 +261,15 @@ def trace_energy(monitor: EnergyMonitor, workload: Workload, spans: list[Span],
     lifecycle spans (run by the controller, one at a time) the counter delta of their
     window; trial spans (concurrent, in worker processes) their attributed share."""
     timeline = scenario_snapshot(monitor, spans, trials)
+    ts = timeline["t_ns"]
+    first = min((s.start_ns for s in spans), default=ts[0] if ts else 0)
+    last = ts[-1] if ts else first
+    cover = monitor.coverage(first, last)  # a meter that failed mid-run marks its window
     for span in spans:
         span.energy_j = monitor.energy_between(span.start_ns, span.end_ns)
     slots = workload.workers.count
     idle = monitor.idle_power_w or 0.0
-    scope = monitor.scope
+    scope = cover.scope
     for trial in trials:
         trial.energy_j = span_energy(timeline, trial.start_ns, trial.end_ns, trial.cpu_s,
                                      idle, slots, scope=scope)
@@ -272,13 +277,10 @@ def trace_energy(monitor: EnergyMonitor, workload: Workload, spans: list[Span],
             span.energy_j = span_energy(timeline, span.start_ns, span.end_ns, span.cpu_s,
                                         idle, slots, scope=scope)
     share_slot_idle(trials, idle, slots)  # fused trials share their slot's idle power
-    ts = timeline["t_ns"]
-    first = min((s.start_ns for s in spans), default=ts[0] if ts else 0)
-    last = ts[-1] if ts else first
     offset = monitor.wall_offset_ns
     carbon = carbon_mod.record(workload, (first + offset) / 1e9, (last + offset) / 1e9, offset)
-    return EnergyTrace(source=monitor.source, measured=monitor.measured, idle_power_w=idle,
+    return EnergyTrace(source=cover.source, measured=cover.measured, idle_power_w=idle,
                        max_power_w=monitor.meter.max_power_w(), slots=slots,
                        idle_measured=monitor.idle_measured, meter=monitor.describe(),
                        timeline=timeline, scope=scope, band=band_factors(timeline),
-                       carbon=carbon)
+                       carbon=carbon, failover=cover.failover)

@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import secrets
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from pytest_basht.report import comparison, markdown
 from pytest_basht.report import json as report_json
 from pytest_basht.runner import Deployments, RunResult
 from pytest_basht.scenarios import ScenarioSpec
+from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import Progress, ProgressCallback
 
 DEFAULTS_SOURCE = "<defaults: the Basht baseline>"
@@ -112,6 +114,7 @@ class BashtSession:
     sweep_steps: dict[str, tuple[str, int]] = field(default_factory=dict)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     _swept: set[str] = field(default_factory=set)
+    signals: StopSignals = field(default_factory=StopSignals)
 
     @property
     def budget(self) -> budget_mod.Budget:
@@ -175,15 +178,21 @@ class BashtSession:
 
     def engine(self, workload: wl.Workload) -> Engine:
         e = workload.energy
-        key = repr((e.meter, e.sample_hz, e.estimate, e.rapl, e.prometheus, e.idle_s))
+        key = repr((e.meter, e.sample_hz, e.estimate, e.rapl, e.prometheus, e.idle_s,
+                    e.fail_after_s))
         with self._lock:
             if key not in self._engines:
+                self.signals.install()  # a basht session runs: SIGTERM ends it as Ctrl-C does
                 selection = select_meter(self.registry.meters, workload,
                                          self.options.meter_context())
                 if self.workers > 1:  # they share the machine's idle draw, not N copies of it
-                    selection.meter.share_idle(1 / self.workers)
+                    for meter in (selection.meter, selection.fallback):
+                        if meter is not None:
+                            meter.share_idle(1 / self.workers)
                 monitor = EnergyMonitor(selection.meter, hz=e.sample_hz,
-                                        selection=selection.reason)
+                                        selection=selection.reason,
+                                        fallback=selection.fallback,
+                                        fail_after_s=e.fail_after_s)
                 for text in selection.warnings:
                     warnings.warn(BashtMeterWarning(text), stacklevel=2)
                     monitor.warnings.append(text)
@@ -281,10 +290,20 @@ class BashtSession:
         self.scenarios[record["test_id"]] = Scenario(
             record["test_id"], record.get("experiment"), record.get("variables", {}),
             record=record, outcome=record.get("outcome", "passed"))
+        for entry in [e for e in self.lost if e["test_id"] == record["test_id"]]:
+            # pytest-xdist ran the crashed scenario again (--dist loadfile/loadscope does)
+            self.lost.remove(entry)
+            where = (record.get("placement") or {}).get("worker", "another worker")
+            self.notes.append(f"xdist worker {entry['worker']} crashed while running "
+                              f"{entry['test_id']} ({entry['reason']}); pytest-xdist ran it "
+                              f"again on {where}, and that run's record is kept")
 
     def interrupted(self) -> None:
         """The session was interrupted: the report says so, for it and its scenario in flight."""
         self.status = "interrupted"
+        how = ", ".join(dict.fromkeys(self.signals.received)) or "KeyboardInterrupt"
+        self.notes.append(f"the run was interrupted ({how}); the report holds every trial "
+                          "finished before it, and the trials it stopped as failed")
         for sc in self.scenarios.values():
             if sc.result is not None and sc.result.status == "interrupted":
                 sc.outcome = "interrupted"
@@ -323,7 +342,11 @@ class BashtSession:
         record["placement"] = {"worker": self.worker or "main", "pid": os.getpid(),
                                "host": platform.node()}
         if self.hook is not None:
-            self.hook.pytest_basht_update_scenario(config=self.config, scenario=record)
+            try:
+                self.hook.pytest_basht_update_scenario(config=self.config, scenario=record)
+            except Exception as exc:  # a third party's hook must not cost the record
+                self.notes.append(f"pytest_basht_update_scenario failed for {sc.test_id} "
+                                  f"({type(exc).__name__}: {exc}); its record is as measured")
         return record
 
     # -------------------------------------------------------------- xdist (controller side)
@@ -474,10 +497,38 @@ class BashtSession:
             self.hook.pytest_basht_update_report(config=self.config, report=report)
         return report
 
-    def write_report(self, report: dict[str, Any]) -> Path:
-        """Write report.json and report.md atomically; point ``latest`` at the run."""
-        run_dir = self.options.report_dir / self.run_id
+    def raw_report(self, records: list[dict[str, Any]], problem: Exception) -> dict[str, Any]:
+        """The report when the full one cannot be built: every scenario's raw record, so
+        that the measurements are kept (``basht report`` can render it later)."""
+        return report_json.build(
+            run_id=self.run_id, status="error" if self.status == "complete" else self.status,
+            scenarios=records, machine={}, packages={}, git=None,
+            options=self.options.to_dict(), workload_file=None, meters=[],
+            notes=[*self.notes, f"the full report could not be built ({type(problem).__name__}"
+                                f": {problem}); this one holds every scenario's raw record"])
+
+    def check_report_dir(self) -> None:
+        """Before scenarios run: --basht-report-dir must be a directory we can write in."""
+        why = report_json.unwritable(self.options.report_dir)
+        if why is not None:
+            raise OptionError("--basht-report-dir", f"a directory it can write reports in "
+                              f"({why})", str(self.options.report_dir))
+
+    def write_report(self, report: dict[str, Any], root: Path | None = None) -> Path:
+        """Write report.json and report.md atomically into ``root`` (the report directory);
+        point ``latest`` at the run, or say in the report's notes why it could not."""
+        root = root if root is not None else self.options.report_dir
+        run_dir = root / self.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
+        latest = root / "latest"
+        tmp = root / f".latest-{os.getpid()}"
+        try:
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.run_id, target_is_directory=True)
+            os.replace(tmp, latest)
+        except OSError as exc:  # a directory in its place, say: the report matters, not it
+            tmp.unlink(missing_ok=True)
+            report.setdefault("notes", []).append(f"{latest} not pointed at this run: {exc}")
         try:
             from pytest_basht.report import plots
             from pytest_basht.zeus import report as zeus_report
@@ -488,27 +539,41 @@ class BashtSession:
             report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
                                                   f"{exc}")
         report_json.write_atomic(run_dir / "report.json", report_json.dumps(report))
-        comparison.write_plots(report.get("experiments", []), run_dir)
-        report_json.write_atomic(run_dir / "report.md", markdown.render(report))
-        latest = self.options.report_dir / "latest"
-        tmp = self.options.report_dir / f".latest-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(self.run_id, target_is_directory=True)
-        os.replace(tmp, latest)
+        try:
+            comparison.write_plots(report.get("experiments", []), run_dir)
+            text = markdown.render(report)
+        except Exception as exc:  # report.json is written: the summary must not cost it
+            text = (f"# pytest-basht run {self.run_id}\n\nreport.md could not be rendered "
+                    f"({type(exc).__name__}: {exc}); report.json holds every record.\n")
+        report_json.write_atomic(run_dir / "report.md", text)
         return run_dir
+
+    def rescue(self, report: dict[str, Any], problem: OSError) -> tuple[Path | None, str]:
+        """The report directory failed at the end of the run: write the report to the
+        temporary directory instead, so that no measurement is lost; (where, what happened)."""
+        what = f"could not write the report to {self.options.report_dir}: {problem}"
+        root = Path(tempfile.gettempdir()) / "basht-reports"
+        report.setdefault("notes", []).append(f"{what}; written to {root} instead")
+        try:
+            return self.write_report(report, root), f"{what}; written to {root} instead"
+        except OSError as exc:
+            return None, f"{what}; nor to {root}: {exc}"
 
 
     # -------------------------------------------------------------- history and gate
 
-    def history_store(self) -> Any:
-        """The run history (opened on first use), or None with ``--basht-history off``."""
+    def history_store(self, *, set_aside_corrupt: bool = False) -> Any:
+        """The run history (opened on first use), or None with ``--basht-history off``.
+        ``set_aside_corrupt``: a damaged SQLite file is moved aside for a fresh one (when a
+        run is saved; a baseline is never looked up in an empty store)."""
         from pytest_basht.report import history  # SQLAlchemy loads only when it is used
 
         if history.is_off(self.options.history):
             return None
         if self._history is None:
             self._history = history.History(history.store_url(self.options.history,
-                                                              self.rootdir))
+                                                              self.rootdir),
+                                            set_aside_corrupt=set_aside_corrupt)
         return self._history
 
     def prepare_gate(self) -> None:
@@ -551,23 +616,33 @@ class BashtSession:
         report["comparison"] = report_json.clean(out)
         return report["comparison"]
 
-    def save_history(self, report: dict[str, Any], run_dir: Path) -> tuple[bool, str] | None:
-        """Save the run in the history; (saved?, a line for the terminal)."""
+    def save_history(self, report: dict[str, Any], run_dir: Path
+                     ) -> tuple[bool, str, bool] | None:
+        """Save the run in the history; (saved?, a line for the terminal, alarming?)."""
         try:
-            store = self.history_store()
+            store = self.history_store(set_aside_corrupt=True)
             if store is None:
                 return None
             entry = store.save(report, name=self.options.save, path=run_dir / "report.json")
         except BashtUsageError as exc:
-            return False, f"history: not saved: {exc}"
+            return False, f"history: not saved: {exc}", True
         named = f" as '{entry.name}'" if entry.name else ""
-        return True, f"history: saved run {entry.run_id}{named} in {store.shown}"
+        line = f"history: saved run {entry.run_id}{named} in {store.shown}"
+        if store.set_aside is None:
+            return True, line, False
+        return True, (f"{line} — a fresh store: the old one was damaged and is kept as "
+                      f"{store.set_aside}"), True
 
     def finish(self, records: list[dict[str, Any]]) -> Finish:
         """The controller's end of a run: the report, the gate, the files, the history."""
         out = Finish()
         try:
-            report = self.build_report(records)
+            try:
+                report = self.build_report(records)
+            except Exception as exc:  # a bug in a part of the report (a hook, a table)
+                report = self.raw_report(records, exc)
+                out.failed = EXIT_INTERNAL_ERROR
+                out.lines.append((report["notes"][-1], True))
             comparison = self.gate(report)
             if comparison is not None:
                 out.lines += [(line, line.startswith(ALARMING))
@@ -577,14 +652,18 @@ class BashtSession:
             try:
                 out.run_dir = self.write_report(report)
             except OSError as exc:
-                out.error = f"could not write the report to {self.options.report_dir}: {exc}"
-                return out
+                out.run_dir, line = self.rescue(report, exc)
+                out.failed = out.failed or EXIT_INTERNAL_ERROR  # it is not where asked
+                if out.run_dir is None:
+                    out.error = line
+                    return out
+                out.lines.append((line, True))
             out.report = report
             saved = self.save_history(report, out.run_dir)
         finally:
             self.close_history()
         if saved is not None:
-            out.lines.append((saved[1], not saved[0]))
+            out.lines.append((saved[1], saved[2]))
             if not saved[0] and self.options.save is not None:
                 out.failed = out.failed or EXIT_INTERNAL_ERROR  # the name asked for is unsaved
         return out

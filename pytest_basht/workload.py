@@ -27,6 +27,7 @@ from pytest_basht.errors import WorkloadError
 
 MAX_BYTES = 1_000_000
 MAX_ALIASES = 100
+MAX_NODES = 500_000  # YAML nodes with every alias expanded: a few aliases can nest a bomb
 MAX_DEPTH = 32
 MAX_GRID = 1_000_000
 MAX_FUSION = 256  # models in one fused group
@@ -35,6 +36,11 @@ MAX_SCALING = 1024  # width divisor
 
 def _doc(text: str, symbol: str | None = None, check: str | None = None) -> dict[str, Any]:
     return {"doc": text, "symbol": symbol, "check": check}
+
+
+def range_count(low: float, high: float, step: float | None) -> int:
+    """Values from low to high by step (1 when None); validated ranges give a finite count."""
+    return math.floor((high - low) / (step if step is not None else 1) + 1e-9) + 1
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,11 @@ class Dimension:
     def is_discrete(self) -> bool:
         return self.choices is not None or self.integer or self.step is not None
 
+    def _count(self) -> int:
+        """How many values a discrete range holds, counted without listing them."""
+        assert self.low is not None and self.high is not None
+        return range_count(self.low, self.high, self.step)
+
     def grid_values(self) -> list[Any] | None:
         """Every value a grid visits, or None for a continuous range."""
         if self.choices is not None:
@@ -61,14 +72,15 @@ class Dimension:
             return None
         assert self.low is not None and self.high is not None
         step = self.step if self.step is not None else 1
-        count = math.floor((self.high - self.low) / step + 1e-9) + 1
+        count = self._count()
         if self.integer:
             return [int(self.low + i * step) for i in range(count)]
         return [round(self.low + i * step, 12) for i in range(count)]
 
     def size(self) -> int | None:
-        values = self.grid_values()
-        return None if values is None else len(values)
+        if self.choices is not None:
+            return len(self.choices)
+        return self._count() if self.is_discrete else None
 
     def to_dict(self) -> Any:
         if self.choices is not None:
@@ -78,7 +90,7 @@ class Dimension:
             out["log"] = True
         if self.step is not None:
             out["step"] = self.step
-        if self.integer and self.step is None:
+        if self.integer:  # with a step too: low, high and step are stored as floats
             out["type"] = "int"
         return out
 
@@ -303,6 +315,10 @@ class EnergySpec:
     rapl: RaplSpec = field(default_factory=RaplSpec, metadata=_doc("the rapl meter"))
     prometheus: PrometheusSpec = field(default_factory=PrometheusSpec,
                                        metadata=_doc("the prometheus meter"))
+    fail_after_s: float = field(default=10.0, metadata=_doc(
+        "seconds a meter may fail (a Prometheus server gone, RAPL unreadable) before the run "
+        "goes on with the labelled estimate from its last good reading; the report marks "
+        "the window", check="positive"))
 
 
 @dataclass(frozen=True)
@@ -318,7 +334,7 @@ class PriceSpec:
 class Workload:
     name: str = field(default="baseline", metadata=_doc("workload name"))
     experiment: str | None = field(default=None, metadata=_doc("experiment it belongs to"))
-    description: str = field(default="", metadata=_doc("free text"))
+    description: str = field(default="", metadata=_doc("free text", check="text"))
     seed: int = field(default=42, metadata=_doc("seed of samplers, splits and models",
                                                 check="non_negative"))
     trial_timeout_s: float | None = field(default=None,
@@ -448,6 +464,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "fraction": (lambda v: 0 < v < 1, "a fraction between 0 and 1"),
     "unit": (lambda v: 0 <= v <= 1, "a value in [0, 1]"),
     "pue": (lambda v: v >= 1, "a PUE ≥ 1.0"),
+    "text": (lambda v: True, "text"),  # free text: empty is fine
     "fusion": (lambda v: 1 <= v <= MAX_FUSION, f"an integer from 1 to {MAX_FUSION}"),
     "scaling": (lambda v: 1 <= v <= MAX_SCALING, f"an integer from 1 to {MAX_SCALING}"),
 }
@@ -471,7 +488,8 @@ class _Parser:
             if not isinstance(key, str):
                 raise self.fail(f"{path}.{key}" if path else str(key), "a string key", key)
             if key not in fields:
-                where = f"{path}.{key}" if path else key
+                shown = key if key.strip() and key.isprintable() else repr(key)
+                where = f"{path}.{shown}" if path else shown
                 raise self.fail(where, "a known key" + _suggest(key, fields)
                                 + "; known: " + ", ".join(fields))
         kwargs: dict[str, Any] = {}
@@ -508,6 +526,7 @@ class _Parser:
                 return {}
             if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
                 raise self.fail(key, "a mapping with string keys", value)
+            self.plain(value, key)
             return copy.deepcopy(dict(value))
         if tp is bool:
             if not isinstance(value, bool):
@@ -519,11 +538,17 @@ class _Parser:
         elif tp is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.fail(key, "a number", value)
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer past the largest float
+                raise self.fail(key, "a finite number", value) from None
             if not math.isfinite(value):
                 raise self.fail(key, "a finite number", value)
         elif tp is str:
-            if not isinstance(value, str) or not value.strip():
+            if not isinstance(value, str):
+                raise self.fail(key, "a string" if check == "text" else "a non-empty string",
+                                value)
+            if not value.strip() and check != "text":
                 raise self.fail(key, "a non-empty string", value)
         else:
             raise AssertionError(f"unsupported type {tp} at {key}")
@@ -532,6 +557,23 @@ class _Parser:
             if not ok(value):
                 raise self.fail(key, expected, value)
         return value
+
+    def plain(self, value: Any, key: str) -> None:
+        """Free-form values travel into report.json: JSON data only (YAML's dates, sets and
+        binaries would make the report unwritable at the end of the run)."""
+        stack = [(value, key)]
+        while stack:
+            item, where = stack.pop()
+            if isinstance(item, Mapping):
+                for k, v in item.items():
+                    if not isinstance(k, str):
+                        raise self.fail(f"{where}.{k}", "a string key", k)
+                    stack.append((v, f"{where}.{k}"))
+            elif isinstance(item, list):
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+            elif item is not None and not isinstance(item, (str, int, float, bool)):
+                raise self.fail(where, "a string, number, boolean, null, list or mapping",
+                                f"<{type(item).__name__}>")
 
     def space(self, data: Any, key: str) -> tuple[Dimension, ...]:
         if not isinstance(data, Mapping) or not data:
@@ -588,6 +630,9 @@ class _Parser:
             raise self.fail(f"{key}.low", "a value > 0 for a log range", spec["low"])
         if log and step is not None:
             raise self.fail(f"{key}.step", "no step with log: true (Optuna cannot do both)")
+        if (integer or step is not None) and not math.isfinite((high - low) / (step or 1)):
+            raise self.fail(f"{key}.step", "a step that divides high − low into a countable "
+                            "number of values", spec.get("step"))
         return Dimension(name, low=low, high=high, log=log, step=step, integer=integer)
 
 
@@ -633,7 +678,7 @@ def from_mapping(data: Any, source: str = "") -> Workload:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise parser.fail("", "a mapping at the top level", type(data).__name__)
+        raise parser.fail("<document>", "a mapping at the top level", type(data).__name__)
     _check_depth(data, source)
     body = {k: v for k, v in data.items() if k != "extends"}
     workload = parser.section(Workload, body, "")
@@ -668,6 +713,51 @@ class _LimitedLoader(yaml.SafeLoader):
                                     f"at most {MAX_ALIASES} YAML aliases")
         return super().compose_node(parent, index)
 
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None and expanded_nodes(node, MAX_NODES) > MAX_NODES:
+            raise WorkloadError(self.source, "<document>",
+                                f"at most {MAX_NODES:,} YAML nodes with aliases expanded")
+        return node
+
+
+def expanded_nodes(root: yaml.Node, limit: int) -> int:
+    """Nodes of a composed document as if every alias were copied out, capped at
+    ``limit + 1``. An alias shares the node it names, so each node's size is computed once
+    and reused; an alias inside the node it names (a recursive document) is endless."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            open_.discard(id(node))
+            sizes[id(node)] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_:
+            return limit + 1
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _construct(loader: _LimitedLoader, node: yaml.Node, source: str) -> Any:
+    try:
+        return loader.construct_document(node)
+    except (yaml.YAMLError, RecursionError):
+        raise
+    except Exception as exc:  # a safe tag's own constructor on a bad value: !!timestamp x
+        raise WorkloadError(source, "<document>", "valid YAML (a value its tag cannot hold: "
+                            f"{type(exc).__name__}: {exc})") from None
+
 
 def parse_text(text: str, source: str, as_json: bool = False) -> Any:
     """Parse a document (YAML, or JSON when asked) into plain data, refusing bombs."""
@@ -678,7 +768,8 @@ def parse_text(text: str, source: str, as_json: bool = False) -> Any:
             return json.loads(text)
         loader = _LimitedLoader(text, source)
         try:
-            return loader.get_single_data()
+            node = loader.get_single_node()
+            return None if node is None else _construct(loader, node, source)
         finally:
             loader.dispose()
     except WorkloadError:
@@ -699,6 +790,8 @@ def parse_text(text: str, source: str, as_json: bool = False) -> Any:
 def read_document(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a workload file and resolve ``extends:`` (a path relative to the file)."""
     source = str(path)
+    if "\0" in source:  # no OS call takes it; say so rather than raise a ValueError
+        raise WorkloadError(source.replace("\0", "\\0"), "<file>", "a path without NUL bytes")
     try:
         resolved = path.resolve()
     except OSError as exc:
@@ -720,13 +813,20 @@ def read_document(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise WorkloadError(source, "", "a mapping at the top level", type(data).__name__)
+        raise WorkloadError(source, "<document>", "a mapping at the top level",
+                            type(data).__name__)
     parent = data.get("extends")
     if parent is None:
         return data
-    if not isinstance(parent, str) or "://" in parent:
+    if not isinstance(parent, str) or "://" in parent or "\0" in parent:
         raise WorkloadError(source, "extends", "a relative path to another workload file", parent)
-    base = read_document(path.parent / parent, (*_seen, resolved))
+    try:
+        base = read_document(path.parent / parent, (*_seen, resolved))
+    except WorkloadError as exc:
+        if exc.key != "<file>":
+            raise  # a problem inside the file it extends: that file and key are named
+        raise WorkloadError(source, "extends", f"a workload file to extend ({exc.source}: "
+                            f"expected {exc.expected})", parent) from None
     return merge(base, {k: v for k, v in data.items() if k != "extends"})
 
 

@@ -11,6 +11,7 @@ from fake_trainable import CONFTEST, workload
 
 from pytest_basht.lifecycle import PHASES
 from pytest_basht.metrics import TABLE2_KEYS, finite
+from pytest_basht.options import OPTIONS
 
 SCENARIO = """
 import pytest
@@ -49,7 +50,7 @@ def test_misspelt_workload_key_exits_4_without_traceback(pytester):
     assert "Traceback" not in err + result.stdout.str()
 
 
-@pytest.mark.parametrize("args,needle", [
+MALFORMED = [
     (["--basht-pue", "0.5"], "--basht-pue: expected a PUE ≥ 1.0, got '0.5'"),
     (["--basht-pue", "abc"], "--basht-pue: expected a PUE ≥ 1.0"),
     (["--basht-carbon-intensity", "-3"], "--basht-carbon-intensity: expected a number ≥ 0"),
@@ -60,13 +61,47 @@ def test_misspelt_workload_key_exits_4_without_traceback(pytester):
     (["--basht-meter", "rapll"], "energy.meter: expected a registered name"),
     (["--basht-workload", "missing.yaml"], "missing.yaml: <file>: expected a readable file"),
     (["--basht-report-dir", ""], "--basht-report-dir: expected a non-empty value"),
-])
+    (["--basht-report-dir", "test_malformed_options_are_usage_errors.py/reports"],
+     "--basht-report-dir: expected a directory it can write reports in"),
+    (["--basht-carbon-intensity", "mars"], "--basht-carbon-intensity: expected a number ≥ 0"),
+    (["--basht-prometheus-url", "ftp://x"], "--basht-prometheus-url: expected an http:// or "
+                                            "https:// URL, got 'ftp://x'"),
+    (["--basht-prometheus-url", "http://u:s3cret@[::1"], "--basht-prometheus-url: expected"),
+    (["--basht-prometheus-port", "abc"], "--basht-prometheus-port: expected a port (0-65535) "
+                                         "or HOST:PORT, got 'abc'"),
+    (["--basht-prometheus-port", "70000"], "--basht-prometheus-port: expected a port"),
+    (["--basht-pushgateway", "http://"], "--basht-pushgateway: expected a URL with a host"),
+    (["--basht-history", "nosuchdb://x"], "--basht-history: expected an SQLAlchemy URL"),
+    (["--basht-history", " "], "--basht-history: expected a non-empty value"),
+    (["--basht-save", "x" * 201], "--basht-save: expected a name of at most 200 characters"),
+    (["--basht-save", ""], "--basht-save: expected a non-empty value"),
+    (["--basht-compare", " "], "--basht-compare: expected a non-empty value"),
+    (["--basht-compare", "x.json", "--basht-fail-on", "energy"],
+     "--basht-fail-on: expected KEY:THRESHOLD items"),
+    (["--basht-compare", "x.json", "--basht-fail-on", "energy:-5%"], "--basht-fail-on: "
+                                                                      "expected a rise"),
+    (["--basht-repeat", "two"], "--basht-repeat: expected a whole number ≥ 1, got 'two'"),
+    (["-o", "basht_compare_any_machine=maybe"],
+     "basht_compare_any_machine: expected true or false, got 'maybe'"),
+    (["--basht-budget", "huge"], "--basht-budget: expected one of full, smoke, got 'huge'"),
+]
+
+
+@pytest.mark.parametrize("args,needle", MALFORMED)
 def test_malformed_options_are_usage_errors(pytester, args, needle):
     pytester.makepyfile(SCENARIO)
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == 4, result.stdout.str()
     assert needle in result.stderr.str()
     assert "Traceback" not in result.stderr.str()
+    assert "s3cret" not in result.stderr.str() + result.stdout.str()  # never a password
+
+
+def test_every_option_has_a_malformed_value_case():
+    """A new --basht-* option must come with a malformed value in MALFORMED."""
+    given = {a.split("=")[0] for args, _ in MALFORMED for a in args}
+    missing = [o.flag for o in OPTIONS if o.flag not in given and o.name not in given]
+    assert not missing, f"no malformed-value case for {missing}"
 
 
 def test_malformed_ini_value_names_the_key(pytester):

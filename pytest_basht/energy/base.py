@@ -167,6 +167,17 @@ class Meter(ABC):
         """Charge only ``fraction`` of the modelled idle draw: scenarios of ``1 / fraction``
         pytest processes share the machine (xdist). Measured meters see real counters."""
 
+    def failure(self) -> str | None:
+        """Why the meter cannot read now, for a meter that hides its errors to ride out a
+        blip (a scraped server); None while it works. A meter whose ``read`` raises needs
+        nothing here. Past ``energy.fail_after_s`` of failure the monitor fails over."""
+        return None
+
+    def valid_until_ns(self) -> int | None:
+        """Retrospective meters: the time up to which the readings rest on data (a failover
+        takes over from there); None: up to the last read."""
+        return None
+
     def modelled_idle_power_w(self) -> float | None:
         """Idle draw from the model, or None when it has to be measured."""
         return None

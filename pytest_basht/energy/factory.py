@@ -30,6 +30,8 @@ class Selection:
     meter: Meter
     reason: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: measures if ``meter`` fails mid-run: the estimate, for a real CPU meter
+    fallback: Meter | None = None
 
 
 def overlaps(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -157,4 +159,7 @@ def select_meter(meters: dict[str, Any], workload: Workload,
     parts = [m for _, m in picker.parts]
     meter = parts[0] if len(parts) == 1 else CombinedMeter(parts)
     reason = f"{head}: " + "; ".join(picker.reasons)
-    return Selection(meter, reason, tuple(picker.warnings))
+    fallback = None
+    if any(p.measured for p in parts) and picker.covered & CPU_LIKE:
+        fallback = meters["estimate"].configure(workload, context)
+    return Selection(meter, reason, tuple(picker.warnings), fallback)

@@ -175,7 +175,8 @@ class PrometheusMeter(Meter):
     retrospective = True
 
     def __init__(self, spec: PrometheusSpec, *, auth: tuple[str, str] | None = None,
-                 token: str | None = None, refresh_s: float = REFRESH_S) -> None:
+                 token: str | None = None, refresh_s: float = REFRESH_S,
+                 fail_after_s: float = 10.0) -> None:
         if spec.url is None:
             raise ValueError("the prometheus meter needs energy.prometheus.url")
         self.spec = spec
@@ -193,6 +194,8 @@ class PrometheusMeter(Meter):
         self.errors = 0
         self.last_error: str | None = None
         self.extrapolated = 0
+        self.fail_after_s = fail_after_s
+        self.failing_since: float | None = None  # monotonic s of the first failed fetch
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ building
@@ -200,7 +203,7 @@ class PrometheusMeter(Meter):
     @classmethod
     def configure(cls, workload: Workload, context: MeterContext) -> PrometheusMeter:
         return cls(workload.energy.prometheus, auth=context.prometheus_auth,
-                   token=context.prometheus_token)
+                   token=context.prometheus_token, fail_after_s=workload.energy.fail_after_s)
 
     @classmethod
     def covers_for(cls, workload: Workload) -> frozenset[str]:
@@ -239,6 +242,32 @@ class PrometheusMeter(Meter):
 
     def wall_s(self, t_ns: int) -> float:
         return (t_ns + self.offset_ns) / 1e9
+
+    def _try_fetch(self) -> None:
+        """Fetch up to now; a failure is counted and remembered, never raised (a blip)."""
+        try:
+            self._fetch(time.time())
+        except Exception as exc:  # the server blinked, or is gone: ``failure`` tells which
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {_short(exc)}"
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+        else:
+            self.failing_since = None
+
+    def failure(self) -> str | None:
+        if self.failing_since is None:
+            return None
+        return (f"Prometheus at {redact(self.url)} unreachable for "
+                f"{time.monotonic() - self.failing_since:.0f} s ({self.last_error})")
+
+    def valid_until_ns(self) -> int | None:
+        """The last sample every energy series has: readings after it are held values."""
+        with self._lock:
+            if not self.energy:
+                return None
+            last = min(s.last_t for s in self.energy.values())
+        return None if last == -math.inf else int(last * 1e9) - self.offset_ns
 
     def _fetch(self, to_wall: float) -> None:
         """Every raw sample from where the last fetch ended up to ``to_wall``."""
@@ -279,11 +308,7 @@ class PrometheusMeter(Meter):
             now = time.monotonic()
             if now - self.last_refresh >= self.refresh_s:
                 self.last_refresh = now
-                try:
-                    self._fetch(time.time())
-                except Exception as exc:  # the server blinked: keep the last values
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {_short(exc)}"
+                self._try_fetch()  # on failure: the last values, until it answers again
             wall = self.wall_s(usage.t_ns)
             return Reading(usage.t_ns, self._joules_at(wall), self.source,
                            machine_cpu_s=self._cpu_at(wall))
@@ -294,14 +319,12 @@ class PrometheusMeter(Meter):
         deadline = time.monotonic() + self.spec.settle_s
         while True:
             with self._lock:
-                try:
-                    self._fetch(time.time())
-                except Exception as exc:
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {_short(exc)}"
+                self._try_fetch()
                 if self.energy and all(s.last_t >= target for s in self.energy.values()):
                     return True
-            if time.monotonic() >= deadline:
+                gone = (self.failing_since is not None
+                        and time.monotonic() - self.failing_since >= self.fail_after_s)
+            if gone or time.monotonic() >= deadline:  # gone: the monitor fails over
                 self.extrapolated += 1
                 return False
             time.sleep(0.1)

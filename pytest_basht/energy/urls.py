@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 
@@ -22,7 +23,10 @@ def redact(url: str | None) -> str | None:
     """The URL as it may be logged or reported: any user and password replaced by ***."""
     if url is None:
         return None
-    clean, creds = split_credentials(url)
+    try:
+        clean, creds = split_credentials(url)
+    except ValueError:  # malformed (a bad port, an unclosed [): hide whatever precedes an @
+        return re.sub(r"//[^/]*@", "//***@", url)
     if creds is None:
         return url
     parts = urlsplit(clean)

@@ -356,6 +356,16 @@ def compare(old: dict[str, Any], new: dict[str, Any], thresholds: Sequence[Thres
         raise CompareError(f"nothing to compare: no scenario of {current_label} is in "
                            f"{baseline_label} (baseline scenarios: "
                            f"{', '.join(old_s) or 'none'})")
+    gated = [r for r in rows if r.gated]
+    unchecked = [r for r in gated if r.verdict == "no baseline"]
+    if thresholds and len(unchecked) == len(gated):  # a gate that checked nothing
+        raise CompareError(
+            f"nothing checked: {baseline_label} has no value of "
+            f"{', '.join(by_key)} for any scenario this run has too "
+            f"({', '.join(common)}), so no threshold could be applied")
+    if unchecked:
+        notes.append("not checked, no value in the baseline: "
+                     + ", ".join(f"{r.scenario} {r.metric}" for r in unchecked))
     few = sorted({r.scenario for r in rows if r.gated and r.test.startswith("threshold only")})
     if few:
         notes.append(f"{len(few)} scenario(s) have fewer than {MIN_SAMPLES} samples on a side, "

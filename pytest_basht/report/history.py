@@ -185,6 +185,21 @@ def store_url(value: str | None, rootdir: Path) -> URL:
     return make_url(f"sqlite:///{path if path.is_absolute() else rootdir / path}")
 
 
+def url_problem(value: str) -> str | None:
+    """Why ``--basht-history VALUE`` cannot name a store, or None; connects to nothing."""
+    if is_off(value):
+        return None
+    try:
+        url = store_url(value, Path.cwd())
+        create_engine(url).dispose()  # loads the dialect and its driver, opens nothing
+    except HistoryError:
+        return "an SQLAlchemy URL such as sqlite:///path or postgresql://user@host/db"
+    except (exc.SQLAlchemyError, ImportError, ValueError) as e:
+        return (f"an SQLAlchemy URL (sqlite:///path, postgresql://user@host/db) whose driver "
+                f"is installed ({_reason(e)})")
+    return None
+
+
 def display_url(url: str | URL) -> str:
     """A URL fit for a log or a report: the password hidden."""
     try:
@@ -197,18 +212,34 @@ def display_url(url: str | URL) -> str:
 class History:
     """The store: save runs, list them, find one by reference."""
 
-    def __init__(self, url: URL | str) -> None:
+    def __init__(self, url: URL | str, *, set_aside_corrupt: bool = False) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.shown = display_url(self.url)
+        self.set_aside: Path | None = None  # where a corrupt SQLite file was moved
+        file = None
         if self.url.drivername.startswith("sqlite") and self.url.database not in (
                 None, "", ":memory:"):
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            file = Path(self.url.database)
+            file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine: Engine = create_engine(self.url)
-            self._create()
+            self._open()
+        except exc.DatabaseError as e:
+            if not (set_aside_corrupt and file is not None and _corrupt(e)):
+                raise HistoryError(f"history store {self.shown}: cannot open it "
+                                   f"({_reason(e)})") from None
+            # keep the damaged file for whoever wants to recover it; start a fresh store
+            self.set_aside = file.with_name(f"{file.name}.corrupt-"
+                                            f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+            self.engine.dispose()
+            file.rename(self.set_aside)
+            self._open()
         except (exc.SQLAlchemyError, ImportError, OSError) as e:
             raise HistoryError(f"history store {self.shown}: cannot open it "
                                f"({_reason(e)})") from None
+
+    def _open(self) -> None:
+        self.engine: Engine = create_engine(self.url)
+        self._create()
 
     def _create(self) -> None:
         try:
@@ -345,6 +376,12 @@ def checked(data: Any, label: str) -> dict[str, Any]:
         raise report_json.ReportError(f"{label}: schema_version {version!r}, this pytest-basht "
                                       f"reads version {report_json.SCHEMA_VERSION}")
     return data
+
+
+def _corrupt(error: BaseException) -> bool:
+    """SQLite's words for a damaged file (SQLITE_NOTADB, SQLITE_CORRUPT)."""
+    text = str(getattr(error, "orig", error))
+    return "file is not a database" in text or "malformed" in text
 
 
 def _reason(error: BaseException) -> str:

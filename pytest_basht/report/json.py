@@ -102,6 +102,31 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # the rename itself survives a power cut only once the directory is on disk
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the rename is done all the same
+    finally:
+        os.close(dir_fd)
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why reports cannot be written into ``directory`` (created if missing), or None.
+    Creates nothing: it finds the nearest part of the path that exists and checks it."""
+    path = Path(os.path.abspath(directory))
+    for part in (path, *path.parents):
+        if not os.path.lexists(part):
+            continue
+        if not part.is_dir():
+            return f"{part} is not a directory"
+        if not os.access(part, os.W_OK | os.X_OK):
+            return f"{part}: permission denied"
+        return None
+    return None
 
 
 def dumps(report: dict[str, Any]) -> str:

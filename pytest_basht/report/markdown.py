@@ -60,6 +60,20 @@ def carbon_text(energy: dict[str, Any], metrics: dict[str, Any]) -> str:
     return text + ")"
 
 
+def failover_lines(sc: dict[str, Any]) -> list[str]:
+    """A meter that failed during the scenario: when, why, and what measured after it."""
+    out = []
+    starts = [s["start_ns"] for s in sc.get("spans", [])] or [0]
+    for fo in (sc.get("energy") or {}).get("failover", []):
+        at = (fo["start_ns"] - min(starts)) / 1e9
+        then = (f"{fo['fallback']} measured from then on (an estimate)" if fo.get("fallback")
+                else "no energy was counted from then on")
+        out += [f"> **energy meter failed**: {fo['meter']} ({fo['reason']}); its last good "
+                f"reading was {fmt(at)} s into the scenario, and {then}. Energy after that "
+                "point is not a measurement.", ""]
+    return out
+
+
 def idle_text(energy: dict[str, Any]) -> str:
     idle = (energy.get("meter") or {}).get("idle") or {}
     if energy.get("idle_measured") and idle:
@@ -129,6 +143,7 @@ def render_scenario(sc: dict[str, Any]) -> str:
     out += ["; ".join(facts) + ".", ""]
     if sc.get("error"):
         out += [f"> error: {sc['error']}", ""]
+    out += failover_lines(sc)
     out += ["**Table 1 — workload**", "",
             _table([[f"`{r[0]}`" if r[0] else "", r[1], fmt(r[2])] for r in sc["table1"]],
                    ["symbol", "variable", "value"]), ""]

@@ -2,8 +2,9 @@
 
 For each scenario: its power timeline (total, and each domain when there are several;
 an estimate's low–high band shaded; the idle draw dashed) over its lifecycle phases drawn
-as coloured bands, and below it a Gantt strip of the trials per worker, each trial's own
-phases coloured the same way, failed trials hatched red and pruned ones edged orange.
+as coloured bands (hatched red from where a failed meter's fallback measured), and below
+it a Gantt strip of the trials per worker, each trial's own phases coloured the same way,
+failed trials hatched red and pruned ones edged orange.
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ def timeline_png(scenario: dict[str, Any], path: Path) -> bool:
         if lx and len(lx) == len(hx):
             ax.fill_between(lx, lw_, hw, color="grey", alpha=0.25, lw=0,
                             label="estimate band")
+    for fo in energy.get("failover", []):  # the meter failed: not a measurement from here
+        a = max(0.0, sec(fo["start_ns"]))
+        if a < end_s:
+            ax.axvspan(a, end_s, facecolor="none", edgecolor="#d62728", hatch="\\\\", lw=0,
+                       label=f"{fo['meter']} failed: {fo.get('fallback') or 'no'} energy")
     idle = energy.get("idle_power_w")
     if idle:
         ax.axhline(idle, color="grey", ls="--", lw=1,

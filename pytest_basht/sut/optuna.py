@@ -165,6 +165,8 @@ class OptunaSUT(SUT):
 
     def undeploy(self) -> None:
         for worker in self.workers:
+            if worker.running:  # stopped mid-run: it reads no request until its run ends
+                worker.proc.kill()
             with contextlib.suppress(OSError):
                 worker.conn.send({"op": "stop"})
         deadline = time.monotonic() + 10
@@ -223,6 +225,17 @@ class OptunaSUT(SUT):
             worker.conn.send(run_msg)
             worker.running = True
         progress = Progress(expected=self.workload.trial_budget)
+        try:
+            self._serve(progress)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (pytest_basht.signals)
+            for worker in self.workers:
+                self._drain(worker, progress)
+            self._abandon(f"interrupted while it ran ({exc or 'KeyboardInterrupt'})")
+            raise
+        return self.trials_so_far()
+
+    def _serve(self, progress: Progress) -> None:
+        """Receive what the workers stream until every one has finished its run."""
         next_check = 0.0
         while any(w.running for w in self.workers):
             conns = [w.conn for w in self.workers if w.running]
@@ -232,14 +245,27 @@ class OptunaSUT(SUT):
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + WATCHDOG_INTERVAL_S
-                self._watchdog()
+                self._watchdog(progress)
                 for worker in self.workers:
                     if worker.running and worker.proc.poll() is not None:
+                        self._drain(worker, progress)
                         self._on_death(worker, f"worker exited with code {worker.proc.poll()}")
             progress.running = sum(len(w.inflight) for w in self.workers)
             if self.ctx.progress is not None:
                 self.ctx.progress(progress)
-        return self.trials_so_far()
+
+    def _abandon(self, reason: str) -> None:
+        """The run stops now: trials in flight are recorded as failed (their work is spent
+        and wasted); undeploy stops their workers."""
+        now = mono_ns()
+        for worker in self.workers:
+            for lost in worker.inflight.values():
+                self.records[lost.number] = TrialRecord(
+                    number=lost.number, params=lost.params, state="failed", value=None,
+                    worker=worker.wid, start_ns=lost.start_ns, end_ns=now,
+                    intermediate=lost.intermediate, spans=lost.spans,
+                    cpu_s=sum(sp.cpu_s for sp in lost.spans), error=reason)
+            worker.inflight = {}
 
     def _receive(self, worker: _Worker, progress: Progress) -> None:
         while worker.running:
@@ -255,29 +281,39 @@ class OptunaSUT(SUT):
                     code = worker.proc.wait()
                 self._on_death(worker, f"worker exited with code {code}")
                 return
-            ev = msg.get("ev")
-            if ev == "trial_started":
-                worker.inflight[msg["number"]] = _InFlight(msg["number"], msg["params"],
-                                                           msg["start_ns"])
-            elif ev == "span":
-                span = Span.from_dict(msg["span"])
-                if span.trial in worker.inflight:
-                    worker.inflight[span.trial].spans.append(span)
-            elif ev == "report":
-                if msg["number"] in worker.inflight:
-                    worker.inflight[msg["number"]].intermediate.append(msg["value"])
-            elif ev == "group":
-                self.groups.append(msg["group"])
-            elif ev == "trial":
-                record = TrialRecord.from_dict(msg["record"])
-                self._finish(worker, record, progress)
-            elif ev == "run_done":
-                worker.running = False
-                self.discarded += msg.get("discarded", 0)
-            elif ev == "error":
-                worker.running = False
-                raise SutError(f"worker {worker.wid} failed in {msg.get('op')}: "
-                               f"{msg['message']}\n{msg.get('traceback', '')}")
+            self._handle(worker, msg, progress)
+
+    def _drain(self, worker: _Worker, progress: Progress) -> None:
+        """Take what a worker sent before it was killed or the run stopped (a trial it
+        finished just then is a measurement, not a loss)."""
+        with contextlib.suppress(EOFError, OSError, SutError):
+            while worker.running and worker.conn.poll():
+                self._handle(worker, worker.conn.recv(), progress)
+
+    def _handle(self, worker: _Worker, msg: dict[str, Any], progress: Progress) -> None:
+        ev = msg.get("ev")
+        if ev == "trial_started":
+            worker.inflight[msg["number"]] = _InFlight(msg["number"], msg["params"],
+                                                       msg["start_ns"])
+        elif ev == "span":
+            span = Span.from_dict(msg["span"])
+            if span.trial in worker.inflight:
+                worker.inflight[span.trial].spans.append(span)
+        elif ev == "report":
+            if msg["number"] in worker.inflight:
+                worker.inflight[msg["number"]].intermediate.append(msg["value"])
+        elif ev == "group":
+            self.groups.append(msg["group"])
+        elif ev == "trial":
+            record = TrialRecord.from_dict(msg["record"])
+            self._finish(worker, record, progress)
+        elif ev == "run_done":
+            worker.running = False
+            self.discarded += msg.get("discarded", 0)
+        elif ev == "error":
+            worker.running = False
+            raise SutError(f"worker {worker.wid} failed in {msg.get('op')}: "
+                           f"{msg['message']}\n{msg.get('traceback', '')}")
 
     def _finish(self, worker: _Worker, record: TrialRecord, progress: Progress) -> None:
         assert self.workload is not None
@@ -290,7 +326,7 @@ class OptunaSUT(SUT):
                 progress.best is None or self.workload.goal.better(record.value, progress.best)):
             progress.best = record.value
 
-    def _watchdog(self) -> None:
+    def _watchdog(self, progress: Progress) -> None:
         timeout = self.workload.trial_timeout_s if self.workload else None
         for worker in self.workers:
             if not worker.running or worker.proc.poll() is not None:
@@ -309,6 +345,7 @@ class OptunaSUT(SUT):
                 self.kills.append(f"worker {worker.wid}: {reason}")
                 worker.proc.send_signal(signal.SIGKILL)
                 worker.proc.wait()
+                self._drain(worker, progress)
                 self._on_death(worker, reason)
 
     def _on_death(self, worker: _Worker, reason: str) -> None:

@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1  # the controller died before we set the death signal
     if args.cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in args.cores.split(",")})
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when we stop
+    # the controller decides when we stop: Ctrl-C and a SIGTERM to the whole process group
+    # reach it too, and it records the trials in flight before it stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     from multiprocessing.connection import Connection
 
