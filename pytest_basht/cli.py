@@ -159,6 +159,19 @@ def _save(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from pytest_basht.sut import remote
+
+    cores = [int(c) for c in args.cores.split(",") if c.strip()] if args.cores else []
+    return remote.main(args.storage, args.study, args.plugin, args.wait, args.threads, cores)
+
+
+def _cores(raw: str) -> str:
+    if not all(c.strip().isdigit() for c in raw.split(",")):
+        raise argparse.ArgumentTypeError(f"expected core numbers like 0,1, got {raw!r}")
+    return raw
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="basht", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +217,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="a name to compare against later (e.g. main)")
     p.add_argument("--history", metavar="URL", help=history_help)
     p.set_defaults(func=_save)
+    p = sub.add_parser("worker", help="join a distributed optuna deployment as a worker",
+                       description="Serve the deployment NAME (sut.options.study) of the "
+                       "optuna SUT whose study lives at URL (sut.options.storage) until it "
+                       "closes: take a free worker slot, set up for each scenario, run "
+                       "trials, and record spans, trials, models and this host's energy in "
+                       "the database. Exit codes: 0 the deployment closed, 3 it never "
+                       "opened, 4 no free slot, 5 declared lost.")
+    p.add_argument("--storage", required=True, metavar="URL",
+                   help="SQLAlchemy URL of the study's database (a password here is used, "
+                   "never shown; or BASHT_STORAGE_PASSWORD, PGPASSWORD, ~/.pgpass)")
+    p.add_argument("--study", required=True, metavar="NAME",
+                   help="the deployment to join (sut.options.study, default the workload's "
+                   "name)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="a module or Python file registering trainables, samplers, pruners "
+                   "or meters (repeatable); pytest_basht entry points load by themselves")
+    p.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
+                   help="how long to wait for the deployment to open (default 600)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch/OpenMP threads (default: the workload's workers.cpu, at most "
+                   "the cores this process may use)")
+    p.add_argument("--cores", type=_cores, default=None, metavar="LIST",
+                   help="pin to these cores, e.g. 0,1")
+    p.set_defaults(func=_worker)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -89,7 +89,7 @@ class Deployments:
         self.count += 1
         work_dir = Path(tempfile.mkdtemp(prefix=f"basht-dep{self.count}-", dir=self.work_root))
         sut = sut_cls(workload, SutContext(work_dir=work_dir, registry=self.registry,
-                                           progress=self.progress))
+                                           progress=self.progress, monitor=self.monitor))
         meter = self.meter_of(sut)
         recorder = Recorder(clock=meter.clock)
         if meter is self.monitor:
