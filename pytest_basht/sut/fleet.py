@@ -18,7 +18,7 @@ host the mapping is exact; between hosts it is as good as their clock synchronis
 from __future__ import annotations
 
 import bisect
-import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,7 +174,9 @@ class FleetMeter:
         m.settle()
         start = scenario_start(spans, trials)
         local_timeline = m.timeline.snapshot(start, None)
-        timeline = merge(local_timeline, list(self.series.values()))
+        fill = self._fill(spans)
+        timeline = merge(local_timeline, list(self.series.values()), fill)
+        filled = timeline.get("joules.remote_idle", [0.0])
         for span in spans:
             span.energy_j = self.energy_between(span.start_ns, span.end_ns)
         idle_local = m.idle_power_w or 0.0
@@ -192,12 +194,17 @@ class FleetMeter:
         last = ts[-1] if ts else first
         offset = m.wall_offset_ns
         sources = list(dict.fromkeys([m.source, *(s.source for s in self.series.values())]))
-        measured = m.measured and all(s.measured for s in self.series.values())
+        fill_j = filled[-1] - filled[0]
+        measured = (m.measured and all(s.measured for s in self.series.values())
+                    and fill_j == 0)
         meter = {**m.describe(), "fleet": {
             "local_slots": self.local_slots, "remote_slots": self.remote_slots,
             "remote": [s.describe() for s in self.series.values()],
+            "idle_fill_j": fill_j,
             "how": "the live meter covers the controller's processes; each remote process "
-                   "metered itself and sent its timeline, mapped onto this clock"}}
+                   "metered itself and sent its timeline, mapped onto this clock; in the "
+                   "trials window a remote slot no metered process occupied is charged "
+                   "the remote slots' mean idle power (modelled)"}}
         return EnergyTrace(
             source="+".join(sources), measured=measured, idle_power_w=self.idle_power_w(),
             max_power_w=m.meter.max_power_w() + sum(
@@ -206,6 +213,15 @@ class FleetMeter:
             scope=m.scope, band=band(timeline),
             carbon=carbon_mod.record(self.workload, (first + offset) / 1e9,
                                      (last + offset) / 1e9, offset))
+
+    def _fill(self, spans: Sequence[Span]) -> IdleFill | None:
+        setup = next((s for s in spans if s.phase == Phase.SETUP.value), None)
+        collect = next((s for s in spans if s.phase == Phase.RESULT_COLLECTION.value), None)
+        remote = [s.idle_power_w for s in self.series.values()]
+        if setup is None or collect is None or not remote or self.remote_slots == 0:
+            return None
+        return IdleFill(setup.end_ns, collect.start_ns, self.remote_slots,
+                        sum(remote) / len(remote))
 
     def _max_per_slot(self) -> list[Series]:
         """One series per remote slot for P_max (the most power-hungry of them)."""
@@ -224,29 +240,62 @@ def scenario_start(spans: Sequence[Span], trials: Sequence[TrialRecord]) -> int:
     return start
 
 
-def merge(local: dict[str, list[float]], remote: Sequence[Series]) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class IdleFill:
+    """Remote slots no metered process occupies, inside ``[start_ns, end_ns]`` (the trials
+    window), are charged ``power_w`` each: a Tune trial worker not started yet, a lost
+    ``basht worker``'s slot. Modelled, as WR models every idle slot."""
+
+    start_ns: int
+    end_ns: int
+    slots: int
+    power_w: float
+
+
+def idle_fill(times: Sequence[int], remote: Sequence[Series], fill: IdleFill) -> list[float]:
+    """Cumulative joules of the fill at each time."""
+    spans = [(s.t_ns[0], s.t_ns[-1]) for s in remote if s.t_ns]
+    out, total = [0.0], 0.0
+    for a, b in itertools.pairwise(times):
+        lo, hi = max(a, fill.start_ns), min(b, fill.end_ns)
+        if hi > lo:
+            mid = (lo + hi) // 2
+            active = sum(1 for first, last in spans if first <= mid <= last)
+            total += max(0, fill.slots - active) * fill.power_w * (hi - lo) / 1e9
+        out.append(total)
+    return out[: len(times)]
+
+
+def merge(local: dict[str, list[float]], remote: Sequence[Series],
+          fill: IdleFill | None = None) -> dict[str, list[float]]:
     """The live timeline with the remote series added on the union of their times (within
-    the live timeline's span): cumulative joules, CPU seconds and the estimate's band."""
+    the live timeline's span): cumulative joules, CPU seconds and the estimate's band;
+    and the modelled idle of unoccupied remote slots (``joules.remote_idle``)."""
     ts = local.get("t_ns", [])
-    if not ts or not remote:
+    if not ts or (not remote and fill is None):
         return local
     lo, hi = ts[0], ts[-1]
-    times = sorted({*ts, *(t for s in remote for t in s.t_ns if lo < t < hi)})
+    edges = [t for t in ((fill.start_ns, fill.end_ns) if fill else ()) if lo < t < hi]
+    times = sorted({*ts, *edges, *(t for s in remote for t in s.t_ns if lo < t < hi)})
     out: dict[str, list[float]] = {"t_ns": list(times)}
     for key, series in local.items():
         if key != "t_ns":
             out[key] = [interpolate(ts, series, t) for t in times]
     remote_j = [sum(interpolate(s.t_ns, s.joules, t) - (s.joules[0] if s.joules else 0.0)
                     for s in remote if s.t_ns) for t in times]
-    out["joules"] = [a + b for a, b in zip(out["joules"], remote_j, strict=True)]
+    filled = idle_fill(times, remote, fill) if fill is not None else [0.0] * len(times)
+    out["joules"] = [a + b + f for a, b, f in zip(out["joules"], remote_j, filled,
+                                                   strict=True)]
     out["joules.remote"] = remote_j
+    if fill is not None:
+        out["joules.remote_idle"] = filled
     out["cpu_s"] = [a + sum(interpolate(s.t_ns, s.cpu_s, t) - s.cpu_s[0] for s in remote
                             if s.t_ns) for a, t in zip(out["cpu_s"], times, strict=True)]
     if "joules_low" in out:
         for key, attr in (("joules_low", "low"), ("joules_high", "high")):
-            out[key] = [a + sum(interpolate(s.t_ns, getattr(s, attr), t) - getattr(s, attr)[0]
-                                for s in remote if s.t_ns)
-                        for a, t in zip(out[key], times, strict=True)]
+            out[key] = [a + f + sum(interpolate(s.t_ns, getattr(s, attr), t)
+                                    - getattr(s, attr)[0] for s in remote if s.t_ns)
+                        for a, f, t in zip(out[key], filled, times, strict=True)]
     return out
 
 
@@ -262,8 +311,3 @@ def band(timeline: dict[str, list[float]]) -> dict[str, Any]:
                    "CPU coefficients of CCF's per-microarchitecture table (remote processes: "
                    "their own band), as a factor of the central estimate"}
 
-
-def scaled_workload(workload: Workload, count: int) -> Workload:
-    """The workload with ``count`` workers (what one host's share of a fleet holds)."""
-    return dataclasses.replace(workload, workers=dataclasses.replace(workload.workers,
-                                                                     count=max(1, count)))

@@ -70,11 +70,11 @@ def load_plugins(specs: Sequence[str]) -> list[Any]:
     return modules
 
 
-def registry_with(plugins: Sequence[Any]) -> Any:
+def plugin_manager(plugins: Sequence[Any] = ()) -> Any:
+    """Built-ins, ``pytest_basht`` entry points and the given plugin modules."""
     import pluggy
 
     from pytest_basht import builtins, hookspecs
-    from pytest_basht.registry import Registry
 
     class Plugins(pluggy.PluginManager):
         """Hooks marked with pytest.hookimpl, and plain ``pytest_basht_*`` functions (as
@@ -93,7 +93,22 @@ def registry_with(plugins: Sequence[Any]) -> Any:
     pm.load_setuptools_entrypoints("pytest_basht")
     for module in plugins:
         pm.register(module, module.__name__)
-    return Registry.from_hooks(pm.hook)
+    return pm
+
+
+def registry_with(plugins: Sequence[Any]) -> Any:
+    from pytest_basht.registry import Registry
+
+    return Registry.from_hooks(plugin_manager(plugins).hook)
+
+
+def meters() -> dict[str, Any]:
+    """The registered meters alone: a process that only meters itself need not import
+    every trainable (and torch) to choose its meter."""
+    found: dict[str, Any] = {}
+    for result in plugin_manager().hook.pytest_basht_register_meters():
+        found.update(result or {})
+    return found
 
 
 class StoreSink:
