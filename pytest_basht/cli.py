@@ -163,7 +163,8 @@ def _worker(args: argparse.Namespace) -> int:
     from pytest_basht.sut import remote
 
     cores = [int(c) for c in args.cores.split(",") if c.strip()] if args.cores else []
-    return remote.main(args.storage, args.study, args.plugin, args.wait, args.threads, cores)
+    return remote.main(args.storage, args.study, args.plugin, args.wait, args.threads, cores,
+                       args.meter, args.meter_selector)
 
 
 def _cores(raw: str) -> str:
@@ -240,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
                    "the cores this process may use)")
     p.add_argument("--cores", type=_cores, default=None, metavar="LIST",
                    help="pin to these cores, e.g. 0,1")
+    p.add_argument("--meter", metavar="NAME", help="this worker's energy meter, in place of "
+                   "the workload's energy.meter (e.g. prometheus)")
+    p.add_argument("--meter-selector", metavar="MATCHERS", help="label matchers for this "
+                   "worker's prometheus queries, in place of energy.prometheus.selector "
+                   "(e.g. its pod: pod_name=\"$POD_NAME\")")
     p.set_defaults(func=_worker)
     args = parser.parse_args(argv)
     try:

@@ -19,12 +19,13 @@ from fake_trainable import CONFTEST, workload
 from postgres import postgres_server  # noqa: F401  (the fixture)
 
 from pytest_basht import workload as wl
-from pytest_basht.errors import WorkloadError
+from pytest_basht.errors import OptionError, WorkloadError
 from pytest_basht.metrics import TABLE2_KEYS, finite
+from pytest_basht.options import _sut as _sut_option
 from pytest_basht.report import json as report_json
 from pytest_basht.sut import store as store_mod
 from pytest_basht.sut.distributed import StoreOptions
-from pytest_basht.sut.fleet import Series, merge, shift_trial
+from pytest_basht.sut.fleet import IdleFill, Series, idle_fill, merge, shift_trial
 
 # --------------------------------------------------------------------------- options
 
@@ -148,6 +149,31 @@ def test_remote_timelines_add_to_the_live_one_on_its_clock():
     assert merged["joules.remote"] == pytest.approx([0.0, 0.0, 20.0, 20.0])
     assert merged["cpu_s"] == pytest.approx([0.0, 1.0, 5.0, 7.0])
     assert remote.between(0, 4_000_000_000) == pytest.approx(10.0)
+
+
+def test_unoccupied_remote_slots_are_charged_idle_in_the_trials_window():
+    local = {"t_ns": [0, 10_000_000_000], "joules": [0.0, 10.0], "cpu_s": [0.0, 1.0]}
+    worker = Series("w", "estimate:x", False, 2.0, 4.0)  # one of two remote slots, 4-8 s
+    worker.extend({"meta": {"offset_ns": 0}, "t_ns": [4_000_000_000, 8_000_000_000],
+                   "joules": [0.0, 12.0], "cpu_s": [0.0, 1.0]}, local_offset_ns=0)
+    fill = IdleFill(2_000_000_000, 9_000_000_000, slots=2, power_w=2.0)
+    merged = merge(local, [worker], fill)
+    # 2-4 s: two empty slots; 4-8 s: one; 8-9 s: two -> (2·2 + 4·1 + 1·2) s × 2 W = 20 J
+    assert merged["joules.remote_idle"][-1] == pytest.approx(20.0)
+    assert merged["joules"][-1] == pytest.approx(10.0 + 12.0 + 20.0)
+    assert merged["joules.remote"][-1] == pytest.approx(12.0)
+    assert idle_fill([0, 1_000_000_000], [], fill) == [0.0, 0.0]  # outside the window
+
+
+def test_the_sut_option_replaces_the_workloads_sut():
+    parsed = _sut_option("--basht-sut", "optuna:storage=postgresql://basht@db:5432/b, "
+                         "local_workers=0,heartbeat_s=2")
+    assert parsed == {"name": "optuna", "options": {
+        "storage": "postgresql://basht@db:5432/b", "local_workers": 0, "heartbeat_s": 2}}
+    assert _sut_option("--basht-sut", "ray") == {"name": "ray", "options": {}}
+    for bad in ("", "a b", "optuna:storage", "optuna:=x"):
+        with pytest.raises(OptionError):
+            _sut_option("--basht-sut", bad)
 
 
 def test_a_remote_trial_moves_onto_the_local_clock_and_its_slot():
@@ -386,6 +412,33 @@ def test_all_local_workers_on_postgresql(postgres_server, pytester):  # noqa: F8
     assert_clean(url, "fake")
 
 
+@pytest.mark.slow
+def test_basht_sut_moves_a_marked_scenario_onto_postgresql(postgres_server, pytester):  # noqa: F811
+    """What running R-Node (its marker names its workload) on another SUT takes."""
+    url = postgres_server.create_database("moved")
+    pytester.makeconftest(CONFTEST)
+    pytester.makefile(".yaml", w=workload([1, 2, 3], workers=2, epochs=1))
+    pytester.makepyfile("""
+        import pytest
+        from pytest_basht import vary
+
+        @pytest.mark.basht(workload="w.yaml")
+        @vary("workers.count", [1, 2])
+        def test_r_node(trial_runner):
+            run = trial_runner.run()
+            assert {t.worker for t in run.trials} <= set(range(run.workload.workers.count))
+    """)
+    result = pytester.runpytest_subprocess(
+        "--basht-sut", f"optuna:storage={url},study=moved,heartbeat_s=1",
+        "--basht-history", "off")
+    assert result.ret == 0, result.stdout.str()
+    report = latest(pytester)
+    assert [sc["sut"]["distributed"]["study"] for sc in report["scenarios"]] == [
+        "moved.1", "moved.1"], "one deployment per workers.count"
+    assert report["options"]["sut"]["options"]["storage"].startswith("postgresql+psycopg://***@")
+    assert_clean(url, "moved")
+
+
 def test_a_worker_without_a_deployment_gives_up(tmp_path):
     url = f"sqlite:///{tmp_path / 'none.db'}"
     proc = subprocess.run([sys.executable, "-m", "pytest_basht.cli", "worker", "--storage", url,
@@ -393,6 +446,21 @@ def test_a_worker_without_a_deployment_gives_up(tmp_path):
                           timeout=120)
     assert proc.returncode == 3
     assert "deployment 'nowhere' did not open within 0 s" in proc.stderr
+
+
+def test_a_workers_own_meter_is_checked_like_the_workloads(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    store = store_mod.FleetStore(url, "dep")
+    store.create_schema()
+    store.open(slots=1, local=0, settings={"workload": {}, "source": "w.yaml",
+                                           "heartbeat": {}, "artifacts": "database"})
+    proc = subprocess.run([sys.executable, "-m", "pytest_basht.cli", "worker", "--storage", url,
+                           "--study", "dep", "--wait", "5", "--meter", "rapll"],
+                          capture_output=True, text=True, timeout=120)
+    store.close()
+    assert proc.returncode == 2, proc.stderr
+    assert "energy.meter: expected a registered meter" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_a_password_in_the_workload_is_a_usage_error(pytester):

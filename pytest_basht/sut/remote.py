@@ -168,10 +168,23 @@ class StoreSink:
         self.remote.set_state("idle")
 
 
+def meter_context() -> Any:
+    """Prometheus credentials from the environment (BASHT_PROMETHEUS_USER / _PASSWORD, or
+    BASHT_PROMETHEUS_TOKEN), as the pytest side takes them."""
+    from pytest_basht.energy.base import MeterContext
+
+    env = os.environ
+    auth = ((env["BASHT_PROMETHEUS_USER"], env.get("BASHT_PROMETHEUS_PASSWORD", ""))
+            if env.get("BASHT_PROMETHEUS_USER") else None)
+    return MeterContext(prometheus_auth=auth,
+                        prometheus_token=env.get("BASHT_PROMETHEUS_TOKEN") or None)
+
+
 class RemoteWorker:
     def __init__(self, url: str, study: str, *, plugins: Sequence[str] = (),
                  wait_s: float = 600.0, threads: int | None = None,
-                 cores: Sequence[int] = ()) -> None:
+                 cores: Sequence[int] = (), meter: str | None = None,
+                 meter_selector: str | None = None) -> None:
         from pytest_basht.sut import store as store_mod
 
         self.url = url
@@ -180,6 +193,8 @@ class RemoteWorker:
         self.wait_s = wait_s
         self.threads_asked = threads
         self.cores = list(cores)
+        self.energy_overrides = {k: v for k, v in (
+            ("energy.meter", meter), ("energy.prometheus.selector", meter_selector)) if v}
         self.id = uuid.uuid4().hex
         self.store = store_mod.FleetStore(url, study)
         self.state = "joined"
@@ -298,7 +313,7 @@ class RemoteWorker:
     def main(self) -> int:
         from pytest_basht import workload as wl
         from pytest_basht.energy.base import Allocation
-        from pytest_basht.energy.factory import select_meter
+        from pytest_basht.energy.factory import check_energy, select_meter
         from pytest_basht.energy.monitor import EnergyMonitor
         from pytest_basht.sut import store as store_mod
         from pytest_basht.sut.limits import thread_env
@@ -320,12 +335,21 @@ class RemoteWorker:
             available = len(self.cores)
         threads = self.threads_asked or max(1, min(w.cpu, available))
         os.environ.update(thread_env(threads))  # before the trainable imports torch
-        selection = select_meter(registry.meters, workload)
-        self.monitor = EnergyMonitor(selection.meter, hz=workload.energy.sample_hz,
+        # this host's meter: the workload's energy section, with --meter / --meter-selector
+        # (a pod's own Kepler series, say)
+        metered = workload
+        if self.energy_overrides:
+            metered = wl.from_mapping(wl.apply_overrides(
+                settings["workload"], self.energy_overrides, "basht worker"), "basht worker")
+            check_energy(metered, registry.meters)
+        selection = select_meter(registry.meters, metered, meter_context())
+        for warning in selection.warnings:
+            log(warning)
+        self.monitor = EnergyMonitor(selection.meter, hz=metered.energy.sample_hz,
                                      selection=selection.reason)
         self.monitor.start()
         self.monitor.hold(Allocation(vcpus=threads, memory_gb=w.memory_mb / 1024, slots=1))
-        self.monitor.measure_idle(workload.energy.idle_s)
+        self.monitor.measure_idle(metered.energy.idle_s)
         self.artifact_store = store_mod.artifact_store(self.store, settings["artifacts"])
         self.heartbeat = settings["heartbeat"]
         self.poll_s = float(settings.get("poll_s", 0.5))
@@ -458,9 +482,10 @@ class RemoteWorker:
 
 
 def main(url: str, study: str, plugins: Sequence[str], wait_s: float,
-         threads: int | None, cores: Sequence[int]) -> int:
+         threads: int | None, cores: Sequence[int], meter: str | None = None,
+         meter_selector: str | None = None) -> int:
     if not math.isfinite(wait_s) or wait_s < 0:
         raise BashtUsageError(f"--wait: expected seconds ≥ 0, got {wait_s}")
     worker = RemoteWorker(url, study, plugins=plugins, wait_s=wait_s, threads=threads,
-                          cores=cores)
+                          cores=cores, meter=meter, meter_selector=meter_selector)
     return worker.main()

@@ -135,7 +135,7 @@ def rdb_storage(url: str, heartbeat_s: int, grace_s: int, retries: int) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            with_password(url), engine_kwargs={"pool_pre_ping": True},
+            with_password(url),
             heartbeat_interval=heartbeat_s, grace_period=grace_s,
             heartbeat_stale_trial_callback=callback)
 
