@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                        "closes: take a free worker slot, set up for each scenario, run "
                        "trials, and record spans, trials, models and this host's energy in "
                        "the database. Exit codes: 0 the deployment closed, 3 it never "
-                       "opened, 4 no free slot, 5 declared lost.")
+                       "opened, 4 no free slot, 5 declared lost, 6 the controller stopped "
+                       "beating.")
     p.add_argument("--storage", required=True, metavar="URL",
                    help="SQLAlchemy URL of the study's database (a password here is used, "
                    "never shown; or BASHT_STORAGE_PASSWORD, PGPASSWORD, ~/.pgpass)")

@@ -128,11 +128,14 @@ class Deployments:
             return
         span = self._undeploy(dep.sut)
         dep.undeploy_span = span
+        own = dep.sut.own_meter()
         for result in dep.users:
             result.spans.append(span)
             if self.monitor.meter.retrospective:  # settled only now: attribute again
-                result.energy = trace_energy(self.monitor, result.workload, result.spans,
-                                             result.trials)
+                result.energy = (trace_energy(self.monitor, result.workload, result.spans,
+                                              result.trials) if own is None else
+                                 own.trace(result.spans, result.trials,
+                                           result.workload.workers.count))
             result.recompute()
 
 

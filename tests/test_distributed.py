@@ -44,6 +44,8 @@ def test_options_defaults_and_values():
         "postgresql://basht@db:5432/b", "r1", 1)
     assert opts.heartbeat == {"heartbeat_s": 2, "grace_s": 6, "retries": 1}
     assert _options("{options: {storage: 'sqlite:///x.db'}}").study == "baseline"
+    # the simulated SUT's option, in a workload that varies sut.name: not the journal's
+    assert _options("{name: optuna, options: {table: t.csv}}").storage is None
 
 
 @pytest.mark.parametrize("sut,key,needle", [
@@ -53,7 +55,10 @@ def test_options_defaults_and_values():
     ("{options: {storage: 'nosuchdb://x/y'}}", "sut.options.storage",
      "whose driver is installed"),
     ("{options: {storage: ''}}", "sut.options.storage", "an SQLAlchemy URL"),
-    ("{options: {storag: 'sqlite:///x'}}", "sut.options.storag", "an option of the optuna SUT"),
+    ("{options: {storag: 'sqlite:///x'}}", "sut.options.storag",
+     "an option of the optuna SUT (did you mean 'storage'?)"),
+    ("{options: {storage: 'sqlite:///x', table: t.csv}}", "sut.options.table",
+     "an option of the optuna SUT"),
     ("{options: {local_workers: 1}}", "sut.options.local_workers",
      "sut.options.storage with it"),
     ("{options: {storage: 'sqlite:///x', local_workers: 5}}", "sut.options.local_workers",
@@ -125,7 +130,43 @@ def test_a_dead_controllers_leftover_is_cleared(tmp_path):
     notes = store.open(slots=2, local=0, settings={"x": 1})
     assert "cleared the leftover deployment 'dep'" in notes[0]
     assert store.deployment_row().settings == {"x": 1}
+    # a controller elsewhere: refused while it beats, cleared once it has gone silent
+    with store._tx() as conn:
+        conn.execute(store_mod.deployments.update().values(
+            controller={"host": "elsewhere", "pid": 1}, beat=time.time()))
+    with pytest.raises(store_mod.StoreError, match="in use by the controller on elsewhere"):
+        store.open(slots=2, local=0, settings={})
+    with store._tx() as conn:
+        conn.execute(store_mod.deployments.update().values(beat=time.time() - 1000))
+    assert "elsewhere pid 1" in store.open(slots=2, local=0, settings={})[0]
     store.close()
+
+
+def test_workers_leave_a_controller_that_stopped_beating(tmp_path):
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    store = store_mod.FleetStore(url, "dep")
+    store.create_schema()
+    store.open(slots=1, local=0, settings={
+        "workload": {"model": {"name": "quadratic"}, "search": {"space": {"x": [1]}}},
+        "source": "w.yaml", "heartbeat": {"heartbeat_s": 1, "grace_s": 3, "retries": 0},
+        "artifacts": "database", "poll_s": 0.2})
+    worker = subprocess.Popen([sys.executable, "-m", "pytest_basht.cli", "worker", "--storage",
+                               url, "--study", "dep", "--wait", "60", "--plugin",
+                               str(tmp_path / "conftest.py")], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not [w for w in store.workers() if w.state == "idle"]:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        with store._tx() as conn:  # the controller's last beat, long ago
+            conn.execute(store_mod.deployments.update().values(beat=time.time() - 1000))
+        assert worker.wait(timeout=60) == 6
+        assert "the controller stopped beating" in worker.stderr.read()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        store.close()
 
 
 # --------------------------------------------------------------------------- the fleet's energy

@@ -39,6 +39,9 @@ def test_options_and_their_errors():
     opts = RayOptions.parse(_workload("sut: {name: ray, options: {address: 'ray://h:10001', "
                                       "storage_path: /nfs/tune}}"))
     assert (opts.address, opts.storage_path) == ("ray://h:10001", "/nfs/tune")
+    # the optuna SUT's option, in a workload that varies sut.name: not Ray's
+    assert RayOptions.parse(_workload("sut: {name: ray, options: {storage: 'sqlite:///x'}}")
+                            ) == RayOptions()
     for sut, key in [("{name: ray, options: {adress: auto}}", "sut.options.adress"),
                      ("{name: ray, options: {address: 7}}", "sut.options.address"),
                      ("{name: ray, options: {object_store_mb: 10}}",

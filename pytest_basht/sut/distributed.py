@@ -22,8 +22,10 @@ URL --study NAME``, run on any host (``pytest_basht.sut.remote``).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +86,16 @@ class StoreOptions:
         """The ``optuna`` SUT's options, validated (a WorkloadError names the key)."""
         src = workload.source
         opts = dict(workload.sut.options)
-        for key in opts:
-            if key not in OPTIONS:
-                raise WorkloadError(src, f"sut.options.{key}",
-                                    "an option of the optuna SUT: " + ", ".join(OPTIONS))
+        for key in list(opts):
+            if key in OPTIONS:
+                continue
+            close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.75)
+            if close or "storage" in opts:
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise WorkloadError(src, f"sut.options.{key}", "an option of the optuna SUT"
+                                    f"{hint}: " + ", ".join(OPTIONS))
+            # another SUT's option (a workload that varies sut.name keeps them): not ours
+            del opts[key]
         wn = workload.workers.count
         if "storage" not in opts:
             extra = sorted(set(opts))
@@ -191,6 +199,8 @@ class DistributedOptunaSUT(OptunaSUT):
         self._scenario: dict[str, Any] = {}
         self._rows: list[store_mod.WorkerRow] = []
         self._rdb: optuna.storages.BaseStorage | None = None
+        self._beating = threading.Event()
+        self._beat_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ slots and meter
 
@@ -250,8 +260,19 @@ class DistributedOptunaSUT(OptunaSUT):
             raise SutError(str(exc)) from None
         self._delete_studies(storage, leftovers=True)
         self.artifact_store = store_mod.artifact_store(self.store, self.opts.artifacts)
+        self._beating.clear()
+        self._beat_thread = threading.Thread(target=self._beat, args=(self.store,),
+                                             name="basht-controller-beat", daemon=True)
+        self._beat_thread.start()
         super().deploy()
         self._await_remote(lambda r: r.state != "joined", "join and load the trainable")
+
+    def _beat(self, store: store_mod.FleetStore) -> None:
+        """The controller's beat, for as long as the deployment lives: its workers leave a
+        controller that died, and a new one may take its name."""
+        while not self._beating.wait(store_mod.CONTROLLER_BEAT_S):
+            with contextlib.suppress(Exception):  # a hiccup: the next beat tries again
+                store.controller_beat()
 
     def _await_remote(self, ok: Any, what: str) -> None:
         """Wait until every remote slot holds a worker for which ``ok`` holds."""
@@ -579,6 +600,10 @@ class DistributedOptunaSUT(OptunaSUT):
         """Close the deployment, stop the local workers, let the remote ones leave (their
         last energy comes with them), then delete the studies and the deployment's rows."""
         store = self.store
+        self._beating.set()
+        if self._beat_thread is not None:
+            self._beat_thread.join(timeout=10)
+            self._beat_thread = None
         if store is not None:
             with contextlib.suppress(Exception):
                 store.set_state("closed")

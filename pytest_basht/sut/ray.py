@@ -23,6 +23,7 @@ timeline with its reports; those add to the live meter's (``sut.fleet``).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.util
 import json
 import logging
@@ -74,10 +75,15 @@ class RayOptions:
     def parse(cls, workload: Workload) -> RayOptions:
         src = workload.source
         opts = dict(workload.sut.options)
-        for key in opts:
-            if key not in OPTIONS:
-                raise WorkloadError(src, f"sut.options.{key}",
-                                    "an option of the ray SUT: " + ", ".join(OPTIONS))
+        for key in list(opts):
+            if key in OPTIONS:
+                continue
+            close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.75)
+            if close:
+                raise WorkloadError(src, f"sut.options.{key}", f"an option of the ray SUT (did "
+                                    f"you mean {close[0]!r}?): " + ", ".join(OPTIONS))
+            # another SUT's option (a workload that varies sut.name keeps them): not ours
+            del opts[key]
         address = opts.get("address")
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise WorkloadError(src, "sut.options.address",

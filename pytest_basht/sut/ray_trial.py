@@ -60,12 +60,13 @@ class _Reporter:
                "cpu_s": max(0.0, cpu - self.cpu0), "spans": spans, "values": values,
                "node": f"{socket.gethostname()}:{os.getpid()}", **extra}
         if self.meter is not None:
+            final = bool(extra.get("final"))
+            if final:
+                out["energy_j"] = self.meter.metered(
+                    {"start_ns": self.start_ns, "end_ns": now, "cpu_s": out["cpu_s"]},
+                    settle=True)["energy_j"]
             out["spans"] = [self.meter.metered(s) for s in spans]
             out["energy"] = self.meter.points()
-            if extra.get("final"):
-                out["energy_j"] = self.meter.metered(
-                    {"start_ns": self.start_ns, "end_ns": now, "cpu_s": out["cpu_s"]}
-                )["energy_j"]
         return out
 
 
@@ -87,12 +88,15 @@ class _OwnMeter:
         self.monitor.measure_idle(workload.energy.idle_s)
         self.sent_ns = -1
 
-    def metered(self, span: dict[str, Any]) -> dict[str, Any]:
+    def metered(self, span: dict[str, Any], *, settle: bool = False) -> dict[str, Any]:
+        """A span with this process's meter's share (a retrospective meter settled only
+        when asked: once per trial, at its end)."""
         from pytest_basht.energy.attribution import span_energy
 
         m = self.monitor
         m.mark()
-        m.settle(span["end_ns"])
+        if settle:
+            m.settle(span["end_ns"])
         timeline = m.timeline.snapshot(span["start_ns"], span["end_ns"])
         return {**span, "energy_j": span_energy(timeline, span["start_ns"], span["end_ns"],
                                                 span["cpu_s"], m.idle_power_w or 0.0, 1,

@@ -39,6 +39,7 @@ EXIT_OK = 0
 EXIT_NO_DEPLOYMENT = 3
 EXIT_NO_SLOT = 4
 EXIT_LOST = 5
+EXIT_ORPHANED = 6
 
 
 def log(message: str) -> None:
@@ -202,6 +203,7 @@ class RemoteWorker:
         self.error: str | None = None
         self.stopping = False
         self.closed = False
+        self.orphaned = False
         self.lost = False
         self.phase = "idle"
         self.dep_seq = 0
@@ -216,13 +218,14 @@ class RemoteWorker:
 
     # ------------------------------------------------------------------ energy
 
-    def metered(self, span: dict[str, Any]) -> dict[str, Any]:
-        """A span with the energy this worker's meter attributes to it."""
+    def metered(self, span: dict[str, Any], *, mark: bool = True) -> dict[str, Any]:
+        """A span with the energy this worker's meter attributes to it (a retrospective
+        meter's readings as they stand: it is settled once per trial, at its end)."""
         from pytest_basht.energy.attribution import span_energy
 
         m = self.monitor
-        m.mark()
-        m.settle(span["end_ns"])
+        if mark:
+            m.mark()
         timeline = m.timeline.snapshot(span["start_ns"], span["end_ns"])
         out = dict(span)
         out["energy_j"] = span_energy(timeline, span["start_ns"], span["end_ns"],
@@ -230,8 +233,10 @@ class RemoteWorker:
         return out
 
     def metered_trial(self, record: dict[str, Any]) -> dict[str, Any]:
-        out = self.metered({**record, "cpu_s": record["cpu_s"]})
-        out["spans"] = [self.metered(s) for s in record["spans"]]
+        self.monitor.mark()
+        self.monitor.settle(record["end_ns"])  # a Prometheus meter waits for its scrape
+        out = self.metered(record, mark=False)
+        out["spans"] = [self.metered(s, mark=False) for s in record["spans"]]
         return out
 
     def energy_points(self) -> dict[str, Any] | None:
@@ -281,9 +286,13 @@ class RemoteWorker:
                 log(f"beat failed: {type(exc).__name__}: {exc}")
 
     def _read_deployment(self) -> Any:
+        from pytest_basht.sut.store import CONTROLLER_STALE_S
+
         dep = self.store.deployment_row()
         if dep is None or dep.state != "open":
             self.closed = True
+        elif dep.silent_s() > CONTROLLER_STALE_S:
+            self.closed = self.orphaned = True
         else:
             self.phase, self.dep_seq = dep.phase, dep.seq
         return dep
@@ -295,6 +304,8 @@ class RemoteWorker:
     # ------------------------------------------------------------------ lifecycle
 
     def wait_for_deployment(self) -> Any:
+        from pytest_basht.sut.store import CONTROLLER_STALE_S
+
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
@@ -303,7 +314,7 @@ class RemoteWorker:
                 dep, why = None, f"{type(exc).__name__}: {exc}"
             else:
                 why = "not open yet"
-            if dep is not None and dep.state == "open":
+            if dep is not None and dep.state == "open" and dep.silent_s() < CONTROLLER_STALE_S:
                 return dep
             if time.monotonic() > deadline or self.stopping:
                 log(f"deployment {self.study!r} did not open within {self.wait_s:g} s ({why})")
@@ -391,6 +402,9 @@ class RemoteWorker:
         if self.lost:
             log("the controller declared this worker lost (it was silent too long); leaving")
             return EXIT_LOST
+        if self.orphaned:
+            log("the controller stopped beating (it died?); leaving")
+            return EXIT_ORPHANED
         log(f"deployment {self.study!r} closed; left")
         return EXIT_OK
 

@@ -32,6 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 PASSWORD_ENV = "BASHT_STORAGE_PASSWORD"
+#: a controller silent this long is gone: its workers leave, its name may be taken over
+CONTROLLER_STALE_S = 120.0
+CONTROLLER_BEAT_S = 2.0
 
 metadata = sa.MetaData()
 
@@ -46,6 +49,7 @@ deployments = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False, default=0),
     sa.Column("phase", sa.String(16), nullable=False, default="idle"),  # setup, run, done
     sa.Column("scenario", sa.JSON, nullable=True),
+    sa.Column("beat", sa.Float, nullable=False, default=0.0),  # the controller's, wall s
 )
 
 workers = sa.Table(
@@ -170,6 +174,11 @@ class DeploymentRow:
     seq: int
     phase: str
     scenario: dict[str, Any] | None
+    beat: float = 0.0
+
+    def silent_s(self) -> float:
+        """Seconds since the controller's last beat."""
+        return time.time() - self.beat
 
 
 class FleetStore:
@@ -193,9 +202,11 @@ class FleetStore:
     def create_schema(self) -> None:
         metadata.create_all(self.engine)
 
-    def open(self, *, slots: int, local: int, settings: dict[str, Any]) -> list[str]:
-        """Create the deployment's row; a leftover of a controller that died on this host
-        is cleared (with a note), a live one's name is refused."""
+    def open(self, *, slots: int, local: int, settings: dict[str, Any],
+             stale_s: float = CONTROLLER_STALE_S) -> list[str]:
+        """Create the deployment's row. A leftover of a controller that died (its process
+        gone from this host, or no beat for ``stale_s``) is cleared with a note; a live
+        controller's name is refused."""
         notes: list[str] = []
         me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
         with self._tx() as conn:
@@ -203,18 +214,23 @@ class FleetStore:
                 deployments.c.name == self.deployment)).mappings().first()
             if old is not None:
                 owner = old["controller"]
-                if not _dead_here(owner):
+                silent = time.time() - float(old["beat"] or 0.0)
+                if not _dead_here(owner) and silent < stale_s:
                     raise StoreError(
                         f"deployment {self.deployment!r} is in use by the controller on "
-                        f"{owner.get('host')} (pid {owner.get('pid')}); set another "
-                        "sut.options.study")
+                        f"{owner.get('host')} (pid {owner.get('pid')}, last beat "
+                        f"{silent:.0f} s ago); set another sut.options.study")
                 notes.append(f"cleared the leftover deployment {self.deployment!r} of a "
-                             f"controller that died (pid {owner.get('pid')})")
+                             f"controller that died ({owner.get('host')} pid "
+                             f"{owner.get('pid')})")
                 self._delete_rows(conn)
             conn.execute(deployments.insert().values(
                 name=self.deployment, controller=me, state="open", slots=slots, local=local,
-                settings=settings, seq=0, phase="idle", scenario=None))
+                settings=settings, seq=0, phase="idle", scenario=None, beat=time.time()))
         return notes
+
+    def controller_beat(self) -> None:
+        self._update_deployment(beat=time.time())
 
     def announce(self, seq: int, scenario: dict[str, Any]) -> None:
         self._update_deployment(seq=seq, scenario=scenario, phase="setup")
@@ -262,7 +278,7 @@ class FleetStore:
             return None
         return DeploymentRow(**{k: row[k] for k in (
             "name", "controller", "state", "slots", "local", "settings", "seq", "phase",
-            "scenario")})
+            "scenario", "beat")})
 
     def workers(self) -> list[WorkerRow]:
         with self._tx() as conn:
