@@ -12,9 +12,10 @@ import pytest
 @pytest.hookimpl
 def pytest_basht_register_suts() -> dict[str, type]:
     from pytest_basht.sut.optuna import OptunaSUT
+    from pytest_basht.sut.ray import RaySUT  # imports Ray only when deployed
     from pytest_basht.sut.simulated import SimulatedSUT
 
-    return {"optuna": OptunaSUT, "simulated": SimulatedSUT}
+    return {"optuna": OptunaSUT, "simulated": SimulatedSUT, "ray": RaySUT}
 
 
 @pytest.hookimpl

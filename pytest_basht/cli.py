@@ -248,6 +248,20 @@ def _bso_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from pytest_basht.sut import remote
+
+    cores = [int(c) for c in args.cores.split(",") if c.strip()] if args.cores else []
+    return remote.main(args.storage, args.study, args.plugin, args.wait, args.threads, cores,
+                       args.meter, args.meter_selector)
+
+
+def _cores(raw: str) -> str:
+    if not all(c.strip().isdigit() for c in raw.split(",")):
+        raise argparse.ArgumentTypeError(f"expected core numbers like 0,1, got {raw!r}")
+    return raw
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="basht", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -308,6 +322,36 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("job")
     b.add_argument("--history", metavar="URL", help=history_help)
     b.set_defaults(func=_bso_reset)
+    p = sub.add_parser("worker", help="join a distributed optuna deployment as a worker",
+                       description="Serve the deployment NAME (sut.options.study) of the "
+                       "optuna SUT whose study lives at URL (sut.options.storage) until it "
+                       "closes: take a free worker slot, set up for each scenario, run "
+                       "trials, and record spans, trials, models and this host's energy in "
+                       "the database. Exit codes: 0 the deployment closed, 3 it never "
+                       "opened, 4 no free slot, 5 declared lost, 6 the controller stopped "
+                       "beating.")
+    p.add_argument("--storage", required=True, metavar="URL",
+                   help="SQLAlchemy URL of the study's database (a password here is used, "
+                   "never shown; or BASHT_STORAGE_PASSWORD, PGPASSWORD, ~/.pgpass)")
+    p.add_argument("--study", required=True, metavar="NAME",
+                   help="the deployment to join (sut.options.study, default the workload's "
+                   "name)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|FILE.py",
+                   help="a module or Python file registering trainables, samplers, pruners "
+                   "or meters (repeatable); pytest_basht entry points load by themselves")
+    p.add_argument("--wait", type=float, default=600.0, metavar="SECONDS",
+                   help="how long to wait for the deployment to open (default 600)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch/OpenMP threads (default: the workload's workers.cpu, at most "
+                   "the cores this process may use)")
+    p.add_argument("--cores", type=_cores, default=None, metavar="LIST",
+                   help="pin to these cores, e.g. 0,1")
+    p.add_argument("--meter", metavar="NAME", help="this worker's energy meter, in place of "
+                   "the workload's energy.meter (e.g. prometheus)")
+    p.add_argument("--meter-selector", metavar="MATCHERS", help="label matchers for this "
+                   "worker's prometheus queries, in place of energy.prometheus.selector "
+                   "(e.g. its pod: pod_name=\"$POD_NAME\")")
+    p.set_defaults(func=_worker)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

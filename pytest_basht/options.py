@@ -146,6 +146,29 @@ def _budget(option: str, raw: str) -> str:
     return value
 
 
+def _sut(option: str, raw: str) -> dict[str, Any]:
+    """``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE`` (values read as YAML scalars)."""
+    import yaml
+
+    expected = ("a SUT name, or NAME:KEY=VALUE,... with its options "
+                "(e.g. ray, or optuna:storage=postgresql://basht@db/basht)")
+    name, _, rest = raw.strip().partition(":")
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise OptionError(option, expected, redact(raw))
+    options: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, text = pair.partition("=")
+        if not eq or not key.strip():
+            raise OptionError(option, expected, redact(raw))
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        options[key.strip()] = value if isinstance(value, (str, int, float, bool)) or (
+            value is None) else text
+    return {"name": name, "options": options}
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     name: str
@@ -201,6 +224,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "fingerprint (refused otherwise)", _switch, takes_value=False),
     OptionSpec("basht_budget", "NAME", "full: run workloads as written; smoke: fewer epochs, "
                "trials and sweep steps (default: full)", _budget, "full"),
+    OptionSpec("basht_sut", "NAME[:KEY=VALUE,...]", "run every scenario on this SUT, with "
+               "these options (replaces the workload's sut section), e.g. ray or "
+               "optuna:storage=postgresql://basht@db/basht", _sut),
 )
 
 
@@ -236,6 +262,7 @@ class BashtOptions:
     repeat: int | None = None
     compare_any_machine: bool | None = None
     budget: str = "full"
+    sut: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:
@@ -274,6 +301,9 @@ class BashtOptions:
             out["energy.pue"] = self.pue
         if self.seed is not None:
             out["seed"] = self.seed
+        if self.sut is not None:
+            out["sut.name"] = self.sut["name"]
+            out["sut.options"] = dict(self.sut["options"])
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -284,6 +314,10 @@ class BashtOptions:
                 value = str(value)
             elif key in ("prometheus_url", "pushgateway"):
                 value = redact(value)
+            elif key == "sut" and value is not None:
+                value = {"name": value["name"], "options": {
+                    k: redact(v) if isinstance(v, str) and "://" in v else v
+                    for k, v in value["options"].items()}}
             elif key == "fail_on" and value is not None:
                 value = ",".join(t.text for t in value)
             elif key == "history" and value is not None:

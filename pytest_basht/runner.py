@@ -89,7 +89,7 @@ class Deployments:
         self.count += 1
         work_dir = Path(tempfile.mkdtemp(prefix=f"basht-dep{self.count}-", dir=self.work_root))
         sut = sut_cls(workload, SutContext(work_dir=work_dir, registry=self.registry,
-                                           progress=self.progress))
+                                           progress=self.progress, monitor=self.monitor))
         meter = self.meter_of(sut)
         recorder = Recorder(clock=meter.clock)
         if meter is self.monitor:
@@ -129,11 +129,14 @@ class Deployments:
         span = self._undeploy(dep.sut)  # if it is interrupted, a later close() tries again
         self.current = None
         dep.undeploy_span = span
+        own = dep.sut.own_meter()
         for result in dep.users:
             result.spans.append(span)
             if self.monitor.meter.retrospective:  # settled only now: attribute again
-                result.energy = trace_energy(self.monitor, result.workload, result.spans,
-                                             result.trials)
+                result.energy = (trace_energy(self.monitor, result.workload, result.spans,
+                                              result.trials) if own is None else
+                                 own.trace(result.spans, result.trials,
+                                           result.workload.workers.count))
             result.recompute()
 
 

@@ -7,12 +7,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pytest_basht.energy.base import Allocation
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
 from pytest_basht.workload import Workload
+
+if TYPE_CHECKING:
+    from pytest_basht.energy.monitor import EnergyMonitor
 
 
 class SutError(RuntimeError):
@@ -52,6 +55,8 @@ class SutContext:
     registry: Registry
     progress: ProgressCallback | None = None
     notes: list[str] = field(default_factory=list)
+    #: the live meter: a SUT with processes it cannot see (other hosts) adds theirs to it
+    monitor: EnergyMonitor | None = None
 
 
 class SUT(ABC):

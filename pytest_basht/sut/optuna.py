@@ -29,7 +29,7 @@ import optuna
 
 from pytest_basht.energy.base import Allocation
 from pytest_basht.records import Span, TrialRecord, mono_ns
-from pytest_basht.registry import ref_of
+from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import trial_cap
 from pytest_basht.sut import hydro
 from pytest_basht.sut.base import SUT, Progress, SutContext, SutError
@@ -84,10 +84,23 @@ def _log_tail(path: Path) -> str:
 class OptunaSUT(SUT):
     name = "optuna"
 
+    def __new__(cls, workload: Workload, ctx: SutContext) -> OptunaSUT:
+        if cls is OptunaSUT and "storage" in workload.sut.options:
+            from pytest_basht.sut.distributed import DistributedOptunaSUT
+
+            cls = DistributedOptunaSUT  # the same SUT over a database, workers on any host
+        return super().__new__(cls)
+
+    @classmethod
+    def check(cls, workload: Workload, registry: Registry) -> None:
+        from pytest_basht.sut.distributed import StoreOptions
+
+        StoreOptions.parse(workload)
+
     def __init__(self, workload: Workload, ctx: SutContext) -> None:
         super().__init__(workload, ctx)
         w = workload.workers
-        self.plan: CpuPlan = plan_cpus(w.count, w.cpu)
+        self.plan: CpuPlan = plan_cpus(max(1, self.local_count()), w.cpu)
         self.memory_cap = w.memory_mb * 2**20
         self.workers: list[_Worker] = []
         self.workload: Workload | None = None
@@ -105,6 +118,10 @@ class OptunaSUT(SUT):
 
     # ------------------------------------------------------------------ deployment
 
+    def local_count(self) -> int:
+        """Worker processes this controller starts (the rest join from other hosts)."""
+        return self.deployed_for.workers.count
+
     def allocation(self) -> Allocation:
         w = self.deployed_for.workers
         import psutil
@@ -115,7 +132,7 @@ class OptunaSUT(SUT):
     def deploy(self) -> None:
         self.ctx.work_dir.mkdir(parents=True, exist_ok=True)
         self.artifacts.mkdir(exist_ok=True)
-        pending = [self._spawn(i) for i in range(self.deployed_for.workers.count)]
+        pending = [self._spawn(i) for i in range(self.local_count())]
         for worker in pending:
             self._expect(worker, "hello")
         # the workers import the trainable (and torch) now: a deployment's first scenario
@@ -193,10 +210,8 @@ class OptunaSUT(SUT):
         self.groups = []
         self.scaling = None
         self.setups += 1
-        self.study_name = f"{workload.name}-{self.setups}"
-        storage = optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(self.journal)))
-        self.study = optuna.create_study(study_name=self.study_name, storage=storage,
+        self.study_name = self._study_name(workload)
+        self.study = optuna.create_study(study_name=self.study_name, storage=self._storage(),
                                          direction=workload.goal.direction)
         self.data = trainable.prepare(workload, self.ctx.work_dir)
         self._setup_msg = {
@@ -206,8 +221,23 @@ class OptunaSUT(SUT):
         }
         for worker in self.workers:
             worker.conn.send(self._setup_msg)
+        self._setup_others(workload)
         for worker in self.workers:
             self._expect(worker, "ready")
+        self._others_ready()
+
+    def _study_name(self, workload: Workload) -> str:
+        return f"{workload.name}-{self.setups}"
+
+    def _setup_others(self, workload: Workload) -> None:
+        """Setup of workers the sockets do not reach, begun while the local ones set up."""
+
+    def _others_ready(self) -> None:
+        """Wait until those workers are set up too."""
+
+    def _storage(self) -> optuna.storages.BaseStorage:
+        return optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(self.journal)))
 
     def _run_msg(self) -> dict[str, Any]:
         assert self.workload is not None
@@ -237,9 +267,11 @@ class OptunaSUT(SUT):
     def _serve(self, progress: Progress) -> None:
         """Receive what the workers stream until every one has finished its run."""
         next_check = 0.0
-        while any(w.running for w in self.workers):
+        while self._busy():
             conns = [w.conn for w in self.workers if w.running]
-            for conn in wait(conns, timeout=WATCHDOG_INTERVAL_S):
+            if not conns:  # only workers the sockets do not reach are running
+                time.sleep(WATCHDOG_INTERVAL_S)
+            for conn in wait(conns, timeout=WATCHDOG_INTERVAL_S) if conns else ():
                 worker = next(w for w in self.workers if w.conn is conn)
                 self._receive(worker, progress)
             now = time.monotonic()
@@ -251,6 +283,7 @@ class OptunaSUT(SUT):
                         self._drain(worker, progress)
                         self._on_death(worker, f"worker exited with code {worker.proc.poll()}")
             progress.running = sum(len(w.inflight) for w in self.workers)
+            self._poll(progress)
             if self.ctx.progress is not None:
                 self.ctx.progress(progress)
 
@@ -266,6 +299,13 @@ class OptunaSUT(SUT):
                     intermediate=lost.intermediate, spans=lost.spans,
                     cpu_s=sum(sp.cpu_s for sp in lost.spans), error=reason)
             worker.inflight = {}
+
+    def _busy(self) -> bool:
+        """Whether the run goes on (a local worker is still optimizing)."""
+        return any(w.running for w in self.workers)
+
+    def _poll(self, progress: Progress) -> None:
+        """Once per loop of the run: what workers the sockets do not reach have done."""
 
     def _receive(self, worker: _Worker, progress: Progress) -> None:
         while worker.running:
@@ -389,14 +429,22 @@ class OptunaSUT(SUT):
             return None
 
     def test(self, best: TrialRecord) -> float | None:
-        artifact = self.artifacts / f"trial-{best.number}.pt"
+        artifact: Path | None = self._artifact(best)
         if self.workload is not None and self.workload.search.scaling > 1:
             artifact = self._retrain_full_width()
         if artifact is None or not artifact.exists():
             return None
-        worker = self.workers[0]
+        worker = self._tester()
         worker.conn.send({"op": "test", "artifact": str(artifact)})
         return float(self._expect(worker, "test_done")["score"])
+
+    def _artifact(self, best: TrialRecord) -> Path | None:
+        """The best trial's saved model, where this host can read it."""
+        return self.artifacts / f"trial-{best.number}.pt"
+
+    def _tester(self) -> _Worker:
+        """The worker process that runs the test phase."""
+        return self.workers[0]
 
     def _retrain_full_width(self) -> Path | None:
         """Retrain the surrogate's best configurations at full width; the best one's model."""

@@ -69,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     return worker.serve()
 
 
+def resolve(target: Any) -> Any:
+    """What a message names: an import reference (from the controller), or the object
+    itself (a worker that resolved the name in its own registry)."""
+    if isinstance(target, str):
+        from pytest_basht.registry import load_ref
+
+        return load_ref(target)
+    return target
+
+
 def limit_torch_threads(threads: int) -> None:
     """Hold torch to the worker's cores (OMP_NUM_THREADS alone covers only OpenMP)."""
     if "torch" not in sys.modules:
@@ -91,6 +101,7 @@ class Worker:
         self.threads = threads
         self.trainable: Any = None
         self.workload: Any = None
+        self._storages: dict[str, Any] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         self.conn.send(message)
@@ -123,17 +134,13 @@ class Worker:
 
     def preload(self, msg: dict[str, Any]) -> None:
         """Deploy: import the trainable's module (and its framework) before any setup."""
-        from pytest_basht.registry import load_ref
-
-        load_ref(msg["trainable"])
+        resolve(msg["trainable"])
         limit_torch_threads(self.threads)
         self.send({"ev": "preloaded"})
 
     def setup(self, msg: dict[str, Any]) -> None:
-        from pytest_basht.registry import load_ref
-
         self.workload = msg["workload"]
-        cls = load_ref(msg["trainable"])
+        cls = resolve(msg["trainable"])
         limit_torch_threads(self.threads)
         self.trainable = cls()
         self.trainable.setup(self.workload, msg["data"], msg["device"])
@@ -154,14 +161,12 @@ class Worker:
     def run(self, msg: dict[str, Any]) -> None:
         import optuna
 
-        from pytest_basht.registry import load_ref
         from pytest_basht.search import suggest
 
         workload = self.workload
-        sampler = load_ref(msg["sampler"])(workload, msg["seed"])
-        pruner = load_ref(msg["pruner"])(workload)
-        storage = optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(msg["journal"]))
+        sampler = resolve(msg["sampler"])(workload, msg["seed"])
+        pruner = resolve(msg["pruner"])(workload)
+        storage = self.storage(msg)
         study = optuna.load_study(study_name=msg["study"], storage=storage, sampler=sampler,
                                   pruner=pruner)
         cap = msg["cap"]
@@ -185,9 +190,11 @@ class Worker:
         class Failed(Exception):
             pass
 
+        closed = msg.get("closed")  # a remote worker's: has the controller closed the run?
+
         def objective(trial: optuna.Trial) -> float:
             nonlocal discarded
-            if cap is not None and trial.number >= cap:
+            if (cap is not None and trial.number >= cap) or (closed is not None and closed()):
                 discarded += 1
                 study.stop()
                 raise OverBudget
@@ -203,6 +210,22 @@ class Worker:
         study.optimize(objective, n_trials=None, catch=(OverBudget, Failed),
                        gc_after_trial=False)
         self.send({"ev": "run_done", "discarded": discarded})
+
+    def storage(self, msg: dict[str, Any]) -> Any:
+        """The study's storage: the journal file, or the database of a distributed
+        deployment (with Optuna's heartbeat), opened once per worker."""
+        import optuna
+
+        key = msg.get("storage") or msg["journal"]
+        if key not in self._storages:
+            if "storage" in msg:
+                from pytest_basht.sut.store import rdb_storage
+
+                self._storages[key] = rdb_storage(msg["storage"], **msg["heartbeat"])
+            else:
+                self._storages[key] = optuna.storages.JournalStorage(
+                    optuna.storages.journal.JournalFileBackend(msg["journal"]))
+        return self._storages[key]
 
     def run_trial(self, trial: Any, params: dict[str, Any],
                   artifacts: Path) -> tuple[str, float, str | None, dict[str, Any]]:

@@ -1,0 +1,505 @@
+"""``basht worker``: a worker of a distributed ``optuna`` deployment, on any host.
+
+``basht worker --storage URL --study NAME`` waits for the deployment NAME to open in the
+database at URL, takes a free worker slot, and then serves the deployment until it
+closes: it loads the trainable (deploy), prepares its own copy of the data and sets up for
+each scenario the controller announces (setup), and optimizes the scenario's study with
+the workload's sampler and pruner (run). It runs Optuna's heartbeat for every trial, so a
+worker that dies leaves its trial to be failed (and, with ``retries``, re-queued).
+
+Everything it measures goes into the shared store as it happens: each trial's spans
+(epoch by epoch, so a trial that dies keeps them), its record, its model (the deployment's
+artifact store), and the cumulative timeline of its own energy meter — the same meter
+selection as the controller's (``auto``: RAPL or NVML where present, else the labelled
+estimate for the slot's vCPUs and memory). Trainables, samplers and pruners are looked up
+by name in this host's own registry (built-ins, ``pytest_basht`` entry points, and the
+``--plugin`` modules or files it is given): nothing is imported from the database.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_basht.errors import BashtUsageError
+
+EXIT_OK = 0
+EXIT_NO_DEPLOYMENT = 3
+EXIT_NO_SLOT = 4
+EXIT_LOST = 5
+EXIT_ORPHANED = 6
+
+
+def log(message: str) -> None:
+    print(f"basht worker: {message}", file=sys.stderr, flush=True)
+
+
+def load_plugins(specs: Sequence[str]) -> list[Any]:
+    """Modules registering trainables, samplers, pruners or meters: a module name, or the
+    path of a Python file (a conftest.py)."""
+    modules = []
+    for i, spec in enumerate(specs):
+        if spec.endswith(".py"):
+            path = Path(spec).resolve()
+            if not path.is_file():
+                raise BashtUsageError(f"--plugin {spec}: no such file")
+            name = f"basht_worker_plugin_{i}_{path.stem}"
+            loader = importlib.util.spec_from_file_location(name, path)
+            assert loader is not None and loader.loader is not None
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[name] = module
+            sys.path.insert(0, str(path.parent))
+            loader.loader.exec_module(module)
+        else:
+            try:
+                module = importlib.import_module(spec)
+            except ImportError as exc:
+                raise BashtUsageError(f"--plugin {spec}: {exc}") from None
+        modules.append(module)
+    return modules
+
+
+def plugin_manager(plugins: Sequence[Any] = ()) -> Any:
+    """Built-ins, ``pytest_basht`` entry points and the given plugin modules."""
+    import pluggy
+
+    from pytest_basht import builtins, hookspecs
+
+    class Plugins(pluggy.PluginManager):
+        """Hooks marked with pytest.hookimpl, and plain ``pytest_basht_*`` functions (as
+        pytest takes them from a conftest)."""
+
+        def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+            opts = super().parse_hookimpl_opts(plugin, name)
+            if opts is None and name.startswith("pytest_basht_") and callable(
+                    getattr(plugin, name, None)):
+                return {}
+            return opts
+
+    pm = Plugins("pytest")
+    pm.add_hookspecs(hookspecs)
+    pm.register(builtins, "basht-builtins")
+    pm.load_setuptools_entrypoints("pytest_basht")
+    for module in plugins:
+        pm.register(module, module.__name__)
+    return pm
+
+
+def registry_with(plugins: Sequence[Any]) -> Any:
+    from pytest_basht.registry import Registry
+
+    return Registry.from_hooks(plugin_manager(plugins).hook)
+
+
+def meters() -> dict[str, Any]:
+    """The registered meters alone: a process that only meters itself need not import
+    every trainable (and torch) to choose its meter."""
+    found: dict[str, Any] = {}
+    for result in plugin_manager().hook.pytest_basht_register_meters():
+        found.update(result or {})
+    return found
+
+
+class StoreSink:
+    """What a local worker sends over its socket, written into the shared store instead:
+    spans (flushed with each epoch's report), records with their energy, the models."""
+
+    def __init__(self, remote: RemoteWorker, storage: Any, study: str) -> None:
+        self.remote = remote
+        self.storage = storage
+        self.study_id = storage.get_study_id_from_name(study)
+        self.trial_ids: dict[int, int] = {}
+        self.spans: dict[int, list[dict[str, Any]]] = {}
+        self.discarded = 0
+
+    def send(self, msg: dict[str, Any]) -> None:
+        ev = msg.get("ev")
+        if ev == "trial_started":
+            number = msg["number"]
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id,
+                                                                            number)
+            self.trial_ids[number] = trial_id
+            self.spans[number] = []
+            self.storage.set_trial_user_attr(trial_id, "basht:spans", [])
+            self.storage.set_trial_user_attr(trial_id, "basht:start", {
+                "number": number, "worker": self.remote.id, "start_ns": msg["start_ns"]})
+            self.remote.set_state("running")
+        elif ev == "span":
+            span = msg["span"]
+            if span.get("trial") in self.spans:
+                self.spans[span["trial"]].append(span)
+        elif ev == "report":
+            self._flush(msg["number"])
+        elif ev == "trial":
+            self._finish(msg["record"])
+        elif ev == "run_done":
+            self.discarded += int(msg.get("discarded", 0))
+        elif ev == "error":
+            raise RuntimeError(f"{msg.get('message')}\n{msg.get('traceback', '')}")
+
+    def _flush(self, number: int) -> None:
+        if number not in self.trial_ids:
+            return
+        spans = [self.remote.metered(s) for s in self.spans[number]]
+        self.storage.set_trial_user_attr(self.trial_ids[number], "basht:spans", spans)
+
+    def _finish(self, record: dict[str, Any]) -> None:
+        number = record["number"]
+        trial_id = self.trial_ids.get(number)
+        if trial_id is None:
+            return
+        record = self.remote.metered_trial(record)
+        artifact = self.remote.artifacts / f"trial-{number}.pt"
+        if record["state"] == "complete" and artifact.exists():
+            self.remote.upload(self.storage, trial_id, artifact)
+        self.storage.set_trial_user_attr(trial_id, "basht:record", record)
+        self.spans.pop(number, None)
+        self.remote.set_state("idle")
+
+
+def meter_context() -> Any:
+    """Prometheus credentials from the environment (BASHT_PROMETHEUS_USER / _PASSWORD, or
+    BASHT_PROMETHEUS_TOKEN), as the pytest side takes them."""
+    from pytest_basht.energy.base import MeterContext
+
+    env = os.environ
+    auth = ((env["BASHT_PROMETHEUS_USER"], env.get("BASHT_PROMETHEUS_PASSWORD", ""))
+            if env.get("BASHT_PROMETHEUS_USER") else None)
+    return MeterContext(prometheus_auth=auth,
+                        prometheus_token=env.get("BASHT_PROMETHEUS_TOKEN") or None)
+
+
+class RemoteWorker:
+    def __init__(self, url: str, study: str, *, plugins: Sequence[str] = (),
+                 wait_s: float = 600.0, threads: int | None = None,
+                 cores: Sequence[int] = (), meter: str | None = None,
+                 meter_selector: str | None = None) -> None:
+        from pytest_basht.sut import store as store_mod
+
+        self.url = url
+        self.study = study
+        self.plugin_specs = list(plugins)
+        self.wait_s = wait_s
+        self.threads_asked = threads
+        self.cores = list(cores)
+        self.energy_overrides = {k: v for k, v in (
+            ("energy.meter", meter), ("energy.prometheus.selector", meter_selector)) if v}
+        self.id = uuid.uuid4().hex
+        self.store = store_mod.FleetStore(url, study)
+        self.state = "joined"
+        self.seq = 0
+        self.error: str | None = None
+        self.stopping = False
+        self.closed = False
+        self.orphaned = False
+        self.lost = False
+        self.phase = "idle"
+        self.dep_seq = 0
+        self.monitor: Any = None
+        self.slot: int | None = None
+        self.home = Path(tempfile.mkdtemp(prefix="basht-worker-"))
+        self.artifacts = self.home / "models"
+        self.artifacts.mkdir()
+        self._sent_ns = -1
+        self._lock = threading.Lock()
+        self._beat_stop = threading.Event()
+
+    # ------------------------------------------------------------------ energy
+
+    def metered(self, span: dict[str, Any], *, mark: bool = True) -> dict[str, Any]:
+        """A span with the energy this worker's meter attributes to it (a retrospective
+        meter's readings as they stand: it is settled once per trial, at its end)."""
+        from pytest_basht.energy.attribution import span_energy
+
+        m = self.monitor
+        if mark:
+            m.mark()
+        timeline = m.timeline.snapshot(span["start_ns"], span["end_ns"])
+        out = dict(span)
+        out["energy_j"] = span_energy(timeline, span["start_ns"], span["end_ns"],
+                                      span["cpu_s"], m.idle_power_w or 0.0, 1, scope=m.scope)
+        return out
+
+    def metered_trial(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.monitor.mark()
+        self.monitor.settle(record["end_ns"])  # a Prometheus meter waits for its scrape
+        out = self.metered(record, mark=False)
+        out["spans"] = [self.metered(s, mark=False) for s in record["spans"]]
+        return out
+
+    def energy_points(self) -> dict[str, Any] | None:
+        from pytest_basht.sut.fleet import points_of
+        from pytest_basht.sut.store import wall_offset_ns
+
+        m = self.monitor
+        with self._lock:
+            m.mark()
+            meta = {"offset_ns": wall_offset_ns(), "source": m.source, "measured": m.measured,
+                    "idle_power_w": m.idle_power_w or 0.0, "max_power_w": m.meter.max_power_w()}
+            points = points_of(m.timeline, self._sent_ns + 1, meta)
+            if not points["t_ns"]:
+                return None
+            self._sent_ns = int(points["t_ns"][-1])
+            return points
+
+    def upload(self, storage: Any, trial_id: int, path: Path) -> None:
+        import optuna
+
+        frozen = storage.get_trial(trial_id)
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=self.artifact_store, file_path=str(path), study_or_trial=frozen,
+            storage=storage)
+        storage.set_trial_user_attr(trial_id, "basht:artifact", artifact_id)
+
+    # ------------------------------------------------------------------ state
+
+    def set_state(self, state: str, **values: Any) -> None:
+        self.state = state
+        self._beat(state=state, **values)
+
+    def _beat(self, **values: Any) -> None:
+        row = self.store.beat(self.id, **values)
+        if row is None or row.state == "lost":
+            self.lost = True
+
+    def _beat_loop(self, interval: float) -> None:
+        while not self._beat_stop.wait(interval):
+            try:
+                points = self.energy_points()
+                if points is not None:
+                    self.store.add_energy(self.id, points)
+                if not self.lost:
+                    self._beat()
+            except Exception as exc:  # a database hiccup: the next beat tries again
+                log(f"beat failed: {type(exc).__name__}: {exc}")
+
+    def _read_deployment(self) -> Any:
+        from pytest_basht.sut.store import CONTROLLER_STALE_S
+
+        dep = self.store.deployment_row()
+        if dep is None or dep.state != "open":
+            self.closed = True
+        elif dep.silent_s() > CONTROLLER_STALE_S:
+            self.closed = self.orphaned = True
+        else:
+            self.phase, self.dep_seq = dep.phase, dep.seq
+        return dep
+
+    def is_closed(self) -> bool:
+        """Whether to start no more trials: the deployment or the scenario closed."""
+        return self.closed or self.stopping or self.lost or self.phase == "done"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def wait_for_deployment(self) -> Any:
+        from pytest_basht.sut.store import CONTROLLER_STALE_S
+
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                dep = self.store.deployment_row()
+            except Exception as exc:  # the schema is not there yet, or the server not up
+                dep, why = None, f"{type(exc).__name__}: {exc}"
+            else:
+                why = "not open yet"
+            if dep is not None and dep.state == "open" and dep.silent_s() < CONTROLLER_STALE_S:
+                return dep
+            if time.monotonic() > deadline or self.stopping:
+                log(f"deployment {self.study!r} did not open within {self.wait_s:g} s ({why})")
+                return None
+            time.sleep(0.5)
+
+    def main(self) -> int:
+        from pytest_basht import workload as wl
+        from pytest_basht.energy.base import Allocation
+        from pytest_basht.energy.factory import check_energy, select_meter
+        from pytest_basht.energy.monitor import EnergyMonitor
+        from pytest_basht.sut import store as store_mod
+        from pytest_basht.sut.limits import thread_env
+        from pytest_basht.sut.worker import Worker
+
+        signal.signal(signal.SIGTERM, self._on_term)
+        dep = self.wait_for_deployment()
+        if dep is None:
+            return EXIT_NO_DEPLOYMENT
+        settings = dep.settings
+        workload = wl.from_mapping(settings["workload"], settings["source"])
+        registry = registry_with(load_plugins(self.plugin_specs))
+        registry.check(workload)
+        w = workload.workers
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        if self.cores and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, set(self.cores))
+            available = len(self.cores)
+        threads = self.threads_asked or max(1, min(w.cpu, available))
+        os.environ.update(thread_env(threads))  # before the trainable imports torch
+        # this host's meter: the workload's energy section, with --meter / --meter-selector
+        # (a pod's own Kepler series, say)
+        metered = workload
+        if self.energy_overrides:
+            metered = wl.from_mapping(wl.apply_overrides(
+                settings["workload"], self.energy_overrides, "basht worker"), "basht worker")
+            check_energy(metered, registry.meters)
+        selection = select_meter(registry.meters, metered, meter_context())
+        for warning in selection.warnings:
+            log(warning)
+        self.monitor = EnergyMonitor(selection.meter, hz=metered.energy.sample_hz,
+                                     selection=selection.reason)
+        self.monitor.start()
+        self.monitor.hold(Allocation(vcpus=threads, memory_gb=w.memory_mb / 1024, slots=1))
+        self.monitor.measure_idle(metered.energy.idle_s)
+        self.artifact_store = store_mod.artifact_store(self.store, settings["artifacts"])
+        self.heartbeat = settings["heartbeat"]
+        self.poll_s = float(settings.get("poll_s", 0.5))
+        info = {"meter": {"source": self.monitor.source, "measured": self.monitor.measured,
+                          "selection": selection.reason},
+                "threads": threads, "cores": sorted(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity") else [], "python": sys.version.split()[0]}
+        self.slot = self.store.join(self.id, info)
+        if self.slot is None:
+            log(f"deployment {self.study!r} has no free worker slot (wn = {dep.slots}, "
+                f"{dep.local} of them local to the controller)")
+            self.monitor.stop()
+            return EXIT_NO_SLOT
+        log(f"joined deployment {self.study!r} in slot {self.slot} "
+            f"(meter {self.monitor.source}, {threads} thread(s))")
+        beat = threading.Thread(target=self._beat_loop, name="basht-beat", daemon=True,
+                                args=(max(0.5, self.heartbeat["heartbeat_s"] / 2),))
+        beat.start()
+        try:
+            trainable = registry.get("trainables", workload.model.name)
+            self.worker = Worker(self.slot, self, threads)
+            try:
+                self.worker.preload({"trainable": trainable})
+            except Exception as exc:
+                self.set_state("error", error=f"{type(exc).__name__}: {exc}")
+                raise
+            self.set_state("idle")
+            self.serve(registry)
+        finally:
+            self._beat_stop.set()
+            beat.join(timeout=10)
+            self.monitor.stop()
+            if not self.lost:
+                points = self.energy_points()
+                if points is not None:
+                    self.store.add_energy(self.id, points)
+                self.set_state("left")
+            self.store.close()
+        if self.lost:
+            log("the controller declared this worker lost (it was silent too long); leaving")
+            return EXIT_LOST
+        if self.orphaned:
+            log("the controller stopped beating (it died?); leaving")
+            return EXIT_ORPHANED
+        log(f"deployment {self.study!r} closed; left")
+        return EXIT_OK
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """The Worker's events outside a run (preload, setup): nothing to store."""
+
+    def serve(self, registry: Any) -> None:
+        done_seq = 0
+        while True:
+            self._read_deployment()
+            if self.closed or self.stopping or self.lost:
+                return
+            scenario = self.store.deployment_row()
+            if (scenario is not None and scenario.scenario is not None
+                    and self.dep_seq > done_seq and self.phase in ("setup", "run")):
+                self.scenario(registry, scenario.scenario)
+                done_seq = self.dep_seq
+            time.sleep(self.poll_s)
+
+    def scenario(self, registry: Any, sc: dict[str, Any]) -> None:
+        """Set up for one scenario, wait for its run, run it until the controller closes it."""
+        from pytest_basht import workload as wl
+
+        seq = int(sc["seq"])
+        self.set_state("setup", seq=seq)
+        try:
+            workload = wl.from_mapping(sc["workload"], sc["source"])
+            trainable = registry.get("trainables", sc["model"])
+            data_dir = self.home / f"data-{seq}"
+            data_dir.mkdir(exist_ok=True)
+            data = trainable.prepare(workload, data_dir)
+            self.worker.setup({"workload": workload, "trainable": trainable, "data": data,
+                               "device": sc["device"]})
+        except Exception as exc:
+            self.set_state("error", error=f"setup: {type(exc).__name__}: {exc}\n"
+                           f"{traceback.format_exc()[-1500:]}")
+            log(f"setup of scenario {seq} failed: {exc}")
+            return
+        self.set_state("ready", seq=seq)
+        while True:
+            self._read_deployment()
+            if self.is_closed() or self.dep_seq != seq or self.phase == "run":
+                break
+            time.sleep(self.poll_s / 2)
+        if self.phase != "run" or self.dep_seq != seq or self.closed or self.lost:
+            self.set_state("idle")
+            return
+        self.run(registry, sc, workload)
+
+    def run(self, registry: Any, sc: dict[str, Any], workload: Any) -> None:
+        import optuna
+
+        msg = {"op": "run", "study": sc["study"], "storage": self.url,
+               "heartbeat": self.heartbeat,
+               "sampler": registry.get("samplers", sc["sampler"]),
+               "pruner": registry.get("pruners", sc["pruner"]),
+               "seed": sc["seed"], "cap": sc["cap"], "artifacts": str(self.artifacts),
+               "closed": self._closed_now}
+        storage = self.worker.storage(msg)
+        sink = StoreSink(self, storage, sc["study"])
+        self.worker.conn = sink
+        self.set_state("running")
+        try:
+            first = True
+            while not self._closed_now():
+                waiting = bool(storage.get_all_trials(
+                    sink.study_id, deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+                if first or waiting:
+                    self.worker.run(msg)
+                    first = False
+                    self.set_state("idle", discarded=sink.discarded)
+                else:
+                    time.sleep(self.poll_s)
+        except Exception as exc:
+            self.set_state("error", error=f"run: {type(exc).__name__}: {exc}")
+            log(f"run failed: {exc}")
+            return
+        finally:
+            self.worker.conn = self
+        self.set_state("idle", discarded=sink.discarded)
+
+    def _closed_now(self) -> bool:
+        self._read_deployment()
+        return self.is_closed()
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        """SIGTERM (a pod being stopped): finish the trial in flight, start no other."""
+        self.stopping = True
+
+
+def main(url: str, study: str, plugins: Sequence[str], wait_s: float,
+         threads: int | None, cores: Sequence[int], meter: str | None = None,
+         meter_selector: str | None = None) -> int:
+    if not math.isfinite(wait_s) or wait_s < 0:
+        raise BashtUsageError(f"--wait: expected seconds ≥ 0, got {wait_s}")
+    worker = RemoteWorker(url, study, plugins=plugins, wait_s=wait_s, threads=threads,
+                          cores=cores, meter=meter, meter_selector=meter_selector)
+    return worker.main()
