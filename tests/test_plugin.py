@@ -84,6 +84,11 @@ MALFORMED = [
     (["-o", "basht_compare_any_machine=maybe"],
      "basht_compare_any_machine: expected true or false, got 'maybe'"),
     (["--basht-budget", "huge"], "--basht-budget: expected one of full, smoke, got 'huge'"),
+    (["--basht-sut", "opt una"], "--basht-sut: expected a SUT name, or NAME:KEY=VALUE"),
+    (["--basht-sut", "optuna:storage"], "--basht-sut: expected a SUT name, or NAME:KEY=VALUE"),
+    (["--basht-sut", "optunaa"], "sut.name: expected"),
+    (["--basht-sut", "optuna:storage=sqlite:///x.db,heartbeat_s=-1"],
+     "sut.options.heartbeat_s: expected"),
 ]
 
 

@@ -205,10 +205,12 @@ def ray_cluster(tmp_path):
             time.sleep(0.5)
         yield f"127.0.0.1:{port}", env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             head.wait(timeout=5)
-        os.killpg(head.pid, signal.SIGKILL)  # what SIGTERM left of the group
+        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+            os.killpg(head.pid, signal.SIGKILL)  # what SIGTERM left of the group
         head.wait()
 
 
