@@ -3,19 +3,40 @@ metrics, undeploy. The runner times and meters each call as its phase."""
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pytest_basht.energy.base import Allocation
+from pytest_basht.errors import WorkloadError
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
 from pytest_basht.workload import Workload
 
 if TYPE_CHECKING:
     from pytest_basht.energy.monitor import EnergyMonitor
+
+
+def own_options(workload: Workload, sut: str, known: Collection[str],
+                strict: bool = False) -> dict[str, Any]:
+    """The workload's ``sut.options`` that belong to the SUT ``sut``. A key it does not know
+    is refused (a WorkloadError naming it) when it looks like a misspelt option of its own,
+    or when ``strict``; otherwise it is another SUT's (a workload that varies ``sut.name``
+    keeps one section) and is left out."""
+    opts = dict(workload.sut.options)
+    for key in list(opts):
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
+        if close or strict:
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise WorkloadError(workload.source, f"sut.options.{key}",
+                                f"an option of the {sut} SUT{hint}: " + ", ".join(known))
+        del opts[key]
+    return opts
 
 
 class SutError(RuntimeError):

@@ -22,7 +22,6 @@ URL --study NAME``, run on any host (``pytest_basht.sut.remote``).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import subprocess
 import threading
@@ -38,7 +37,7 @@ from pytest_basht.errors import WorkloadError
 from pytest_basht.records import TrialRecord
 from pytest_basht.search import trial_cap
 from pytest_basht.sut import store as store_mod
-from pytest_basht.sut.base import Progress, SutContext, SutError
+from pytest_basht.sut.base import Progress, SutContext, SutError, own_options
 from pytest_basht.sut.fleet import FleetMeter, shift_span, shift_trial
 from pytest_basht.sut.optuna import OptunaSUT, _Worker
 from pytest_basht.workload import Workload
@@ -85,17 +84,8 @@ class StoreOptions:
     def parse(cls, workload: Workload) -> StoreOptions:
         """The ``optuna`` SUT's options, validated (a WorkloadError names the key)."""
         src = workload.source
-        opts = dict(workload.sut.options)
-        for key in list(opts):
-            if key in OPTIONS:
-                continue
-            close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.75)
-            if close or "storage" in opts:
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise WorkloadError(src, f"sut.options.{key}", "an option of the optuna SUT"
-                                    f"{hint}: " + ", ".join(OPTIONS))
-            # another SUT's option (a workload that varies sut.name keeps them): not ours
-            del opts[key]
+        opts = own_options(workload, "optuna", OPTIONS,
+                           strict="storage" in workload.sut.options)
         wn = workload.workers.count
         if "storage" not in opts:
             extra = sorted(set(opts))

@@ -23,7 +23,6 @@ timeline with its reports; those add to the live meter's (``sut.fleet``).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib.util
 import json
 import logging
@@ -40,7 +39,7 @@ from pytest_basht.errors import WorkloadError
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import suggest
-from pytest_basht.sut.base import SUT, Progress, SutContext, SutError
+from pytest_basht.sut.base import SUT, Progress, SutContext, SutError, own_options
 from pytest_basht.sut.fleet import FleetMeter, shift_span, to_local
 from pytest_basht.sut.limits import accelerator_record, plan_cpus
 from pytest_basht.trainables.base import DataInfo
@@ -74,16 +73,7 @@ class RayOptions:
     @classmethod
     def parse(cls, workload: Workload) -> RayOptions:
         src = workload.source
-        opts = dict(workload.sut.options)
-        for key in list(opts):
-            if key in OPTIONS:
-                continue
-            close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.75)
-            if close:
-                raise WorkloadError(src, f"sut.options.{key}", f"an option of the ray SUT (did "
-                                    f"you mean {close[0]!r}?): " + ", ".join(OPTIONS))
-            # another SUT's option (a workload that varies sut.name keeps them): not ours
-            del opts[key]
+        opts = own_options(workload, "ray", OPTIONS)
         address = opts.get("address")
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise WorkloadError(src, "sut.options.address",
