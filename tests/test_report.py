@@ -91,6 +91,21 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
+def test_atomic_files_get_the_mode_of_a_new_file(tmp_path):
+    """Not mkstemp's 0600: a team (or a CI artifact upload) must be able to read them."""
+    old = os.umask(0o027)
+    try:
+        report_json.write_atomic(tmp_path / "report.json", "{}\n")
+        report_json.replace_atomic(tmp_path / "plot.png",
+                                   lambda tmp: tmp.write_bytes(b"\x89PNG"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "plot.png").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "plot.png").read_bytes() == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "report.json"]
+
+
 @pytest.mark.parametrize("content,message", [
     (None, "no such report"),
     ("{not json", "corrupt"),

@@ -12,9 +12,7 @@ this module estimates from each stopped trial's own energy per epoch — labelle
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from tabulate import tabulate
 
 from pytest_basht import sweep as sweep_mod
 from pytest_basht.report.format import fmt
+from pytest_basht.report.json import replace_atomic
 
 PANELS = (("jct_s", "JCT", "s"), ("energy_j", "energy", "J"), ("twh_kwh", "TWH", "kWh"),
           ("wr_pct", "WR", "%"), ("wte_kwh", "waste (WTE)", "kWh"), ("oc_usd", "cost (OC)", "USD"),
@@ -319,15 +318,7 @@ def plot(exp: Mapping[str, Any], path: Path) -> None:
     if skipped and numeric:
         title += f"; skipped: {', '.join(map(str, skipped))}"
     fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
 
 
 def write_plots(exps: Sequence[Mapping[str, Any]], run_dir: Path) -> list[Path]:

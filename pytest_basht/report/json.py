@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -89,15 +90,23 @@ def build(*, run_id: str, status: str, scenarios: list[dict[str, Any]],
     })
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old content or the new, never half of it."""
+def _new_file_mode() -> int:
+    """The mode ``open`` gives a new file (0666 less the umask); mkstemp's 0600 would hide
+    reports from the rest of a team or a CI artifact upload."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``:
+    readers see the old file or the new, never part of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.fchmod(fd, _new_file_mode())
+        os.close(fd)
+        write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -112,6 +121,18 @@ def write_atomic(path: Path, text: str) -> None:
         pass  # some file systems cannot sync a directory; the rename is done all the same
     finally:
         os.close(dir_fd)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file so that readers see the old content or the new, never half of it."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    replace_atomic(path, write)
 
 
 def unwritable(directory: Path) -> str | None:

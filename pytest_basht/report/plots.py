@@ -9,12 +9,12 @@ failed trials hatched red and pruned ones edged orange.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from pytest_basht.lifecycle import PHASES
+from pytest_basht.report.json import replace_atomic
 
 COLORS = {
     "deploy": "#8c564b", "setup": "#9467bd", "trial.load": "#17becf", "trial.train": "#1f77b4",
@@ -151,12 +151,8 @@ def timeline_png(scenario: dict[str, Any], path: Path) -> bool:
     handles += [Patch(facecolor="none", edgecolor="#d62728", hatch="///", label="failed"),
                 Patch(facecolor="none", edgecolor="#ff7f0e", label="pruned")]
     strip.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-        os.replace(tmp, path)  # readers see the old plot or the new, never half of one
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight",
+                                                 format="png"))
     return True
 
 

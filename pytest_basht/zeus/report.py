@@ -19,8 +19,6 @@ minus ``C*``; cumulative regret is their sum, so a lucky recurrence can subtract
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -226,14 +224,7 @@ def plot(summary: Mapping[str, Any], path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    report_json.replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return True
 
 
