@@ -53,7 +53,7 @@ OPTIONS = {
                     "directory; a cluster needs a path every node shares, or a cloud URI)",
     "object_store_mb": "a local Ray's object store in MB (default 256)",
 }
-#: Optuna pruner options, as Tune scheduler arguments (name -> (argument, convert))
+#: Optuna pruner options, as Tune scheduler arguments (pruner -> {option: argument})
 SCHEDULERS: dict[str, dict[str, str]] = {
     "none": {},
     "median": {"n_startup_trials": "min_samples_required", "n_warmup_steps": "grace_period"},
