@@ -92,6 +92,17 @@ def pytest_unconfigure(config):
 '''.replace("__FAULTS__", repr(FAULTS))
 
 
+#: the scenario every fault test runs: one basht test over the workload it is given
+SCENARIO = """
+import pytest
+
+
+@pytest.mark.basht(experiment="faults")
+def test_scenario(trial_runner):
+    assert trial_runner.run().trials
+"""
+
+
 def marked_workload(xs: list[Any], *, workers: int = 2, epochs: int = 2, sleep: float = 0.05,
                     memory_mb: int = 1500, extra: str = "") -> str:
     """A grid over ``x`` (and one ``sleep`` per epoch) for the marked trainable."""

@@ -10,6 +10,7 @@ import time
 import pytest
 from fault_kit import (
     FAULT_CONFTEST,
+    SCENARIO,
     Marks,
     SubPytest,
     log_measurements,
@@ -20,15 +21,6 @@ from fault_kit import (
 )
 
 from pytest_basht.signals import StopSignals
-
-SCENARIO = """
-import pytest
-
-
-@pytest.mark.basht(experiment="faults")
-def test_scenario(trial_runner):
-    assert trial_runner.run().trials
-"""
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import time
 import pytest
 from fault_kit import (
     FAULT_CONFTEST,
+    SCENARIO,
     Marks,
     SubPytest,
     log_measurements,
@@ -28,15 +29,6 @@ from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.rapl import RaplMeter
 
 WATTS = {"package-0": 40.0, "dram-0": 5.0}
-
-SCENARIO = """
-import pytest
-
-
-@pytest.mark.basht(experiment="faults")
-def test_scenario(trial_runner):
-    assert trial_runner.run().trials
-"""
 
 
 def break_rapl(tree: FakeRapl) -> None:

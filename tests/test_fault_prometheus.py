@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from fault_kit import (
     FAULT_CONFTEST,
+    SCENARIO,
     Marks,
     SubPytest,
     log_measurements,
@@ -19,15 +20,6 @@ from fault_kit import (
 from promstack import Pusher, stack_fixture, wait_scraped  # noqa: F401
 
 from pytest_basht.energy.attribution import interpolate
-
-SCENARIO = """
-import pytest
-
-
-@pytest.mark.basht(experiment="faults")
-def test_scenario(trial_runner):
-    assert trial_runner.run().trials
-"""
 
 
 @pytest.mark.slow

@@ -18,18 +18,9 @@ from pathlib import Path
 
 import pytest
 from fake_trainable import CONFTEST, workload
-from fault_kit import ROOT, log_measurements
+from fault_kit import ROOT, SCENARIO, log_measurements
 
 from pytest_basht.report import json as report_json
-
-SCENARIO = """
-import pytest
-
-
-@pytest.mark.basht(experiment="faults")
-def test_scenario(trial_runner):
-    assert trial_runner.run().trials
-"""
 
 
 @pytest.fixture

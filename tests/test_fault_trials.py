@@ -13,21 +13,13 @@ import pytest
 from fault_kit import (
     FAULT_CONFTEST,
     FAULTS,
+    SCENARIO,
     Marks,
     SubPytest,
     log_measurements,
     marked_workload,
     reports,
 )
-
-SCENARIO = """
-import pytest
-
-
-@pytest.mark.basht(experiment="faults")
-def test_scenario(trial_runner):
-    assert trial_runner.run().trials
-"""
 
 
 @pytest.mark.slow

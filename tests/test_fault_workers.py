@@ -13,6 +13,7 @@ import pytest
 from fault_kit import (
     FAULT_CONFTEST,
     FAULTS,
+    SCENARIO,
     Marks,
     SubPytest,
     log_measurements,
@@ -21,15 +22,6 @@ from fault_kit import (
     sut_workers,
     wait_until,
 )
-
-SCENARIO = """
-import pytest
-
-
-@pytest.mark.basht(experiment="faults")
-def test_scenario(trial_runner):
-    assert trial_runner.run().trials
-"""
 
 
 def in_flight_elsewhere(marks: Marks, pid: int) -> set[int]:
