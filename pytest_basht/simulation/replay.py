@@ -206,12 +206,7 @@ class Replay:
         result.completion.append(record.number)
         result.origins[origin] = result.origins.get(origin, 0) + 1
         p = self._progress
-        p.done += 1
-        if record.state == "failed":
-            p.failed += 1
-        if record.state == "complete" and record.value is not None and (
-                p.best is None or self.workload.goal.better(record.value, p.best)):
-            p.best = record.value
+        p.count(record, self.workload.goal)
         if self.progress is not None and p.done % PROGRESS_EVERY == 0:
             self.progress(p)
 

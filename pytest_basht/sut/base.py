@@ -14,7 +14,7 @@ from pytest_basht.energy.base import Allocation
 from pytest_basht.errors import WorkloadError
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
-from pytest_basht.workload import Workload
+from pytest_basht.workload import GoalSpec, Workload
 
 if TYPE_CHECKING:
     from pytest_basht.energy.monitor import EnergyMonitor
@@ -52,6 +52,14 @@ class Progress:
     expected: int = 0
     failed: int = 0
     best: float | None = None
+
+    def count(self, record: TrialRecord, goal: GoalSpec) -> None:
+        """A trial finished: tally it, and keep the best complete value."""
+        self.done += 1
+        self.failed += record.state == "failed"
+        if record.state == "complete" and record.value is not None and (
+                self.best is None or goal.better(record.value, self.best)):
+            self.best = record.value
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -462,12 +462,7 @@ class DistributedOptunaSUT(OptunaSUT):
             if self.meter is not None:
                 self.meter.remote_trials.add(t.number)
             if progress is not None:
-                progress.done += 1
-                progress.failed += int(trial.state == "failed")
-                if trial.state == "complete" and trial.value is not None and (
-                        progress.best is None
-                        or self.workload.goal.better(trial.value, progress.best)):
-                    progress.best = trial.value
+                progress.count(trial, self.workload.goal)
 
     def _lost_trial(self, t: optuna.trial.FrozenTrial, start: dict[str, Any],
                     remote: _Remote) -> TrialRecord:

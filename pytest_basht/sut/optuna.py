@@ -359,12 +359,7 @@ class OptunaSUT(SUT):
         assert self.workload is not None
         worker.inflight.pop(record.number, None)
         self.records[record.number] = record
-        progress.done += 1
-        if record.state == "failed":
-            progress.failed += 1
-        if record.state == "complete" and record.value is not None and (
-                progress.best is None or self.workload.goal.better(record.value, progress.best)):
-            progress.best = record.value
+        progress.count(record, self.workload.goal)
 
     def _watchdog(self, progress: Progress) -> None:
         timeout = self.workload.trial_timeout_s if self.workload else None

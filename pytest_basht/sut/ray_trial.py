@@ -15,7 +15,6 @@ node); that one-time work is a ``setup`` span of the trial that paid for it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import socket
@@ -24,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pytest_basht.trainables.base import TrialContext
+from pytest_basht.trainables.base import TrialContext, trial_outcome
 
 #: per Ray worker process: the set-up trainable of each scenario, and this process's meter
 _TRAINABLES: dict[str, Any] = {}
@@ -185,7 +184,6 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     from ray import tune
 
     from pytest_basht.lifecycle import Recorder, process_clock, recording
-    from pytest_basht.trainables.base import TrialDiverged, TrialPruned
 
     # this process's meter runs from before its first trial for as long as it lives
     meter = _meter(setup) if setup["meter_self"] else None
@@ -196,20 +194,12 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     recorder = Recorder(sink=reporter.add_span)
     home = Path(tempfile.mkdtemp(prefix="basht-trial-"))
     ctx = _TuneContext(params, setup, home / "model.pt", recorder, reporter)
-    state, value, error = "complete", math.nan, None
-    try:
+
+    def objective() -> float:
         with recording(recorder):
-            trainable = _trainable(setup, recorder)
-            value = float(trainable.run_trial(ctx))
-        if not math.isfinite(value):
-            state, error = "failed", f"objective returned {value}"
-    except TrialPruned:
-        state = "pruned"
-        value = ctx.intermediate[-1] if ctx.intermediate else math.nan
-    except TrialDiverged as exc:
-        state, error = "failed", f"diverged: {exc}"
-    except Exception as exc:
-        state, error = "failed", f"{type(exc).__name__}: {exc}"
+            return float(_trainable(setup, recorder).run_trial(ctx))
+
+    state, value, error = trial_outcome(objective, ctx.intermediate)
     checkpoint = None
     if state == "complete" and ctx.artifact.exists():
         checkpoint = tune.Checkpoint.from_directory(str(home))

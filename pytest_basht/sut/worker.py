@@ -233,7 +233,7 @@ class Worker:
 
         from pytest_basht.lifecycle import Recorder, process_clock, recording
         from pytest_basht.records import TrialRecord
-        from pytest_basht.trainables.base import TrialDiverged, TrialPruned, config_seed
+        from pytest_basht.trainables.base import TrialPruned, config_seed, trial_outcome
 
         workload = self.workload
         start_ns, cpu0 = process_clock()
@@ -244,19 +244,13 @@ class Worker:
         recorder.trial = trial.number
         ctx = _Context(trial, params, workload, config_seed(workload.seed, params),
                        artifacts / f"trial-{trial.number}.pt", recorder, self.send)
-        state, value, error = "complete", math.nan, None
-        try:
+
+        def objective() -> float:
             with recording(recorder):
-                value = float(self.trainable.run_trial(ctx))
-            if not math.isfinite(value):
-                state, error = "failed", f"objective returned {value}"
-        except (TrialPruned, optuna.TrialPruned):
-            state = "pruned"
-            value = ctx.intermediate[-1] if ctx.intermediate else math.nan
-        except TrialDiverged as exc:
-            state, error = "failed", f"diverged: {exc}"
-        except Exception as exc:
-            state, error = "failed", f"{type(exc).__name__}: {exc}"
+                return float(self.trainable.run_trial(ctx))
+
+        state, value, error = trial_outcome(objective, ctx.intermediate,
+                                            (TrialPruned, optuna.TrialPruned))
         end_ns, cpu1 = process_clock()
         record = TrialRecord(
             number=trial.number, params=params, state=state,

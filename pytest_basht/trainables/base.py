@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,25 @@ class TrialPruned(Exception):
 
 class TrialDiverged(Exception):
     """Raised by a trainable whose loss stopped being finite."""
+
+
+def trial_outcome(objective: Callable[[], Any], intermediate: list[float],
+                  pruned: tuple[type[BaseException], ...] = (TrialPruned,)
+                  ) -> tuple[str, float, str | None]:
+    """Run a trial's objective: its state, value and error as the record holds them. A
+    pruned trial's value is its last reported one (``intermediate``, filled while it ran);
+    an exception or a value that is not finite fails it with the reason."""
+    try:
+        value = float(objective())
+    except pruned:
+        return "pruned", intermediate[-1] if intermediate else math.nan, None
+    except TrialDiverged as exc:
+        return "failed", math.nan, f"diverged: {exc}"
+    except Exception as exc:
+        return "failed", math.nan, f"{type(exc).__name__}: {exc}"
+    if not math.isfinite(value):
+        return "failed", value, f"objective returned {value}"
+    return "complete", value, None
 
 
 @dataclass(frozen=True)
