@@ -14,7 +14,8 @@ from pytest_basht.errors import BashtUsageError, WorkloadError
 from pytest_basht.lifecycle import Phase, phase
 from pytest_basht.metrics import Metrics
 from pytest_basht.records import Span, TrialRecord
-from pytest_basht.runner import RunResult, TrialRunner
+from pytest_basht.result import RunResult
+from pytest_basht.runner import TrialRunner
 from pytest_basht.scenarios import vary
 from pytest_basht.trainables.base import Trainable, TrialContext, TrialPruned
 from pytest_basht.workload import Workload, load

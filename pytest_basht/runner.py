@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_basht import metrics as metrics_mod
 from pytest_basht.energy import carbon as carbon_mod
 from pytest_basht.energy.attribution import span_energy
 from pytest_basht.energy.monitor import EnergyMonitor
@@ -26,33 +25,9 @@ from pytest_basht.energy.sharing import share_slot_idle
 from pytest_basht.lifecycle import Phase, Recorder
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
+from pytest_basht.result import RunResult
 from pytest_basht.sut.base import SUT, OwnMeter, ProgressCallback, SutContext
 from pytest_basht.workload import Workload
-
-
-@dataclass
-class RunResult:
-    """One scenario: the workload, every span and trial, the best trial, the metrics."""
-
-    workload: Workload
-    spans: list[Span]
-    trials: list[TrialRecord]
-    best: TrialRecord | None
-    test_score: float | None
-    energy: EnergyTrace
-    sut: dict[str, Any] = field(default_factory=dict)
-    deployment: dict[str, Any] = field(default_factory=dict)
-    status: str = "complete"
-    error: str | None = None
-    metrics: metrics_mod.Metrics | None = None
-
-    def recompute(self) -> metrics_mod.Metrics:
-        self.metrics = metrics_mod.compute(self.workload, self.spans, self.trials, self.energy)
-        return self.metrics
-
-    def phase_spans(self) -> list[Span]:
-        """Every span: the lifecycle's and the trials' own."""
-        return [*self.spans, *(s for t in self.trials for s in t.spans)]
 
 
 @dataclass

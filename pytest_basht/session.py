@@ -33,7 +33,8 @@ from pytest_basht.registry import Registry
 from pytest_basht.report import compare as compare_mod
 from pytest_basht.report import comparison, markdown
 from pytest_basht.report import json as report_json
-from pytest_basht.runner import Deployments, RunResult
+from pytest_basht.result import RunResult
+from pytest_basht.runner import Deployments
 from pytest_basht.scenarios import ScenarioSpec
 from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import Progress, ProgressCallback

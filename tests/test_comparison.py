@@ -10,7 +10,7 @@ from pytest_basht import workload as wl
 from pytest_basht.options import BashtOptions
 from pytest_basht.report import comparison, markdown
 from pytest_basht.report import json as report_json
-from pytest_basht.runner import RunResult
+from pytest_basht.result import RunResult
 from pytest_basht.session import BashtSession
 from pytest_basht.sweep import SweepSpec
 

@@ -16,7 +16,8 @@ from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import WorkloadError
 from pytest_basht.metrics import J_PER_KWH, TABLE2_KEYS, finite
 from pytest_basht.registry import Registry
-from pytest_basht.runner import Deployments, RunResult, TrialRunner
+from pytest_basht.result import RunResult
+from pytest_basht.runner import Deployments, TrialRunner
 from pytest_basht.simulation.answers import MissingConfiguration
 from pytest_basht.simulation.synthetic import MFBranin, branin, epoch_times_ns
 from pytest_basht.simulation.table import card_path

@@ -18,7 +18,7 @@ from typing import Any
 
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.metrics import TABLE2_KEYS, UNITS, WASTE_CATEGORIES
-from pytest_basht.runner import RunResult
+from pytest_basht.result import RunResult
 
 SCHEMA_VERSION = 1
 DEFAULTS = {"carbon_intensity_g_per_kwh": 475.0, "carbon_intensity_note": "world average",

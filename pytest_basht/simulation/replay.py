@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from pytest_basht.records import Span, TrialRecord
 from pytest_basht.registry import Registry
 from pytest_basht.search import suggest, trial_cap
-from pytest_basht.simulation import schedule
+from pytest_basht.simulation import optuna_loop, schedule
 from pytest_basht.simulation.curve import Curve
 from pytest_basht.sut.base import Progress
 from pytest_basht.workload import Workload
@@ -212,7 +212,7 @@ class Replay:
 
     def ask(self, worker: int, now_ns: int) -> tuple[int, _Trial | None]:
         study = self.studies[worker]
-        if study._stop_flag:  # the worker's optimize loop has ended (GridSampler: exhausted)
+        if optuna_loop.stopped(study):  # the worker's loop has ended (GridSampler: exhausted)
             return 0, None
         clock = time.perf_counter_ns
         t0 = clock()
@@ -238,14 +238,10 @@ class Replay:
         collecting = gc.isenabled()
         gc.disable()
         t0 = time.perf_counter_ns()
-        for study in self.studies:
-            # what Study.optimize sets: samplers may call study.stop() from after_trial
-            study._thread_local.in_optimize_loop = True
         try:
-            self.result.retired_ns = schedule.run(len(self.studies), self.ask, start_ns)
+            with optuna_loop.optimize_loop(self.studies):
+                self.result.retired_ns = schedule.run(len(self.studies), self.ask, start_ns)
         finally:
-            for study in self.studies:
-                study._thread_local.in_optimize_loop = False
             self.result.wall_ns = time.perf_counter_ns() - t0
             if collecting:
                 gc.enable()
