@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_basht.energy import carbon as carbon_mod
-from pytest_basht.energy.attribution import span_energy
+from pytest_basht.energy import trace as trace_mod
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.energy.sharing import share_slot_idle
 from pytest_basht.lifecycle import Phase, Recorder
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
@@ -108,8 +106,8 @@ class Deployments:
         for result in dep.users:
             result.spans.append(span)
             if self.monitor.meter.retrospective:  # settled only now: attribute again
-                result.energy = (trace_energy(self.monitor, result.workload, result.spans,
-                                              result.trials) if own is None else
+                result.energy = (trace_mod.trace(self.monitor, result.workload, result.spans,
+                                                 result.trials) if own is None else
                                  own.trace(result.spans, result.trials,
                                            result.workload.workers.count))
             result.recompute()
@@ -193,72 +191,7 @@ class TrialRunner:
         return {"id": dep.id, "reused": len(dep.users) > 0, "sut": dep.sut.name}
 
     def _snapshot(self, spans: list[Span], trials: list[TrialRecord]) -> dict[str, list[float]]:
-        return scenario_snapshot(self.monitor, spans, trials)
+        return trace_mod.snapshot(self.monitor, spans, trials)
 
     def _trace(self, spans: list[Span], trials: list[TrialRecord]) -> EnergyTrace:
-        return trace_energy(self.monitor, self.workload, spans, trials)
-
-
-#: A deploy this close before setup was made for the scenario: its timeline starts there.
-ADJACENT_NS = 5_000_000_000
-
-
-def scenario_snapshot(monitor: EnergyMonitor, spans: list[Span], trials: list[TrialRecord]
-                      ) -> dict[str, list[float]]:
-    """The timeline from a scenario's setup until now, settled; from its deploy when the
-    deployment was made for it (a reused one was deployed long before)."""
-    monitor.mark()
-    monitor.settle()
-    lifecycle = [s for s in spans if s.phase != Phase.DEPLOY.value]
-    starts = [s.start_ns for s in lifecycle] + [t.start_ns for t in trials]
-    start = min(starts) if starts else spans[0].end_ns
-    deploy = next((s for s in spans if s.phase == Phase.DEPLOY.value), None)
-    if deploy is not None and 0 <= start - deploy.end_ns < ADJACENT_NS:
-        start = deploy.start_ns
-    return monitor.timeline.snapshot(start, None)
-
-
-def band_factors(timeline: dict[str, list[float]]) -> dict[str, Any]:
-    """An estimate's band over the scenario, as factors of its central energy."""
-    ts, central = timeline.get("t_ns", []), timeline.get("joules", [])
-    low, high = timeline.get("joules_low"), timeline.get("joules_high")
-    if not ts or low is None or high is None:
-        return {}
-    mid = central[-1] - central[0]
-    if mid <= 0:
-        return {}
-    return {"low": (low[-1] - low[0]) / mid, "high": (high[-1] - high[0]) / mid,
-            "how": "energy of the same CPU time under the least and the most power-hungry "
-                   "CPU coefficients of CCF's per-microarchitecture table, over this "
-                   "scenario, as a factor of the central estimate"}
-
-
-def trace_energy(monitor: EnergyMonitor, workload: Workload, spans: list[Span],
-                 trials: list[TrialRecord]) -> EnergyTrace:
-    """Settle the meter, snapshot the scenario's timeline and give every span its energy:
-    lifecycle spans (run by the controller, one at a time) the counter delta of their
-    window; trial spans (concurrent, in worker processes) their attributed share."""
-    timeline = scenario_snapshot(monitor, spans, trials)
-    ts = timeline["t_ns"]
-    first = min((s.start_ns for s in spans), default=ts[0] if ts else 0)
-    last = ts[-1] if ts else first
-    cover = monitor.coverage(first, last)  # a meter that failed mid-run marks its window
-    for span in spans:
-        span.energy_j = monitor.energy_between(span.start_ns, span.end_ns)
-    slots = workload.workers.count
-    idle = monitor.idle_power_w or 0.0
-    scope = cover.scope
-    for trial in trials:
-        trial.energy_j = span_energy(timeline, trial.start_ns, trial.end_ns, trial.cpu_s,
-                                     idle, slots, scope=scope)
-        for span in trial.spans:
-            span.energy_j = span_energy(timeline, span.start_ns, span.end_ns, span.cpu_s,
-                                        idle, slots, scope=scope)
-    share_slot_idle(trials, idle, slots)  # fused trials share their slot's idle power
-    offset = monitor.wall_offset_ns
-    carbon = carbon_mod.record(workload, (first + offset) / 1e9, (last + offset) / 1e9, offset)
-    return EnergyTrace(source=cover.source, measured=cover.measured, idle_power_w=idle,
-                       max_power_w=monitor.meter.max_power_w(), slots=slots,
-                       idle_measured=monitor.idle_measured, meter=monitor.describe(),
-                       timeline=timeline, scope=scope, band=band_factors(timeline),
-                       carbon=carbon, failover=cover.failover)
+        return trace_mod.trace(self.monitor, self.workload, spans, trials)

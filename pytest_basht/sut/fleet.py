@@ -7,7 +7,8 @@ existing Ray cluster — meters itself with its own meter and sends its cumulati
 scenario figure (energy, CO2, cost, TTA/ETA) and every lifecycle phase covers the whole
 fleet. Remote trials keep the energies their own meters attributed; local trials are
 attributed from the live timeline as usual, each local slot taking its share of the
-controller's idle power.
+controller's idle power. The scenario's window, attribution, band and carbon record are
+the live trace's own (``energy.trace``).
 
 Clocks: every process sends the offset of its wall clock from its monotonic clock, and
 its times are mapped onto the controller's monotonic clock through the wall clocks. On one
@@ -17,23 +18,21 @@ host the mapping is exact; between hosts it is as good as their clock synchronis
 
 from __future__ import annotations
 
-import bisect
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_basht.energy import carbon as carbon_mod
-from pytest_basht.energy.attribution import delta, interpolate, span_energy
+from pytest_basht.energy import trace as trace_mod
+from pytest_basht.energy.attribution import delta, interpolate
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.energy.sampler import Timeline
-from pytest_basht.energy.sharing import share_slot_idle
 from pytest_basht.lifecycle import Phase
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.workload import Workload
 
-#: A deploy this close before setup was made for the scenario (the runner's rule).
-ADJACENT_NS = 5_000_000_000
+BAND_HOW = ("energy of the same CPU time under the least and the most power-hungry CPU "
+            "coefficients of CCF's per-microarchitecture table (remote processes: their own "
+            "band), as a factor of the central estimate")
 
 
 def to_local(t_ns: int, remote_offset_ns: int, local_offset_ns: int) -> int:
@@ -59,19 +58,6 @@ def shift_trial(record: dict[str, Any], by_ns: int, worker: int) -> TrialRecord:
         span.end_ns += by_ns
         span.worker = worker
     return trial
-
-
-def points_of(timeline: Timeline, since_ns: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """The points of a meter's timeline from ``since_ns`` on, as a remote process sends
-    them (its own clock; ``meta`` says which meter and clock)."""
-    snap = timeline.snapshot(since_ns, None)
-    lo = bisect.bisect_left(snap["t_ns"], since_ns)
-    out: dict[str, Any] = {"meta": meta, "t_ns": snap["t_ns"][lo:],
-                           "joules": snap["joules"][lo:], "cpu_s": snap["cpu_s"][lo:]}
-    if "joules_low" in snap:
-        out["low"] = snap["joules_low"][lo:]
-        out["high"] = snap["joules_high"][lo:]
-    return out
 
 
 @dataclass
@@ -170,29 +156,15 @@ class FleetMeter:
     def trace(self, spans: list[Span], trials: list[TrialRecord], slots: int) -> EnergyTrace:
         self._pull()
         m = self.monitor
-        m.mark()
-        m.settle()
-        start = scenario_start(spans, trials)
-        local_timeline = m.timeline.snapshot(start, None)
-        fill = self._fill(spans)
-        timeline = merge(local_timeline, list(self.series.values()), fill)
+        local_timeline = trace_mod.snapshot(m, spans, trials)
+        timeline = merge(local_timeline, list(self.series.values()), self._fill(spans))
         filled = timeline.get("joules.remote_idle", [0.0])
         for span in spans:
             span.energy_j = self.energy_between(span.start_ns, span.end_ns)
-        idle_local = m.idle_power_w or 0.0
-        per = max(1, self.local_slots)
         local = [t for t in trials if t.number not in self.remote_trials]
-        for trial in local:
-            trial.energy_j = span_energy(local_timeline, trial.start_ns, trial.end_ns,
-                                         trial.cpu_s, idle_local, per, scope=m.scope)
-            for span in trial.spans:
-                span.energy_j = span_energy(local_timeline, span.start_ns, span.end_ns,
-                                            span.cpu_s, idle_local, per, scope=m.scope)
-        share_slot_idle(local, idle_local, per)
-        ts = timeline["t_ns"]
-        first = min((s.start_ns for s in spans), default=ts[0] if ts else 0)
-        last = ts[-1] if ts else first
-        offset = m.wall_offset_ns
+        trace_mod.attribute(local_timeline, local, m.idle_power_w or 0.0,
+                            max(1, self.local_slots), m.scope)
+        first, last = trace_mod.window(spans, timeline)
         sources = list(dict.fromkeys([m.source, *(s.source for s in self.series.values())]))
         fill_j = filled[-1] - filled[0]
         measured = (m.measured and all(s.measured for s in self.series.values())
@@ -210,9 +182,8 @@ class FleetMeter:
             max_power_w=m.meter.max_power_w() + sum(
                 s.max_power_w for s in self._max_per_slot()),
             slots=slots, idle_measured=m.idle_measured, meter=meter, timeline=timeline,
-            scope=m.scope, band=band(timeline),
-            carbon=carbon_mod.record(self.workload, (first + offset) / 1e9,
-                                     (last + offset) / 1e9, offset))
+            scope=m.scope, band=trace_mod.band(timeline, BAND_HOW),
+            carbon=trace_mod.carbon(self.workload, first, last, m.wall_offset_ns))
 
     def _fill(self, spans: Sequence[Span]) -> IdleFill | None:
         setup = next((s for s in spans if s.phase == Phase.SETUP.value), None)
@@ -227,17 +198,6 @@ class FleetMeter:
         """One series per remote slot for P_max (the most power-hungry of them)."""
         ranked = sorted(self.series.values(), key=lambda s: s.max_power_w, reverse=True)
         return ranked[: self.remote_slots]
-
-
-def scenario_start(spans: Sequence[Span], trials: Sequence[TrialRecord]) -> int:
-    """Where a scenario's timeline starts: its setup, or its deploy when made for it."""
-    starts = [s.start_ns for s in spans if s.phase != Phase.DEPLOY.value]
-    starts += [t.start_ns for t in trials]
-    start = min(starts) if starts else (spans[0].end_ns if spans else 0)
-    deploy = next((s for s in spans if s.phase == Phase.DEPLOY.value), None)
-    if deploy is not None and 0 <= start - deploy.end_ns < ADJACENT_NS:
-        start = deploy.start_ns
-    return start
 
 
 @dataclass(frozen=True)
@@ -297,17 +257,3 @@ def merge(local: dict[str, list[float]], remote: Sequence[Series],
                                     - getattr(s, attr)[0] for s in remote if s.t_ns)
                         for a, f, t in zip(out[key], filled, times, strict=True)]
     return out
-
-
-def band(timeline: dict[str, list[float]]) -> dict[str, Any]:
-    """An estimate's band over the scenario, as factors of its central energy."""
-    central = timeline.get("joules", [])
-    low, high = timeline.get("joules_low"), timeline.get("joules_high")
-    if not central or low is None or high is None or central[-1] - central[0] <= 0:
-        return {}
-    mid = central[-1] - central[0]
-    return {"low": (low[-1] - low[0]) / mid, "high": (high[-1] - high[0]) / mid,
-            "how": "energy of the same CPU time under the least and the most power-hungry "
-                   "CPU coefficients of CCF's per-microarchitecture table (remote processes: "
-                   "their own band), as a factor of the central estimate"}
-

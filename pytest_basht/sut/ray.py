@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 
 from pytest_basht.energy.base import Allocation
+from pytest_basht.energy.self_meter import wall_offset_ns
 from pytest_basht.errors import WorkloadError
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.registry import Registry, ref_of
@@ -393,8 +394,6 @@ class RaySUT(SUT):
 
     @property
     def offset_ns(self) -> int:
-        from pytest_basht.sut.store import wall_offset_ns
-
         monitor = self.ctx.monitor
         return monitor.wall_offset_ns if monitor is not None else wall_offset_ns()
 

@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pytest_basht.energy.self_meter import SelfMeter, wall_offset_ns
 from pytest_basht.trainables.base import TrialContext, trial_outcome
 
 #: per Ray worker process: the set-up trainable of each scenario, and this process's meter
@@ -35,9 +36,7 @@ class _Reporter:
     """What the next ``tune.report`` carries: spans and values since the last one."""
 
     def __init__(self, setup: dict[str, Any], start_ns: int, cpu0: float,
-                 meter: _OwnMeter | None) -> None:
-        from pytest_basht.sut.store import wall_offset_ns
-
+                 meter: SelfMeter | None) -> None:
         self.setup = setup
         self.start_ns = start_ns
         self.cpu0 = cpu0
@@ -69,57 +68,14 @@ class _Reporter:
         return out
 
 
-class _OwnMeter:
-    """This process's meter, for a trial on a cluster the driver's meter cannot see."""
+def _meter(setup: dict[str, Any]) -> SelfMeter:
+    """This process's meter, for trials on a cluster the driver's meter cannot see."""
+    from pytest_basht.sut.remote import meters
 
-    def __init__(self, workload: Any) -> None:
-        from pytest_basht.energy.base import Allocation
-        from pytest_basht.energy.factory import select_meter
-        from pytest_basht.energy.monitor import EnergyMonitor
-        from pytest_basht.sut.remote import meters
-
-        selection = select_meter(meters(), workload)
-        self.monitor = EnergyMonitor(selection.meter, hz=workload.energy.sample_hz,
-                                     selection=selection.reason)
-        self.monitor.start()
-        w = workload.workers
-        self.monitor.hold(Allocation(vcpus=w.cpu, memory_gb=w.memory_mb / 1024, slots=1))
-        self.monitor.measure_idle(workload.energy.idle_s)
-        self.sent_ns = -1
-
-    def metered(self, span: dict[str, Any], *, settle: bool = False) -> dict[str, Any]:
-        """A span with this process's meter's share (a retrospective meter settled only
-        when asked: once per trial, at its end)."""
-        from pytest_basht.energy.attribution import span_energy
-
-        m = self.monitor
-        m.mark()
-        if settle:
-            m.settle(span["end_ns"])
-        timeline = m.timeline.snapshot(span["start_ns"], span["end_ns"])
-        return {**span, "energy_j": span_energy(timeline, span["start_ns"], span["end_ns"],
-                                                span["cpu_s"], m.idle_power_w or 0.0, 1,
-                                                scope=m.scope)}
-
-    def points(self) -> dict[str, Any] | None:
-        from pytest_basht.sut.fleet import points_of
-        from pytest_basht.sut.store import wall_offset_ns
-
-        m = self.monitor
-        m.mark()
-        meta = {"offset_ns": wall_offset_ns(), "source": m.source, "measured": m.measured,
-                "idle_power_w": m.idle_power_w or 0.0, "max_power_w": m.meter.max_power_w()}
-        points = points_of(m.timeline, self.sent_ns + 1, meta)
-        if not points["t_ns"]:
-            return None
-        self.sent_ns = int(points["t_ns"][-1])
-        return points
-
-
-def _meter(setup: dict[str, Any]) -> _OwnMeter:
     with _LOCK:
         if "meter" not in _METER:
-            _METER["meter"] = _OwnMeter(setup["workload"])
+            workload = setup["workload"]
+            _METER["meter"] = SelfMeter.start(meters(), workload, vcpus=workload.workers.cpu)
         return _METER["meter"]
 
 

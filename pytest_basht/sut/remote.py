@@ -152,7 +152,7 @@ class StoreSink:
     def _flush(self, number: int) -> None:
         if number not in self.trial_ids:
             return
-        spans = [self.remote.metered(s) for s in self.spans[number]]
+        spans = [self.remote.meter.metered(s) for s in self.spans[number]]
         self.storage.set_trial_user_attr(self.trial_ids[number], "basht:spans", spans)
 
     def _finish(self, record: dict[str, Any]) -> None:
@@ -160,7 +160,7 @@ class StoreSink:
         trial_id = self.trial_ids.get(number)
         if trial_id is None:
             return
-        record = self.remote.metered_trial(record)
+        record = self.remote.meter.metered_trial(record)
         artifact = self.remote.artifacts / f"trial-{number}.pt"
         if record["state"] == "complete" and artifact.exists():
             self.remote.upload(self.storage, trial_id, artifact)
@@ -207,52 +207,12 @@ class RemoteWorker:
         self.lost = False
         self.phase = "idle"
         self.dep_seq = 0
-        self.monitor: Any = None
+        self.meter: Any = None  # a SelfMeter once joined
         self.slot: int | None = None
         self.home = Path(tempfile.mkdtemp(prefix="basht-worker-"))
         self.artifacts = self.home / "models"
         self.artifacts.mkdir()
-        self._sent_ns = -1
-        self._lock = threading.Lock()
         self._beat_stop = threading.Event()
-
-    # ------------------------------------------------------------------ energy
-
-    def metered(self, span: dict[str, Any], *, mark: bool = True) -> dict[str, Any]:
-        """A span with the energy this worker's meter attributes to it (a retrospective
-        meter's readings as they stand: it is settled once per trial, at its end)."""
-        from pytest_basht.energy.attribution import span_energy
-
-        m = self.monitor
-        if mark:
-            m.mark()
-        timeline = m.timeline.snapshot(span["start_ns"], span["end_ns"])
-        out = dict(span)
-        out["energy_j"] = span_energy(timeline, span["start_ns"], span["end_ns"],
-                                      span["cpu_s"], m.idle_power_w or 0.0, 1, scope=m.scope)
-        return out
-
-    def metered_trial(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.monitor.mark()
-        self.monitor.settle(record["end_ns"])  # a Prometheus meter waits for its scrape
-        out = self.metered(record, mark=False)
-        out["spans"] = [self.metered(s, mark=False) for s in record["spans"]]
-        return out
-
-    def energy_points(self) -> dict[str, Any] | None:
-        from pytest_basht.sut.fleet import points_of
-        from pytest_basht.sut.store import wall_offset_ns
-
-        m = self.monitor
-        with self._lock:
-            m.mark()
-            meta = {"offset_ns": wall_offset_ns(), "source": m.source, "measured": m.measured,
-                    "idle_power_w": m.idle_power_w or 0.0, "max_power_w": m.meter.max_power_w()}
-            points = points_of(m.timeline, self._sent_ns + 1, meta)
-            if not points["t_ns"]:
-                return None
-            self._sent_ns = int(points["t_ns"][-1])
-            return points
 
     def upload(self, storage: Any, trial_id: int, path: Path) -> None:
         import optuna
@@ -274,12 +234,15 @@ class RemoteWorker:
         if row is None or row.state == "lost":
             self.lost = True
 
+    def _send_energy(self) -> None:
+        points = self.meter.points()
+        if points is not None:
+            self.store.add_energy(self.id, points)
+
     def _beat_loop(self, interval: float) -> None:
         while not self._beat_stop.wait(interval):
             try:
-                points = self.energy_points()
-                if points is not None:
-                    self.store.add_energy(self.id, points)
+                self._send_energy()
                 if not self.lost:
                     self._beat()
             except Exception as exc:  # a database hiccup: the next beat tries again
@@ -323,9 +286,8 @@ class RemoteWorker:
 
     def main(self) -> int:
         from pytest_basht import workload as wl
-        from pytest_basht.energy.base import Allocation
-        from pytest_basht.energy.factory import check_energy, select_meter
-        from pytest_basht.energy.monitor import EnergyMonitor
+        from pytest_basht.energy.factory import check_energy
+        from pytest_basht.energy.self_meter import SelfMeter
         from pytest_basht.sut import store as store_mod
         from pytest_basht.sut.limits import thread_env
         from pytest_basht.sut.worker import Worker
@@ -353,29 +315,24 @@ class RemoteWorker:
             metered = wl.from_mapping(wl.apply_overrides(
                 settings["workload"], self.energy_overrides, "basht worker"), "basht worker")
             check_energy(metered, registry.meters)
-        selection = select_meter(registry.meters, metered, meter_context())
-        for warning in selection.warnings:
-            log(warning)
-        self.monitor = EnergyMonitor(selection.meter, hz=metered.energy.sample_hz,
-                                     selection=selection.reason)
-        self.monitor.start()
-        self.monitor.hold(Allocation(vcpus=threads, memory_gb=w.memory_mb / 1024, slots=1))
-        self.monitor.measure_idle(metered.energy.idle_s)
+        self.meter = SelfMeter.start(registry.meters, metered, vcpus=threads,
+                                     context=meter_context(), warn=log)
+        monitor = self.meter.monitor
         self.artifact_store = store_mod.artifact_store(self.store, settings["artifacts"])
         self.heartbeat = settings["heartbeat"]
         self.poll_s = float(settings.get("poll_s", 0.5))
-        info = {"meter": {"source": self.monitor.source, "measured": self.monitor.measured,
-                          "selection": selection.reason},
+        info = {"meter": {"source": monitor.source, "measured": monitor.measured,
+                          "selection": self.meter.selection.reason},
                 "threads": threads, "cores": sorted(os.sched_getaffinity(0))
                 if hasattr(os, "sched_getaffinity") else [], "python": sys.version.split()[0]}
         self.slot = self.store.join(self.id, info)
         if self.slot is None:
             log(f"deployment {self.study!r} has no free worker slot (wn = {dep.slots}, "
                 f"{dep.local} of them local to the controller)")
-            self.monitor.stop()
+            self.meter.stop()
             return EXIT_NO_SLOT
         log(f"joined deployment {self.study!r} in slot {self.slot} "
-            f"(meter {self.monitor.source}, {threads} thread(s))")
+            f"(meter {monitor.source}, {threads} thread(s))")
         beat = threading.Thread(target=self._beat_loop, name="basht-beat", daemon=True,
                                 args=(max(0.5, self.heartbeat["heartbeat_s"] / 2),))
         beat.start()
@@ -392,11 +349,9 @@ class RemoteWorker:
         finally:
             self._beat_stop.set()
             beat.join(timeout=10)
-            self.monitor.stop()
+            self.meter.stop()
             if not self.lost:
-                points = self.energy_points()
-                if points is not None:
-                    self.store.add_energy(self.id, points)
+                self._send_energy()
                 self.set_state("left")
             self.store.close()
         if self.lost:

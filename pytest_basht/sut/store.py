@@ -31,6 +31,8 @@ from typing import Any, BinaryIO
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from pytest_basht.energy.self_meter import wall_offset_ns
+
 PASSWORD_ENV = "BASHT_STORAGE_PASSWORD"
 #: a controller silent this long is gone: its workers leave, its name may be taken over
 CONTROLLER_STALE_S = 120.0
@@ -121,11 +123,6 @@ def parse_url(url: str) -> URL:
     parsed = normalized(url)
     parsed.get_dialect().import_dbapi()
     return make_url(url)
-
-
-def wall_offset_ns() -> int:
-    """This host's wall clock minus its monotonic clock: maps spans between hosts."""
-    return time.time_ns() - time.monotonic_ns()
 
 
 def rdb_storage(url: str, heartbeat_s: int, grace_s: int, retries: int) -> Any:
