@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from pytest_basht import machine
+from pytest_basht import machine, wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import BashtUsageError
-from pytest_basht.registry import Registry
 from pytest_basht.report import compare as compare_mod
 from pytest_basht.report import json as report_json
 from pytest_basht.report import markdown
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    registry = Registry.default()
+    registry = wiring.registry()
     for path in args.workloads:
         workload = wl.load(path)
         registry.check(workload)
@@ -252,7 +251,8 @@ def _worker(args: argparse.Namespace) -> int:
     from pytest_basht.sut import remote
 
     cores = [int(c) for c in args.cores.split(",") if c.strip()] if args.cores else []
-    return remote.main(args.storage, args.study, args.plugin, args.wait, args.threads, cores,
+    registry = wiring.registry(wiring.load_plugins(args.plugin))
+    return remote.main(args.storage, args.study, registry, args.wait, args.threads, cores,
                        args.meter, args.meter_selector)
 
 

@@ -2,8 +2,9 @@
 
 Register hooks return a dict of name -> object; every plugin's dict is merged, and a name
 registered twice is an error naming both. The built-ins register through these same hooks
-(``pytest_basht.builtins``). A package can also register without pytest, through the
-``pytest_basht`` entry point group (used by ``basht`` on the command line).
+(each package's ``plugin`` module, marked with ``hookimpl``; ``pytest_basht.wiring`` lists
+them). A package can also register without pytest, through the ``pytest_basht`` entry
+point group (used by ``basht`` on the command line).
 
 Objects that run in worker processes (SUT code excepted) must be module-level names, so a
 worker can import them: classes, functions, or module attributes.
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     import pytest
 
 hookspec = pluggy.HookspecMarker("pytest")
+#: marks a hook implementation, as ``pytest.hookimpl`` does, without importing pytest
+hookimpl = pluggy.HookimplMarker("pytest")
 
 
 @hookspec

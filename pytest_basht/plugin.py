@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from pytest_basht import builtins, hookspecs, sweep
+from pytest_basht import hookspecs, sweep, wiring
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
@@ -52,7 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{sweep.MARKER}(*, tolerance=0.05, metric='jct_ms'): run a vary() over one "
         "variable in order and skip the rest once two successive steps differ by less than "
         "the tolerance")
-    config.pluginmanager.register(builtins, "basht-builtins")
+    wiring.register_builtins(config.pluginmanager)
     options = BashtOptions.from_config(config)
     workerinput = getattr(config, "workerinput", {})
     worker = workerinput.get("workerid")

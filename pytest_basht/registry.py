@@ -1,7 +1,8 @@
 """Registries of named SUTs, trainables, samplers, pruners and meters, filled by hooks.
 
-A workload names what it uses; only registered names resolve. Objects that run in worker
-processes travel there as import references (``module:attribute``), never as code.
+Dicts and lookup only: ``pytest_basht.wiring`` builds the plugin manager whose hooks fill
+them. A workload names what it uses; only registered names resolve. Objects that run in
+worker processes travel there as import references (``module:attribute``), never as code.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pluggy
-
-from pytest_basht import hookspecs
 from pytest_basht.errors import RegistryError, WorkloadError
 from pytest_basht.workload import Workload
 
@@ -54,17 +52,6 @@ class Registry:
                     owners[name] = impl.plugin_name
         return registry
 
-    @classmethod
-    def default(cls) -> Registry:
-        """Built-ins plus packages of the ``pytest_basht`` entry point group (no pytest)."""
-        from pytest_basht import builtins
-
-        pm = pluggy.PluginManager("pytest")
-        pm.add_hookspecs(hookspecs)
-        pm.register(builtins, "basht-builtins")
-        pm.load_setuptools_entrypoints("pytest_basht")
-        return cls.from_hooks(pm.hook)
-
     def get(self, kind: str, name: str, *, source: str = "", key: str = "") -> Any:
         table: dict[str, Any] = getattr(self, kind)
         if name in table:
@@ -74,10 +61,16 @@ class Registry:
         raise WorkloadError(source, key or kind, "a registered name: " + ", ".join(sorted(table))
                             + hint, name)
 
+    def sut_class(self, workload: Workload) -> Any:
+        """The SUT class that runs ``workload``: the class registered under its name, or
+        what a chooser registered in its place (a function, not a class) picks for it."""
+        entry = self.get("suts", workload.sut.name, source=workload.source, key="sut.name")
+        return entry if isinstance(entry, type) else entry(workload)
+
     def check(self, workload: Workload) -> None:
         """Every name in the workload is registered, and the trainable accepts the workload."""
         src = workload.source
-        sut = self.get("suts", workload.sut.name, source=src, key="sut.name")
+        sut = self.sut_class(workload)
         trainable = self.get("trainables", workload.model.name, source=src, key="model.name")
         self.get("samplers", workload.search.sampler, source=src, key="search.sampler")
         self.get("pruners", workload.search.pruner, source=src, key="search.pruner")

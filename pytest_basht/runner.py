@@ -53,8 +53,7 @@ class Deployments:
         self.count = 0
 
     def get(self, workload: Workload) -> Deployment:
-        sut_cls = self.registry.get("suts", workload.sut.name, source=workload.source,
-                                    key="sut.name")
+        sut_cls = self.registry.sut_class(workload)
         key = deploy_key(sut_cls, workload)
         if self.current is not None and self.current.key == key:
             return self.current

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.wiring as wiring
 from pytest_basht import budget as budget_mod
 from pytest_basht import machine
 from pytest_basht import sweep as sweep_mod
@@ -127,7 +128,7 @@ class BashtSession:
     def registry(self) -> Registry:
         if self._registry is None:
             self._registry = (Registry.from_hooks(self.hook) if self.hook is not None
-                              else Registry.default())
+                              else wiring.registry())
         return self._registry
 
     def validate_base(self) -> None:
@@ -158,7 +159,7 @@ class BashtSession:
         doc = wl.apply_overrides(doc, variant, source)
         try:
             workload = wl.from_mapping(doc, source)
-            sut = self.registry.get("suts", workload.sut.name, source=source, key="sut.name")
+            sut = self.registry.sut_class(workload)
             shrink = {} if sut.zero_cost else self.budget.overrides(workload, variant)
             if shrink:
                 workload = wl.from_mapping(wl.apply_overrides(doc, shrink, source), source)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.attribution import delta, interpolate, span_energy
 from pytest_basht.energy.base import Allocation, Usage
@@ -16,7 +17,6 @@ from pytest_basht.energy.factory import select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.process import ProcessTree
 from pytest_basht.energy.sampler import Mark, Timeline
-from pytest_basht.registry import Registry
 
 S = 1_000_000_000
 
@@ -131,7 +131,7 @@ def test_monitor_windows_nest_and_carry_the_source():
 
 
 def test_auto_falls_back_to_the_labelled_estimate():
-    selection = select_meter(Registry.default().meters, wl.from_mapping({}))
+    selection = select_meter(wiring.meters(), wl.from_mapping({}))
     assert selection.meter.source == "estimate:ccf-linear"
     assert "estimate" in selection.reason
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.base import Usage
 from pytest_basht.energy.factory import select_meter
 from pytest_basht.energy.nvml import NvmlMeter
 from pytest_basht.errors import WorkloadError
-from pytest_basht.registry import Registry
 
 S = 1_000_000_000
 
@@ -99,10 +99,10 @@ def test_without_a_gpu_nvml_is_skipped_by_auto_and_refused_by_name():
     if found.ok:
         pytest.skip("this machine has a GPU")
     assert "NVIDIA" in found.reason or "NVML" in found.reason
-    selection = select_meter(Registry.default().meters, wl.from_mapping({}))
+    selection = select_meter(wiring.meters(), wl.from_mapping({}))
     assert "nvml skipped" in selection.reason
     with pytest.raises(WorkloadError, match=r"a meter this machine provides \(nvml"):
-        select_meter(Registry.default().meters,
+        select_meter(wiring.meters(),
                      wl.from_mapping({"energy": {"meter": "nvml"}}))
 
 

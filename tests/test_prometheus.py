@@ -11,13 +11,13 @@ import pytest
 from fake_trainable import CONFTEST, workload
 from promstack import SCRAPE_S, Pusher, free_port, stack_fixture, wait_scraped  # noqa: F401
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.base import MeterContext
 from pytest_basht.energy.factory import select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.process import machine_cpu_s
 from pytest_basht.energy.prometheus import PrometheusMeter, queries
-from pytest_basht.registry import Registry
 from pytest_basht.workload import PrometheusSpec
 
 SCENARIO = """
@@ -182,7 +182,7 @@ def test_cpu_time_of_the_measured_machine_comes_from_node_exporter(stack):
 def test_unreachable_server_warns_and_falls_back():
     url = f"http://127.0.0.1:{free_port()}"
     w = wl.from_mapping({"energy": {"prometheus": {"url": url}}})
-    selection = select_meter(Registry.default().meters, w,
+    selection = select_meter(wiring.meters(), w,
                              MeterContext(prometheus_auth=("u", "hunter2")))
     assert selection.meter.source == "estimate:ccf-linear"
     (warning,) = selection.warnings

@@ -16,13 +16,13 @@ import pytest
 from fake_trainable import CONFTEST, workload
 from rapl_tree import FakeRapl
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.base import Usage
 from pytest_basht.energy.factory import select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.rapl import RaplMeter, discover
 from pytest_basht.errors import WorkloadError
-from pytest_basht.registry import Registry
 
 S = 1_000_000_000
 SCENARIO = """
@@ -107,20 +107,20 @@ def test_the_meter_asks_for_the_rate_it_needs_and_for_a_read_near_the_top(tmp_pa
 
 def test_auto_takes_rapl_on_a_rapl_tree(tmp_path):
     FakeRapl(tmp_path)
-    selection = select_meter(Registry.default().meters, on(tmp_path))
+    selection = select_meter(wiring.meters(), on(tmp_path))
     assert selection.meter.source == "rapl" and selection.meter.measured
     assert "rapl (auto: 2 RAPL counters" in selection.reason and not selection.warnings
 
 
 def test_auto_without_rapl_falls_back_to_the_estimate(tmp_path):
-    selection = select_meter(Registry.default().meters, on(tmp_path))
+    selection = select_meter(wiring.meters(), on(tmp_path))
     assert selection.meter.source == "estimate:ccf-linear"
     assert f"no RAPL zones (intel-rapl:*, amd-rapl:*) under {tmp_path}" in selection.reason
 
 
 def test_rapl_by_name_on_a_machine_without_it_is_a_usage_error(tmp_path):
     with pytest.raises(WorkloadError, match=r"a meter this machine provides \(rapl: no RAPL"):
-        select_meter(Registry.default().meters, on(tmp_path, "rapl"))
+        select_meter(wiring.meters(), on(tmp_path, "rapl"))
 
 
 # Everything is imported before the switch to nobody: the interpreter's own files may sit
@@ -130,8 +130,8 @@ import json, os, sys
 import pynvml
 from pytest_basht import workload as wl
 from pytest_basht.energy.factory import select_meter
-from pytest_basht.registry import Registry
-meters = Registry.default().meters
+from pytest_basht import wiring
+meters = wiring.meters()
 os.setgid(65534); os.setuid(65534)  # nobody: RAPL's energy_uj is root-only (0400)
 for meter in ("auto", "rapl"):
     w = wl.from_mapping({"energy": {"meter": meter, "rapl": {"root": sys.argv[1]}}})

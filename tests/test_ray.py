@@ -17,10 +17,10 @@ import jsonschema
 import pytest
 from fake_trainable import CONFTEST, workload
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import WorkloadError
 from pytest_basht.metrics import TABLE2_KEYS, finite
-from pytest_basht.registry import Registry
 from pytest_basht.report import json as report_json
 from pytest_basht.sut.ray import RayOptions, RaySUT, build_scheduler
 
@@ -71,7 +71,7 @@ def test_pruners_map_to_tune_schedulers(pruner, options, kind, attrs):
 
 
 def test_what_ray_cannot_run_is_refused_by_name():
-    registry = Registry.default()
+    registry = wiring.registry()
     cases = [("search: {pruner: median, pruner_options: {interval_steps: 2}}",
               "search.pruner_options.interval_steps"),
              ("search: {fusion: 2}", "search.fusion")]

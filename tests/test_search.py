@@ -5,10 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from pytest_basht import search
+from pytest_basht import search, wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import WorkloadError
-from pytest_basht.registry import Registry
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -108,7 +107,7 @@ def test_options_are_passed_and_unknown_ones_refused():
 
 
 def test_check_turns_a_bad_option_value_into_a_usage_error():
-    registry = Registry.default()
+    registry = wiring.registry()
     bad = wl.from_mapping({"search": {"pruner": "successive-halving",
                                       "pruner_options": {"reduction_factor": 1}}}, "p.yaml")
     with pytest.raises(WorkloadError, match=r"p\.yaml: search\.pruner_options: expected "

@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
@@ -71,7 +72,7 @@ class Recorded(Trainable):
 
 
 def registry() -> Registry:
-    reg = Registry.default()
+    reg = wiring.registry()
     reg.trainables["recorded"] = Recorded
     reg.samplers["ordered"] = ordered
     reg.pruners["threshold"] = threshold

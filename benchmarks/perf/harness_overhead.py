@@ -18,10 +18,10 @@ from pathlib import Path
 
 import plain_optuna
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.registry import Registry
 from pytest_basht.runner import Deployments, TrialRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def basht_run() -> tuple[float, float, int]:
     """(JCT s, wall s, trials) of the baseline through the library, at the 10 Hz sampler."""
     w = wl.load(ROOT / "workloads" / "baseline.yaml")
-    registry = Registry.default()
+    registry = wiring.registry()
     monitor = EnergyMonitor(EstimateMeter.from_workload(w), hz=w.energy.sample_hz)
     t0 = time.perf_counter()
     monitor.start()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import optuna
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.registry import Registry
 from pytest_basht.search import suggest, trial_cap
@@ -115,7 +116,7 @@ def main() -> None:
     parser.add_argument("--large-workers", type=int, default=32)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials past the budget fail
-    registry = Registry.default()
+    registry = wiring.registry()
     table = TrialTable.read(args.table)
     w = scenario(args.trials, args.workers, args.sampler)
     answers = Answers(table, w)

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pytest_basht import wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.registry import Registry
 from pytest_basht.runner import Deployments, TrialRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def run(variant: str, url: str, round_: int) -> dict[str, Any]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(4)]
     monitor = EnergyMonitor(EstimateMeter.from_workload(w), hz=w.energy.sample_hz)
     monitor.start()
-    deployments = Deployments(monitor, Registry.default())
+    deployments = Deployments(monitor, wiring.registry())
     t0 = time.perf_counter()
     try:
         result = TrialRunner(w, deployments).run()

@@ -84,13 +84,6 @@ def _log_tail(path: Path) -> str:
 class OptunaSUT(SUT):
     name = "optuna"
 
-    def __new__(cls, workload: Workload, ctx: SutContext) -> OptunaSUT:
-        if cls is OptunaSUT and "storage" in workload.sut.options:
-            from pytest_basht.sut.distributed import DistributedOptunaSUT
-
-            cls = DistributedOptunaSUT  # the same SUT over a database, workers on any host
-        return super().__new__(cls)
-
     @classmethod
     def check(cls, workload: Workload, registry: Registry) -> None:
         from pytest_basht.sut.distributed import StoreOptions

@@ -284,7 +284,10 @@ class RaySUT(SUT):
             "trainable": ref_of(trainable), "data": self.data,
             "threads": self.plan.threads if self.opts.address is None else workload.workers.cpu,
             "device": "cuda" if workload.workers.accelerator == "gpu" else "cpu",
-            "meter_self": self.opts.address is not None}
+            "meter_self": self.opts.address is not None,
+            # a trial on a cluster meters itself with the meters registered here
+            "meters": ({name: ref_of(cls) for name, cls in self.ctx.registry.meters.items()}
+                       if self.opts.address is not None else {})}
         sampler = self.ctx.registry.get("samplers", workload.search.sampler)(workload,
                                                                             workload.seed)
         import optuna

@@ -69,13 +69,15 @@ class _Reporter:
 
 
 def _meter(setup: dict[str, Any]) -> SelfMeter:
-    """This process's meter, for trials on a cluster the driver's meter cannot see."""
-    from pytest_basht.sut.remote import meters
+    """This process's meter, for trials on a cluster the driver's meter cannot see: the
+    driver's registered meters, sent as import references."""
+    from pytest_basht.registry import load_ref
 
     with _LOCK:
         if "meter" not in _METER:
+            meters = {name: load_ref(ref) for name, ref in setup["meters"].items()}
             workload = setup["workload"]
-            _METER["meter"] = SelfMeter.start(meters(), workload, vcpus=workload.workers.cpu)
+            _METER["meter"] = SelfMeter.start(meters, workload, vcpus=workload.workers.cpu)
         return _METER["meter"]
 
 

@@ -13,13 +13,12 @@ artifact store), and the cumulative timeline of its own energy meter — the sam
 selection as the controller's (``auto``: RAPL or NVML where present, else the labelled
 estimate for the slot's vCPUs and memory). Trainables, samplers and pruners are looked up
 by name in this host's own registry (built-ins, ``pytest_basht`` entry points, and the
-``--plugin`` modules or files it is given): nothing is imported from the database.
+``--plugin`` modules or files it is given), which ``basht worker`` builds (``wiring``) and
+hands in: nothing is imported from the database. Its meter is ``energy.self_meter``.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import os
 import signal
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.errors import BashtUsageError
+from pytest_basht.registry import Registry
 
 EXIT_OK = 0
 EXIT_NO_DEPLOYMENT = 3
@@ -44,72 +44,6 @@ EXIT_ORPHANED = 6
 
 def log(message: str) -> None:
     print(f"basht worker: {message}", file=sys.stderr, flush=True)
-
-
-def load_plugins(specs: Sequence[str]) -> list[Any]:
-    """Modules registering trainables, samplers, pruners or meters: a module name, or the
-    path of a Python file (a conftest.py)."""
-    modules = []
-    for i, spec in enumerate(specs):
-        if spec.endswith(".py"):
-            path = Path(spec).resolve()
-            if not path.is_file():
-                raise BashtUsageError(f"--plugin {spec}: no such file")
-            name = f"basht_worker_plugin_{i}_{path.stem}"
-            loader = importlib.util.spec_from_file_location(name, path)
-            assert loader is not None and loader.loader is not None
-            module = importlib.util.module_from_spec(loader)
-            sys.modules[name] = module
-            sys.path.insert(0, str(path.parent))
-            loader.loader.exec_module(module)
-        else:
-            try:
-                module = importlib.import_module(spec)
-            except ImportError as exc:
-                raise BashtUsageError(f"--plugin {spec}: {exc}") from None
-        modules.append(module)
-    return modules
-
-
-def plugin_manager(plugins: Sequence[Any] = ()) -> Any:
-    """Built-ins, ``pytest_basht`` entry points and the given plugin modules."""
-    import pluggy
-
-    from pytest_basht import builtins, hookspecs
-
-    class Plugins(pluggy.PluginManager):
-        """Hooks marked with pytest.hookimpl, and plain ``pytest_basht_*`` functions (as
-        pytest takes them from a conftest)."""
-
-        def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
-            opts = super().parse_hookimpl_opts(plugin, name)
-            if opts is None and name.startswith("pytest_basht_") and callable(
-                    getattr(plugin, name, None)):
-                return {}
-            return opts
-
-    pm = Plugins("pytest")
-    pm.add_hookspecs(hookspecs)
-    pm.register(builtins, "basht-builtins")
-    pm.load_setuptools_entrypoints("pytest_basht")
-    for module in plugins:
-        pm.register(module, module.__name__)
-    return pm
-
-
-def registry_with(plugins: Sequence[Any]) -> Any:
-    from pytest_basht.registry import Registry
-
-    return Registry.from_hooks(plugin_manager(plugins).hook)
-
-
-def meters() -> dict[str, Any]:
-    """The registered meters alone: a process that only meters itself need not import
-    every trainable (and torch) to choose its meter."""
-    found: dict[str, Any] = {}
-    for result in plugin_manager().hook.pytest_basht_register_meters():
-        found.update(result or {})
-    return found
 
 
 class StoreSink:
@@ -182,15 +116,14 @@ def meter_context() -> Any:
 
 
 class RemoteWorker:
-    def __init__(self, url: str, study: str, *, plugins: Sequence[str] = (),
-                 wait_s: float = 600.0, threads: int | None = None,
-                 cores: Sequence[int] = (), meter: str | None = None,
-                 meter_selector: str | None = None) -> None:
+    def __init__(self, url: str, study: str, registry: Registry, *, wait_s: float = 600.0,
+                 threads: int | None = None, cores: Sequence[int] = (),
+                 meter: str | None = None, meter_selector: str | None = None) -> None:
         from pytest_basht.sut import store as store_mod
 
         self.url = url
         self.study = study
-        self.plugin_specs = list(plugins)
+        self.registry = registry
         self.wait_s = wait_s
         self.threads_asked = threads
         self.cores = list(cores)
@@ -298,7 +231,7 @@ class RemoteWorker:
             return EXIT_NO_DEPLOYMENT
         settings = dep.settings
         workload = wl.from_mapping(settings["workload"], settings["source"])
-        registry = registry_with(load_plugins(self.plugin_specs))
+        registry = self.registry
         registry.check(workload)
         w = workload.workers
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -450,11 +383,11 @@ class RemoteWorker:
         self.stopping = True
 
 
-def main(url: str, study: str, plugins: Sequence[str], wait_s: float,
-         threads: int | None, cores: Sequence[int], meter: str | None = None,
+def main(url: str, study: str, registry: Registry, wait_s: float, threads: int | None,
+         cores: Sequence[int], meter: str | None = None,
          meter_selector: str | None = None) -> int:
     if not math.isfinite(wait_s) or wait_s < 0:
         raise BashtUsageError(f"--wait: expected seconds ≥ 0, got {wait_s}")
-    worker = RemoteWorker(url, study, plugins=plugins, wait_s=wait_s, threads=threads,
-                          cores=cores, meter=meter, meter_selector=meter_selector)
+    worker = RemoteWorker(url, study, registry, wait_s=wait_s, threads=threads, cores=cores,
+                          meter=meter, meter_selector=meter_selector)
     return worker.main()
