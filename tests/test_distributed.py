@@ -24,8 +24,8 @@ from pytest_basht.metrics import TABLE2_KEYS, finite
 from pytest_basht.options import _sut as _sut_option
 from pytest_basht.report import json as report_json
 from pytest_basht.sut import store as store_mod
-from pytest_basht.sut.distributed import StoreOptions
 from pytest_basht.sut.fleet import IdleFill, Series, idle_fill, merge, shift_trial
+from pytest_basht.sut.optuna_options import StoreOptions
 
 # --------------------------------------------------------------------------- options
 

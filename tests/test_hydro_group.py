@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pytest_basht.records import TrialRecord
-from pytest_basht.sut import hydro
+from pytest_basht.sut import hydro, protocol
 from pytest_basht.sut.base import SutError
 from pytest_basht.sut.group import GroupRunner, Member, by_key, retrain, tell, train_group
 from pytest_basht.trainables.base import config_seed
@@ -54,11 +54,11 @@ class Alone:
 
 
 def run_search(trainable: FusedMnistFF, tmp_path: Path, w: Any,
-               pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study, list[dict]]:
+               pruner: optuna.pruners.BasePruner) -> tuple[optuna.Study, list[protocol.Event]]:
     space = {d.name: d.grid_values() for d in w.search.space}
     study = optuna.create_study(direction="maximize", pruner=pruner,
                                 sampler=optuna.samplers.GridSampler(space, seed=1))
-    events: list[dict] = []
+    events: list[protocol.Event] = []
     runner = GroupRunner(trainable=trainable, workload=w, study=study, cap=None,
                          artifacts=tmp_path, worker=0, send=events.append)
     assert runner.run() == 0
@@ -70,9 +70,9 @@ def test_pruning_stops_one_member_and_the_group_goes_on(trainable, tmp_path):
     cpu0 = time.process_time()
     study, events = run_search(trainable, tmp_path, w, optuna.pruners.ThresholdPruner(lower=0.1))
     cpu = time.process_time() - cpu0
-    records = {r.number: r for r in (TrialRecord.from_dict(e["record"]) for e in events
-                                     if e["ev"] == "trial")}
-    groups = [e["group"] for e in events if e["ev"] == "group"]
+    records = {r.number: r for r in (TrialRecord.from_dict(e.record) for e in events
+                                     if isinstance(e, protocol.TrialFinished))}
+    groups = [e.group for e in events if isinstance(e, protocol.GroupTrained)]
     assert len(groups) == 1 and sorted(groups[0]["trials"]) == [0, 1, 2, 3]
     lazy = next(r for r in records.values() if r.params["learning_rate"] == 0.0)
     assert lazy.state == "pruned" and len(lazy.intermediate) == 1
@@ -104,8 +104,8 @@ def test_pruning_stops_one_member_and_the_group_goes_on(trainable, tmp_path):
 def test_fused_members_match_their_unfused_twins(trainable, tmp_path):
     w = make_workload(fusion=4)
     _, events = run_search(trainable, tmp_path, w, optuna.pruners.NopPruner())
-    for e in (e for e in events if e["ev"] == "trial"):
-        record = e["record"]
+    for e in (e for e in events if isinstance(e, protocol.TrialFinished)):
+        record = e.record
         alone = Alone(w, record["params"], tmp_path / f"alone-{record['number']}.pt")
         MnistFF.run_trial(trainable, alone)  # type: ignore[arg-type]
         # float32 sums in another order may move a validation sample (1 of 100)

@@ -125,13 +125,12 @@ def test_accelerator_missing_when_torch_cannot_use_the_gpu(monkeypatch, fresh_gp
 
 
 def test_a_worker_imports_the_trainable_at_deploy(tmp_path):
+    from pytest_basht.sut import protocol
     from pytest_basht.sut.worker import Worker
 
     module = tmp_path / "conftest.py"
     module.write_text("class T:\n    pass\n")
-    sent: list[dict] = []
-    worker = Worker(0, types.SimpleNamespace(send=sent.append), threads=1)
-    worker.preload({"trainable": f"{module}:T"})
-    assert sent == [{"ev": "preloaded"}]
+    worker = Worker(0, threads=1)
+    assert worker.preload(protocol.Preload(f"{module}:T")) == protocol.Preloaded()
     loaded = [m for m in sys.modules.values() if getattr(m, "__file__", None) == str(module)]
     assert len(loaded) == 1 and loaded[0].T.__name__ == "T"

@@ -29,11 +29,12 @@ from typing import Any
 
 from pytest_basht.lifecycle import Recorder, process_clock, recording
 from pytest_basht.records import Span, TrialRecord, utc_now
+from pytest_basht.sut import protocol
 from pytest_basht.trainables.base import TrialContext, TrialPruned, config_seed
 from pytest_basht.trainables.fused import FusableTrainable, GroupContext
 from pytest_basht.workload import Workload
 
-Send = Callable[[dict[str, Any]], None]
+Send = Callable[[protocol.Event], None]
 
 
 @dataclass(eq=False)
@@ -134,14 +135,14 @@ class _Group(GroupContext):
             span = replace(whole, trial=member.number, cpu_s=share)
             member.spans.append(span)
             if self.send is not None:
-                self.send({"ev": "span", "span": span.to_dict()})
+                self.send(protocol.SpanRecorded(span.to_dict()))
 
     def report(self, index: int, epoch: int, value: float) -> bool:
         member = self.members[index]
         value = float(value)
         member.intermediate.append(value)
         if self.send is not None:
-            self.send({"ev": "report", "number": member.number, "epoch": epoch, "value": value})
+            self.send(protocol.Reported(member.number, epoch, value))
         if member.trial is None or not math.isfinite(value):
             return True
         member.trial.report(value, epoch)
@@ -291,12 +292,11 @@ class GroupRunner:
                    for trial, params in chunk]
         start_ns, _ = process_clock()
         for m in members:
-            self.send({"ev": "trial_started", "number": m.number, "params": m.params,
-                       "start_ns": start_ns})
+            self.send(protocol.TrialStarted(m.number, m.params, start_ns))
 
         def on_stop(m: Member) -> None:
             states = optuna.trial.TrialState
-            self.send({"ev": "trial", "record": m.record(self.worker).to_dict()})
+            self.send(protocol.TrialFinished(m.record(self.worker).to_dict()))
             if m.state == "complete":
                 tell(self.study, m.trial, m.value)
             else:
@@ -305,7 +305,7 @@ class GroupRunner:
 
         facts = train_group(self.trainable, members, workload, workload.search.scaling,
                             self.worker, self.send, on_stop)
-        self.send({"ev": "group", "group": facts})
+        self.send(protocol.GroupTrained(facts))
 
 
 def retrain(trainable: FusableTrainable, workload: Workload, configs: list[dict[str, Any]],

@@ -14,7 +14,8 @@ selection as the controller's (``auto``: RAPL or NVML where present, else the la
 estimate for the slot's vCPUs and memory). Trainables, samplers and pruners are looked up
 by name in this host's own registry (built-ins, ``pytest_basht`` entry points, and the
 ``--plugin`` modules or files it is given), which ``basht worker`` builds (``wiring``) and
-hands in: nothing is imported from the database. Its meter is ``energy.self_meter``.
+hands in: nothing is imported from the database. Each trial's events reach the store
+through the worker protocol's outbox (``StoreSink``); the meter is ``energy.self_meter``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.workload as wl
+from pytest_basht.energy.base import MeterContext
+from pytest_basht.energy.factory import check_energy
+from pytest_basht.energy.self_meter import SelfMeter
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.registry import Registry
+from pytest_basht.sut import protocol
+from pytest_basht.sut import store as store_mod
+from pytest_basht.sut.limits import thread_env
+from pytest_basht.sut.worker import Worker
 
 EXIT_OK = 0
 EXIT_NO_DEPLOYMENT = 3
@@ -47,8 +56,9 @@ def log(message: str) -> None:
 
 
 class StoreSink:
-    """What a local worker sends over its socket, written into the shared store instead:
-    spans (flushed with each epoch's report), records with their energy, the models."""
+    """The outbox of a remote worker's run: what a local worker sends over its socket,
+    written into the shared store instead: spans (flushed with each epoch's report),
+    records with their energy, the models."""
 
     def __init__(self, remote: RemoteWorker, storage: Any, study: str) -> None:
         self.remote = remote
@@ -56,32 +66,28 @@ class StoreSink:
         self.study_id = storage.get_study_id_from_name(study)
         self.trial_ids: dict[int, int] = {}
         self.spans: dict[int, list[dict[str, Any]]] = {}
-        self.discarded = 0
 
-    def send(self, msg: dict[str, Any]) -> None:
-        ev = msg.get("ev")
-        if ev == "trial_started":
-            number = msg["number"]
-            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id,
-                                                                            number)
-            self.trial_ids[number] = trial_id
-            self.spans[number] = []
-            self.storage.set_trial_user_attr(trial_id, "basht:spans", [])
-            self.storage.set_trial_user_attr(trial_id, "basht:start", {
-                "number": number, "worker": self.remote.id, "start_ns": msg["start_ns"]})
-            self.remote.set_state("running")
-        elif ev == "span":
-            span = msg["span"]
-            if span.get("trial") in self.spans:
-                self.spans[span["trial"]].append(span)
-        elif ev == "report":
-            self._flush(msg["number"])
-        elif ev == "trial":
-            self._finish(msg["record"])
-        elif ev == "run_done":
-            self.discarded += int(msg.get("discarded", 0))
-        elif ev == "error":
-            raise RuntimeError(f"{msg.get('message')}\n{msg.get('traceback', '')}")
+    def send(self, event: protocol.Event) -> None:
+        match event:
+            case protocol.TrialStarted():
+                self._start(event)
+            case protocol.SpanRecorded():
+                if event.span.get("trial") in self.spans:
+                    self.spans[event.span["trial"]].append(event.span)
+            case protocol.Reported():
+                self._flush(event.number)
+            case protocol.TrialFinished():
+                self._finish(event.record)
+
+    def _start(self, event: protocol.TrialStarted) -> None:
+        number = event.number
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        self.trial_ids[number] = trial_id
+        self.spans[number] = []
+        self.storage.set_trial_user_attr(trial_id, "basht:spans", [])
+        self.storage.set_trial_user_attr(trial_id, "basht:start", {
+            "number": number, "worker": self.remote.id, "start_ns": event.start_ns})
+        self.remote.set_state("running")
 
     def _flush(self, number: int) -> None:
         if number not in self.trial_ids:
@@ -103,11 +109,9 @@ class StoreSink:
         self.remote.set_state("idle")
 
 
-def meter_context() -> Any:
+def meter_context() -> MeterContext:
     """Prometheus credentials from the environment (BASHT_PROMETHEUS_USER / _PASSWORD, or
     BASHT_PROMETHEUS_TOKEN), as the pytest side takes them."""
-    from pytest_basht.energy.base import MeterContext
-
     env = os.environ
     auth = ((env["BASHT_PROMETHEUS_USER"], env.get("BASHT_PROMETHEUS_PASSWORD", ""))
             if env.get("BASHT_PROMETHEUS_USER") else None)
@@ -116,11 +120,11 @@ def meter_context() -> Any:
 
 
 class RemoteWorker:
+    """One ``basht worker``: its slot in the deployment, its meter, its worker."""
+
     def __init__(self, url: str, study: str, registry: Registry, *, wait_s: float = 600.0,
                  threads: int | None = None, cores: Sequence[int] = (),
                  meter: str | None = None, meter_selector: str | None = None) -> None:
-        from pytest_basht.sut import store as store_mod
-
         self.url = url
         self.study = study
         self.registry = registry
@@ -132,8 +136,6 @@ class RemoteWorker:
         self.id = uuid.uuid4().hex
         self.store = store_mod.FleetStore(url, study)
         self.state = "joined"
-        self.seq = 0
-        self.error: str | None = None
         self.stopping = False
         self.closed = False
         self.orphaned = False
@@ -182,12 +184,10 @@ class RemoteWorker:
                 log(f"beat failed: {type(exc).__name__}: {exc}")
 
     def _read_deployment(self) -> Any:
-        from pytest_basht.sut.store import CONTROLLER_STALE_S
-
         dep = self.store.deployment_row()
         if dep is None or dep.state != "open":
             self.closed = True
-        elif dep.silent_s() > CONTROLLER_STALE_S:
+        elif dep.silent_s() > store_mod.CONTROLLER_STALE_S:
             self.closed = self.orphaned = True
         else:
             self.phase, self.dep_seq = dep.phase, dep.seq
@@ -200,8 +200,6 @@ class RemoteWorker:
     # ------------------------------------------------------------------ lifecycle
 
     def wait_for_deployment(self) -> Any:
-        from pytest_basht.sut.store import CONTROLLER_STALE_S
-
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
@@ -210,7 +208,8 @@ class RemoteWorker:
                 dep, why = None, f"{type(exc).__name__}: {exc}"
             else:
                 why = "not open yet"
-            if dep is not None and dep.state == "open" and dep.silent_s() < CONTROLLER_STALE_S:
+            if (dep is not None and dep.state == "open"
+                    and dep.silent_s() < store_mod.CONTROLLER_STALE_S):
                 return dep
             if time.monotonic() > deadline or self.stopping:
                 log(f"deployment {self.study!r} did not open within {self.wait_s:g} s ({why})")
@@ -218,13 +217,6 @@ class RemoteWorker:
             time.sleep(0.5)
 
     def main(self) -> int:
-        from pytest_basht import workload as wl
-        from pytest_basht.energy.factory import check_energy
-        from pytest_basht.energy.self_meter import SelfMeter
-        from pytest_basht.sut import store as store_mod
-        from pytest_basht.sut.limits import thread_env
-        from pytest_basht.sut.worker import Worker
-
         signal.signal(signal.SIGTERM, self._on_term)
         dep = self.wait_for_deployment()
         if dep is None:
@@ -271,14 +263,14 @@ class RemoteWorker:
         beat.start()
         try:
             trainable = registry.get("trainables", workload.model.name)
-            self.worker = Worker(self.slot, self, threads)
+            self.worker = Worker(self.slot, threads)
             try:
-                self.worker.preload({"trainable": trainable})
+                self.worker.preload(protocol.Preload(trainable))
             except Exception as exc:
                 self.set_state("error", error=f"{type(exc).__name__}: {exc}")
                 raise
             self.set_state("idle")
-            self.serve(registry)
+            self.serve()
         finally:
             self._beat_stop.set()
             beat.join(timeout=10)
@@ -296,10 +288,7 @@ class RemoteWorker:
         log(f"deployment {self.study!r} closed; left")
         return EXIT_OK
 
-    def send(self, msg: dict[str, Any]) -> None:
-        """The Worker's events outside a run (preload, setup): nothing to store."""
-
-    def serve(self, registry: Any) -> None:
+    def serve(self) -> None:
         done_seq = 0
         while True:
             self._read_deployment()
@@ -308,24 +297,21 @@ class RemoteWorker:
             scenario = self.store.deployment_row()
             if (scenario is not None and scenario.scenario is not None
                     and self.dep_seq > done_seq and self.phase in ("setup", "run")):
-                self.scenario(registry, scenario.scenario)
+                self.scenario(scenario.scenario)
                 done_seq = self.dep_seq
             time.sleep(self.poll_s)
 
-    def scenario(self, registry: Any, sc: dict[str, Any]) -> None:
+    def scenario(self, sc: dict[str, Any]) -> None:
         """Set up for one scenario, wait for its run, run it until the controller closes it."""
-        from pytest_basht import workload as wl
-
         seq = int(sc["seq"])
         self.set_state("setup", seq=seq)
         try:
             workload = wl.from_mapping(sc["workload"], sc["source"])
-            trainable = registry.get("trainables", sc["model"])
+            trainable = self.registry.get("trainables", sc["model"])
             data_dir = self.home / f"data-{seq}"
             data_dir.mkdir(exist_ok=True)
             data = trainable.prepare(workload, data_dir)
-            self.worker.setup({"workload": workload, "trainable": trainable, "data": data,
-                               "device": sc["device"]})
+            self.worker.setup(protocol.Setup(workload, trainable, data, sc["device"]))
         except Exception as exc:
             self.set_state("error", error=f"setup: {type(exc).__name__}: {exc}\n"
                            f"{traceback.format_exc()[-1500:]}")
@@ -340,20 +326,21 @@ class RemoteWorker:
         if self.phase != "run" or self.dep_seq != seq or self.closed or self.lost:
             self.set_state("idle")
             return
-        self.run(registry, sc, workload)
+        self.run(sc)
 
-    def run(self, registry: Any, sc: dict[str, Any], workload: Any) -> None:
+    def run(self, sc: dict[str, Any]) -> None:
+        """Optimize the scenario's study (again whenever a lost worker's trial is re-queued)
+        until the controller closes the run."""
         import optuna
 
-        msg = {"op": "run", "study": sc["study"], "storage": self.url,
-               "heartbeat": self.heartbeat,
-               "sampler": registry.get("samplers", sc["sampler"]),
-               "pruner": registry.get("pruners", sc["pruner"]),
-               "seed": sc["seed"], "cap": sc["cap"], "artifacts": str(self.artifacts),
-               "closed": self._closed_now}
-        storage = self.worker.storage(msg)
+        request = protocol.Run(study=sc["study"],
+                               sampler=self.registry.get("samplers", sc["sampler"]),
+                               pruner=self.registry.get("pruners", sc["pruner"]),
+                               seed=sc["seed"], cap=sc["cap"], artifacts=str(self.artifacts),
+                               storage=self.url, heartbeat=self.heartbeat)
+        storage = self.worker.storage(request)
         sink = StoreSink(self, storage, sc["study"])
-        self.worker.conn = sink
+        discarded = 0
         self.set_state("running")
         try:
             first = True
@@ -361,18 +348,17 @@ class RemoteWorker:
                 waiting = bool(storage.get_all_trials(
                     sink.study_id, deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
                 if first or waiting:
-                    self.worker.run(msg)
+                    done = self.worker.run(request, sink, closed=self._closed_now)
+                    discarded += done.discarded
                     first = False
-                    self.set_state("idle", discarded=sink.discarded)
+                    self.set_state("idle", discarded=discarded)
                 else:
                     time.sleep(self.poll_s)
         except Exception as exc:
             self.set_state("error", error=f"run: {type(exc).__name__}: {exc}")
             log(f"run failed: {exc}")
             return
-        finally:
-            self.worker.conn = self
-        self.set_state("idle", discarded=sink.discarded)
+        self.set_state("idle", discarded=discarded)
 
     def _closed_now(self) -> bool:
         self._read_deployment()

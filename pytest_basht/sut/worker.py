@@ -1,11 +1,11 @@
 """A worker process of the local Optuna SUT.
 
 Started by the controller with one end of a socket pair. It pins itself to its cores and
-sets its thread count before importing torch, then serves the controller's requests:
-``preload`` (import the trainable, at deploy), ``setup`` (load the prepared data), ``run``
-(take trials from the shared study until the sampler or the budget stops it; in groups
-when fused or scaled, see ``group``), ``test`` (evaluate a saved model), ``retrain``
-(train configurations at full width), ``stop``.
+sets its thread count before importing torch, then serves the controller's requests
+(``sut.protocol``): ``Preload`` (import the trainable, at deploy), ``Setup`` (load the
+prepared data), ``Run`` (take trials from the shared study until the sampler or the budget
+stops it; in groups when fused or scaled, see ``group``), ``Test`` (evaluate a saved
+model), ``Retrain`` (train configurations at full width), ``Stop``.
 
 Every span and every epoch's value is streamed to the controller as it happens, so a
 trial killed mid-way (memory cap, timeout, crash) keeps the measurements made before.
@@ -23,9 +23,11 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_basht.sut import protocol
 from pytest_basht.trainables.base import TrialContext
 
 
@@ -62,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sock = socket.socket(fileno=args.fd)
     conn = Connection(sock.detach())
-    worker = Worker(args.worker, conn, args.threads)
-    conn.send({"ev": "hello", "worker": args.worker, "pid": os.getpid(),
-               "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else []})
-    return worker.serve()
+    worker = Worker(args.worker, args.threads)
+    conn.send(protocol.Hello(args.worker, os.getpid(),
+                             sorted(os.sched_getaffinity(0))
+                             if hasattr(os, "sched_getaffinity") else []))
+    return worker.serve(conn)
 
 
 def resolve(target: Any) -> Any:
@@ -92,105 +94,108 @@ def limit_torch_threads(threads: int) -> None:
 
 
 class Worker:
-    def __init__(self, wid: int, conn: Any, threads: int) -> None:
+    """The worker's side of the protocol: one request at a time, each answered by an event;
+    a run streams its events to the outbox it is given."""
+
+    def __init__(self, wid: int, threads: int) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.wid = wid
-        self.conn = conn
         self.threads = threads
         self.trainable: Any = None
         self.workload: Any = None
         self._storages: dict[str, Any] = {}
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.conn.send(message)
-
-    def serve(self) -> int:
+    def serve(self, conn: Any) -> int:
+        """Answer the controller's requests on ``conn`` until it says stop or goes away."""
         while True:
             try:
-                msg = self.conn.recv()
+                request = conn.recv()
             except (EOFError, OSError):
                 return 0
-            op = msg.get("op")
-            try:
-                if op == "stop":
-                    return 0
-                if op == "preload":
-                    self.preload(msg)
-                elif op == "setup":
-                    self.setup(msg)
-                elif op == "run":
-                    self.run(msg)
-                elif op == "test":
-                    self.test(msg)
-                elif op == "retrain":
-                    self.retrain(msg)
-                else:
-                    raise ValueError(f"unknown request {op!r}")
-            except Exception as exc:
-                self.send({"ev": "error", "op": op, "message": f"{type(exc).__name__}: {exc}",
-                           "traceback": traceback.format_exc()})
+            if isinstance(request, protocol.Stop):
+                return 0
+            conn.send(self.answer(request, conn))
 
-    def preload(self, msg: dict[str, Any]) -> None:
+    def answer(self, request: Any, outbox: protocol.Outbox) -> protocol.Event:
+        """The event that answers ``request`` (an ``Error`` when it failed, or when it is
+        no request of the protocol)."""
+        try:
+            match request:
+                case protocol.Preload():
+                    return self.preload(request)
+                case protocol.Setup():
+                    return self.setup(request)
+                case protocol.Run():
+                    return self.run(request, outbox)
+                case protocol.Test():
+                    return self.test(request)
+                case protocol.Retrain():
+                    return self.retrain(request)
+            raise ValueError(f"unknown request {type(request).__name__!r}")
+        except Exception as exc:
+            return protocol.Error(getattr(request, "kind", type(request).__name__),
+                                  f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+    def preload(self, request: protocol.Preload) -> protocol.Preloaded:
         """Deploy: import the trainable's module (and its framework) before any setup."""
-        resolve(msg["trainable"])
+        resolve(request.trainable)
         limit_torch_threads(self.threads)
-        self.send({"ev": "preloaded"})
+        return protocol.Preloaded()
 
-    def setup(self, msg: dict[str, Any]) -> None:
-        self.workload = msg["workload"]
-        cls = resolve(msg["trainable"])
+    def setup(self, request: protocol.Setup) -> protocol.Ready:
+        self.workload = request.workload
+        cls = resolve(request.trainable)
         limit_torch_threads(self.threads)
         self.trainable = cls()
-        self.trainable.setup(self.workload, msg["data"], msg["device"])
+        self.trainable.setup(self.workload, request.data, request.device)
         limit_torch_threads(self.threads)
-        self.send({"ev": "ready", "op": "setup"})
+        return protocol.Ready()
 
-    def test(self, msg: dict[str, Any]) -> None:
-        score = self.trainable.test(Path(msg["artifact"]))
-        self.send({"ev": "test_done", "score": float(score)})
+    def test(self, request: protocol.Test) -> protocol.TestDone:
+        score = self.trainable.test(Path(request.artifact))
+        return protocol.TestDone(float(score))
 
-    def retrain(self, msg: dict[str, Any]) -> None:
+    def retrain(self, request: protocol.Retrain) -> protocol.Retrained:
         from pytest_basht.sut.group import retrain
 
-        results = retrain(self.trainable, self.workload, msg["configs"], Path(msg["artifacts"]),
-                          self.wid)
-        self.send({"ev": "retrained", "results": results})
+        return protocol.Retrained(retrain(self.trainable, self.workload, request.configs,
+                                          Path(request.artifacts), self.wid))
 
-    def run(self, msg: dict[str, Any]) -> None:
+    def run(self, request: protocol.Run, outbox: protocol.Outbox,
+            closed: Callable[[], bool] | None = None) -> protocol.RunDone:
+        """Optimize the shared study, streaming every trial's events to ``outbox``.
+
+        ``closed`` (a remote worker's): whether the controller has closed the run, so that
+        no further trial starts."""
         import optuna
 
         from pytest_basht.search import suggest
 
         workload = self.workload
-        sampler = resolve(msg["sampler"])(workload, msg["seed"])
-        pruner = resolve(msg["pruner"])(workload)
-        storage = self.storage(msg)
-        study = optuna.load_study(study_name=msg["study"], storage=storage, sampler=sampler,
-                                  pruner=pruner)
-        cap = msg["cap"]
+        sampler = resolve(request.sampler)(workload, request.seed)
+        pruner = resolve(request.pruner)(workload)
+        study = optuna.load_study(study_name=request.study, storage=self.storage(request),
+                                  sampler=sampler, pruner=pruner)
+        cap = request.cap
         discarded = 0
         if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
             # a replacement worker joining late: every grid point has run
-            self.send({"ev": "run_done", "discarded": 0})
-            return
+            return protocol.RunDone(0)
         if workload.search.grouped:
             from pytest_basht.sut.group import GroupRunner
 
             runner = GroupRunner(trainable=self.trainable, workload=workload, study=study,
-                                 cap=cap, artifacts=Path(msg["artifacts"]), worker=self.wid,
-                                 send=self.send)
-            self.send({"ev": "run_done", "discarded": runner.run()})
-            return
+                                 cap=cap, artifacts=Path(request.artifacts), worker=self.wid,
+                                 send=outbox.send)
+            return protocol.RunDone(runner.run())
 
         class OverBudget(Exception):
             pass
 
         class Failed(Exception):
             pass
-
-        closed = msg.get("closed")  # a remote worker's: has the controller closed the run?
 
         def objective(trial: optuna.Trial) -> float:
             nonlocal discarded
@@ -199,8 +204,9 @@ class Worker:
                 study.stop()
                 raise OverBudget
             params = suggest(trial, workload.search.space)
-            state, value, error, record = self.run_trial(trial, params, Path(msg["artifacts"]))
-            self.send({"ev": "trial", "record": record})
+            state, value, error, record = self.run_trial(trial, params,
+                                                         Path(request.artifacts), outbox)
+            outbox.send(protocol.TrialFinished(record))
             if state == "pruned":
                 raise optuna.TrialPruned()
             if state == "failed":
@@ -209,26 +215,27 @@ class Worker:
 
         study.optimize(objective, n_trials=None, catch=(OverBudget, Failed),
                        gc_after_trial=False)
-        self.send({"ev": "run_done", "discarded": discarded})
+        return protocol.RunDone(discarded)
 
-    def storage(self, msg: dict[str, Any]) -> Any:
+    def storage(self, request: protocol.Run) -> Any:
         """The study's storage: the journal file, or the database of a distributed
         deployment (with Optuna's heartbeat), opened once per worker."""
         import optuna
 
-        key = msg.get("storage") or msg["journal"]
+        key = request.storage or request.journal
+        assert key is not None, "a run names its journal or its storage"
         if key not in self._storages:
-            if "storage" in msg:
+            if request.storage is not None:
                 from pytest_basht.sut.store import rdb_storage
 
-                self._storages[key] = rdb_storage(msg["storage"], **msg["heartbeat"])
+                self._storages[key] = rdb_storage(request.storage, **request.heartbeat)
             else:
                 self._storages[key] = optuna.storages.JournalStorage(
-                    optuna.storages.journal.JournalFileBackend(msg["journal"]))
+                    optuna.storages.journal.JournalFileBackend(key))
         return self._storages[key]
 
-    def run_trial(self, trial: Any, params: dict[str, Any],
-                  artifacts: Path) -> tuple[str, float, str | None, dict[str, Any]]:
+    def run_trial(self, trial: Any, params: dict[str, Any], artifacts: Path,
+                  outbox: protocol.Outbox) -> tuple[str, float, str | None, dict[str, Any]]:
         import optuna
 
         from pytest_basht.lifecycle import Recorder, process_clock, recording
@@ -237,13 +244,12 @@ class Worker:
 
         workload = self.workload
         start_ns, cpu0 = process_clock()
-        self.send({"ev": "trial_started", "number": trial.number, "params": params,
-                   "start_ns": start_ns})
+        outbox.send(protocol.TrialStarted(trial.number, params, start_ns))
         recorder = Recorder(worker=self.wid,
-                            sink=lambda s: self.send({"ev": "span", "span": s.to_dict()}))
+                            sink=lambda s: outbox.send(protocol.SpanRecorded(s.to_dict())))
         recorder.trial = trial.number
         ctx = _Context(trial, params, workload, config_seed(workload.seed, params),
-                       artifacts / f"trial-{trial.number}.pt", recorder, self.send)
+                       artifacts / f"trial-{trial.number}.pt", recorder, outbox)
 
         def objective() -> float:
             with recording(recorder):
@@ -264,7 +270,7 @@ class _Context(TrialContext):
     """The worker's TrialContext: phases stream to the controller, values reach the pruner."""
 
     def __init__(self, trial: Any, params: dict[str, Any], workload: Any, seed: int,
-                 artifact: Path, recorder: Any, send: Any) -> None:
+                 artifact: Path, recorder: Any, outbox: protocol.Outbox) -> None:
         self.trial = trial
         self.number = trial.number
         self.params = params
@@ -273,7 +279,7 @@ class _Context(TrialContext):
         self.artifact = artifact
         self.recorder = recorder
         self.intermediate: list[float] = []
-        self._send = send
+        self._outbox = outbox
 
     def phase(self, name: str, *, epoch: int | None = None) -> Any:
         return self.recorder.span(name, epoch=epoch)
@@ -283,8 +289,7 @@ class _Context(TrialContext):
 
         value = float(value)
         self.intermediate.append(value)
-        self._send({"ev": "report", "number": self.number, "epoch": epoch, "value": value,
-                    "t_ns": time.monotonic_ns()})
+        self._outbox.send(protocol.Reported(self.number, epoch, value, time.monotonic_ns()))
         if not math.isfinite(value):
             return
         self.trial.report(value, epoch)
