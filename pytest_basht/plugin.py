@@ -20,13 +20,7 @@ from pytest_basht.options import BashtOptions, add_options
 from pytest_basht.report import files, terminal
 from pytest_basht.report import json as report_json
 from pytest_basht.runner import Deployment, TrialRunner
-from pytest_basht.scenarios import (
-    VARIANT,
-    ScenarioSpec,
-    merge_stacked,
-    repeat_id,
-    variant_of,
-)
+from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, repeat_id, variant_of
 from pytest_basht.session import BashtSession
 from pytest_basht.sut.base import Progress
 from pytest_basht.sut.limits import accelerator_missing
@@ -138,7 +132,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             state.resolver.resolve(ScenarioSpec.from_item(item), variant_of(item))
             scenarios = True
     if scenarios and state.worker is None:  # an xdist worker's usage error is a crash there;
-        files.check_report_dir(state.options.report_dir)  # the controller rescues the report
+        # the controller rescues the report if the directory fails
+        files.check_report_dir(state.options.report_dir)
 
 
 # ------------------------------------------------------------------------- fixtures
