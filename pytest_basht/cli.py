@@ -17,9 +17,9 @@ from tabulate import tabulate
 from pytest_basht import machine, wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import BashtUsageError
-from pytest_basht.report import compare as compare_mod
+from pytest_basht.report import gate, markdown
 from pytest_basht.report import json as report_json
-from pytest_basht.report import markdown
+from pytest_basht.report.atomic import write_atomic
 
 if TYPE_CHECKING:
     from pytest_basht.report.history import History
@@ -40,7 +40,7 @@ def _report(args: argparse.Namespace) -> int:
     data = report_json.load(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     out = run_dir / "report.md"
-    report_json.write_atomic(out, markdown.render(data))
+    write_atomic(out, markdown.render(data))
     print(f"wrote {out}")
     return 0
 
@@ -64,8 +64,8 @@ def _table_export(args: argparse.Namespace) -> int:
     text = export.csv_text()
     card = export.card(datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        "basht table export " + " ".join(args.inputs))
-    report_json.write_atomic(out, text)
-    report_json.write_atomic(card_path(out), json.dumps(card, indent=1) + "\n")
+    write_atomic(out, text)
+    write_atomic(card_path(out), json.dumps(card, indent=1) + "\n")
     for note in export.notes:
         print(note)
     table = TrialTable.read(out)
@@ -97,8 +97,8 @@ def _compare(args: argparse.Namespace) -> int:
     from pytest_basht.report import history
 
     try:
-        thresholds = compare_mod.parse_fail_on(args.fail_on) if args.fail_on else []
-    except compare_mod.ThresholdError as exc:
+        thresholds = gate.parse_fail_on(args.fail_on) if args.fail_on else []
+    except gate.ThresholdError as exc:
         raise BashtUsageError(f"--fail-on: expected {exc}, got {args.fail_on!r}") from None
     paths = all(history.looks_like_path(ref) for ref in (args.old, args.new))
     store = None if paths else _store(args)
@@ -108,15 +108,15 @@ def _compare(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
-    result = compare_mod.compare(old.report, new.report, thresholds,
+    result = gate.compare(old.report, new.report, thresholds,
                                  baseline_label=old.label, current_label=new.label,
                                  any_machine=args.any_machine)
     comparison = report_json.clean(result.to_dict())
-    headers, rows = compare_mod.table(comparison)
+    headers, rows = gate.table(comparison)
     print(f"old: {old.label}\nnew: {new.label}")
     if rows:
         print(tabulate(rows, headers=headers, disable_numparse=True))
-    for line in compare_mod.gate_lines(comparison):
+    for line in gate.gate_lines(comparison):
         print(line)
     return 1 if result.verdict == "fail" else 0
 
@@ -129,7 +129,7 @@ def _history(args: argparse.Namespace) -> int:
         here = machine.fingerprint("")
         runs = store.runs(name=args.name, limit=args.limit,
                           machine=here if args.this_machine else None,
-                          keys=compare_mod.HARDWARE_KEYS)
+                          keys=gate.HARDWARE_KEYS)
         print(f"history: {store.shown} ({store.count()} runs; this machine: "
               f"{here['cpu_model']}, {here['cores']} cores, {here['memory_gb']} GB)")
     rows = [[r.run_id, r.name or "", r.created_utc, r.machine_id, r.meter_source,

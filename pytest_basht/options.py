@@ -112,7 +112,7 @@ def _switch(option: str, raw: str) -> bool:
 
 
 def _fail_on(option: str, raw: str) -> tuple[Any, ...]:
-    from pytest_basht.report.compare import ThresholdError, parse_fail_on
+    from pytest_basht.report.gate import ThresholdError, parse_fail_on
 
     try:
         return tuple(parse_fail_on(raw))

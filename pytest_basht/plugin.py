@@ -12,17 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tabulate import tabulate
 
 from pytest_basht import hookspecs, sweep, wiring
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
-from pytest_basht.report import compare, comparison, markdown
+from pytest_basht.report import files, terminal
 from pytest_basht.report import json as report_json
 from pytest_basht.runner import Deployment, TrialRunner
-from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, variant_of
-from pytest_basht.session import BashtSession, progress_line, repeat_id
+from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, repeat_id, variant_of
+from pytest_basht.session import BashtSession
 from pytest_basht.sut.base import Progress
 from pytest_basht.sut.limits import accelerator_missing
 from pytest_basht.workload import Workload
@@ -59,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
                            progress_factory=lambda monitor: _ProgressLine(config, monitor),
                            worker=worker, workers=int(workerinput.get("workercount", 1)))
-    session.validate_base()
+    session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
         session.prepare_gate()
         config.pluginmanager.register(_Controller(session), "basht-controller")
@@ -84,6 +83,8 @@ def pytest_generate_repeats(metafunc: pytest.Metafunc) -> None:
     if count > 1 and "basht_repeat" in metafunc.fixturenames:
         metafunc.parametrize("basht_repeat", range(1, count + 1), indirect=True,
                              ids=[repeat_id(i) for i in range(1, count + 1)])
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]
                                   ) -> Iterator[None]:
@@ -113,9 +114,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tolerance, metric = sweep.parse_marker(sid, marks[sid].kwargs, marks[sid].args)
         spec, positions = sweep.build(sid, group, tolerance=tolerance, metric=metric,
                                       max_steps=budget.max_sweep_steps, budget=budget.name)
-        state.add_sweep(spec, positions)
+        state.sweeps.add(spec, positions)
     if steps:
-        items[:] = sweep.in_order(items, state.sweep_steps)
+        items[:] = sweep.in_order(items, state.sweeps.steps)
 
 
 def _sweep_id(item: pytest.Item) -> str:
@@ -128,10 +129,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     scenarios = False
     for item in session.items:
         if VARIANT in getattr(item, "fixturenames", ()):
-            state.resolve(ScenarioSpec.from_item(item), variant_of(item))
+            state.resolver.resolve(ScenarioSpec.from_item(item), variant_of(item))
             scenarios = True
     if scenarios and state.worker is None:  # an xdist worker's usage error is a crash there;
-        state.check_report_dir()  # the controller rescues the report if the directory fails
+        # the controller rescues the report if the directory fails
+        files.check_report_dir(state.options.report_dir)
 
 
 # ------------------------------------------------------------------------- fixtures
@@ -140,7 +142,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def energy_meter(request: pytest.FixtureRequest) -> EnergyMonitor:
     """The session's energy monitor; ``with energy_meter.window("name") as w`` in any test."""
-    return _session(request.config).default_monitor()
+    state = _session(request.config)
+    return state.engines.get(state.resolver.resolve(ScenarioSpec(), {})).monitor
 
 
 @pytest.fixture
@@ -152,21 +155,22 @@ def basht_variant(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture
 def basht_workload(request: pytest.FixtureRequest, basht_variant: dict[str, Any]) -> Workload:
     """This scenario's resolved, validated workload."""
-    return _session(request.config).resolve(ScenarioSpec.from_item(request.node), basht_variant)
+    return _session(request.config).resolver.resolve(ScenarioSpec.from_item(request.node),
+                                                     basht_variant)
 
 
 @pytest.fixture(scope="session")
 def _basht_undeploy(request: pytest.FixtureRequest) -> Iterator[None]:
     """Undeploys whatever is deployed when the session ends, also after a failure or Ctrl-C."""
     yield
-    _session(request.config).close()
+    _session(request.config).engines.close()
 
 
 @pytest.fixture
 def deployed_sut(request: pytest.FixtureRequest, basht_workload: Workload,
                  _basht_undeploy: None) -> Deployment:
     """The deployment for this workload's SUT key (deployed once, reused by equal keys)."""
-    return _session(request.config).engine(basht_workload).deployments.get(basht_workload)
+    return _session(request.config).engines.get(basht_workload).deployments.get(basht_workload)
 
 
 @pytest.fixture
@@ -183,8 +187,8 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
     session = _session(request.config)
     spec = ScenarioSpec.from_item(request.node)
     nodeid = request.node.nodeid
-    engine = session.engine(basht_workload)
-    session.begin_scenario(nodeid)
+    engine = session.engines.get(basht_workload)
+    session.engines.begin_scenario(nodeid)
     return TrialRunner(basht_workload, engine.deployments,
                        on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant,
                                                               repeat=basht_repeat))
@@ -199,11 +203,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if VARIANT not in getattr(item, "fixturenames", ()):
         return
     state = _session(item.config)
-    workload = state.resolve(ScenarioSpec.from_item(item), variant_of(item))
+    workload = state.resolver.resolve(ScenarioSpec.from_item(item), variant_of(item))
     missing = accelerator_missing(workload.workers.accelerator)
     if missing is not None:
         pytest.skip(missing)
-    unseen = state.sweep_unseen(item.nodeid)
+    unseen = state.sweeps.unseen(item.nodeid)
     if unseen:
         pytest.fail(f"pytest-basht: sweep step {item.nodeid} would run without the steps "
                     f"before it ({', '.join(unseen)}) on this process; under pytest-xdist run "
@@ -250,7 +254,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                 item.nodeid, ScenarioSpec.from_item(item), variant_of(item),
                 _skip_reason(report))
         if report.when == "teardown":
-            session.sweep_done(item.nodeid)
+            session.sweeps.done(item.nodeid)
     return report
 
 
@@ -270,7 +274,7 @@ class _SkipRecorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = getattr(report, "basht_skip", None)
         if entry is not None:
-            self.state.add_skip(entry)
+            self.state.skipped.append(entry)
 
 
 # ------------------------------------------------------------------------- finish
@@ -299,17 +303,17 @@ def _finish(session: pytest.Session, state: BashtSession, exitstatus: int) -> No
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         state.interrupted()
     try:
-        state.close()
+        state.engines.close()
     except Exception as exc:  # the records are kept; their undeploy is missing, and said so
         state.notes.append(f"undeploy failed ({type(exc).__name__}: {exc}): the records of "
                            "the scenarios on that deployment stay provisional")
-    state.finish_live()
+    state.engines.finish_live(state.options.pushgateway)
     records = state.records()
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
         config.workeroutput[XDIST_KEY] = json.dumps(records)  # type: ignore[attr-defined]
         return
-    if not records and not state.lost:
-        state.close_history()
+    if not records and not state.xdist.lost:
+        state.history.close()
         return
     done = state.finish(records)
     config.stash[WRITTEN] = done.error or str(done.run_dir)
@@ -339,68 +343,39 @@ class _Controller:
             for record in json.loads(raw):
                 self.state.add_record(record)
         if error is not None:
-            self.state.worker_down(node.gateway.id, error)
+            self.state.xdist.down(node.gateway.id, error)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         worker = getattr(report, STARTED_ATTR, None)
         if worker is not None and report.when == "setup":
-            self.state.scenario_started(report.nodeid, worker)
-        if report.when == "teardown":
-            raw = getattr(report, RECORD_ATTR, None)
-            self.state.scenario_ended(report.nodeid, json.loads(raw) if raw else None)
+            self.state.xdist.started(report.nodeid, worker)
+        if report.when == "teardown":  # with the record (provisional until the worker ends)
+            raw = getattr(report, RECORD_ATTR, None)  # or without: it failed before running
+            if raw:
+                self.state.add_record(json.loads(raw))
+            self.state.xdist.ended(report.nodeid)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        if not self.state.order:
-            self.state.order = list(ids)
+        if not self.state.xdist.order:
+            self.state.xdist.order = list(ids)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport,
                                sched: Any) -> None:
         node = getattr(report, "node", None)
         worker = getattr(getattr(node, "gateway", None), "id", "?")
-        self.state.worker_crashed(crashitem, worker, str(report.longrepr))
+        self.state.xdist.crashed(crashitem, worker, str(report.longrepr))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     written = config.stash.get(WRITTEN, None)
     if written is None:
         return
-    tr = terminalreporter
-    tr.write_sep("=", "basht")
-    report = config.stash.get(REPORT, None)
-    if report is None:
-        tr.write_line(written, red=True)
-        for line, red in config.stash.get(FINISH, []):
-            tr.write_line(line, red=red, bold=red)
-        return
-    headers, rows = markdown.summary_rows(report)
-    tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
-    for meter in report["meters"]:
-        label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
-        if meter.get("failover"):
-            label += f"; FAILED mid-run, then {meter['failover']['fallback'] or 'nothing'}"
-        tr.write_line(f"energy: {meter.get('source')} ({label}); {meter.get('selection', '')}")
-        for warning in meter.get("warnings", []):
-            tr.write_line(f"energy warning: {warning}", yellow=True)
-    peak = report.get("concurrency", {}).get("max_parallel", 1)
-    if peak > 1:
-        tr.write_line(f"concurrency: up to {peak} scenarios shared the machine "
-                      f"({report['concurrency']['processes']} processes); energy "
-                      f"{report['concurrency']['energy_scope']}")
-    for lost in report.get("lost", []):
-        tr.write_line(f"LOST: {lost['test_id']} (xdist worker {lost['worker']} crashed: "
-                      f"{lost['reason']})", red=True)
-    for line in comparison.terminal_lines(report.get("experiments", [])):
-        tr.write_line(line)
-    tr.write_line(f"report: {written}/report.json, {written}/report.md")
-    gate = report.get("comparison")
-    if gate and gate.get("rows"):
-        headers, rows = compare.table(gate)
-        tr.write_line(f"comparison with {gate['baseline']['label']}:")
-        tr.write_line(tabulate(rows, headers=headers, disable_numparse=True))
-    for line, red in config.stash.get(FINISH, []):
-        tr.write_line(line, red=red, bold=red)
+    terminalreporter.write_sep("=", "basht")
+    for line in terminal.summary(written, config.stash.get(REPORT, None),
+                                 config.stash.get(FINISH, [])):
+        terminalreporter.write_line(line.text, **line.markup())
 
 
 # ------------------------------------------------------------------------- progress
@@ -430,7 +405,7 @@ class _ProgressLine:
         if now - self.last < 0.5:
             return
         self.last = now
-        line = progress_line(progress, self._joules() - self.start_j, self.monitor.source)
+        line = terminal.progress_line(progress, self._joules() - self.start_j, self.monitor.source)
         capman = self.config.pluginmanager.get_plugin("capturemanager")
         if capman is not None:
             with capman.global_and_fixture_disabled():

@@ -1,21 +1,33 @@
-"""Scenarios as tests: ``vary(...)`` parametrization and the ``basht`` marker.
+"""Scenarios as tests: ``vary(...)`` parametrization, the ``basht`` marker, repeats, and
+each scenario's workload resolved.
 
 ``vary("workers.count", [1, 2, 4, 8])`` is a ``pytest.mark.parametrize`` of the
 ``basht_variant`` fixture with ids like ``workers.count=2``; stacked ``vary`` marks on one
 test combine into their product. ``@pytest.mark.basht(workload=..., experiment=...,
-overrides=...)`` takes keyword arguments only and rejects unknown ones.
+overrides=...)`` takes keyword arguments only and rejects unknown ones. ``--basht-repeat N``
+adds ``repeat=i`` to a test's id; the scenario it samples is its id without it.
+``WorkloadResolver`` turns a scenario's file, options, marker and ``vary`` values into one
+checked workload.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_basht.errors import BashtUsageError
+import pytest_basht.workload as wl
+from pytest_basht.budget import BUDGETS, Budget
+from pytest_basht.energy.factory import check_energy
+from pytest_basht.errors import BashtUsageError, WorkloadError
+
+if TYPE_CHECKING:
+    from pytest_basht.registry import Registry
 
 VARIANT = "basht_variant"
 
@@ -119,3 +131,85 @@ def variant_of(item: pytest.Item) -> dict[str, Any]:
     if callspec is None:
         return {}
     return dict(callspec.params.get(VARIANT, {}))
+
+
+_REPEAT = re.compile(r"(\[|-)repeat=\d+\]$")
+
+
+def repeat_id(repeat: int) -> str:
+    """The id pytest shows for the ``repeat``-th run of a scenario (1-based)."""
+    return f"repeat={repeat}"
+
+
+def scenario_id(test_id: str, repeat: int, count: int) -> str:
+    """The scenario a test samples: its id without the repeat parametrization."""
+    if count <= 1:
+        return test_id
+    return _REPEAT.sub(lambda m: "]" if m.group(1) == "-" else "", test_id)
+
+
+DEFAULTS_SOURCE = "<defaults: the Basht baseline>"
+
+
+@dataclass
+class WorkloadResolver:
+    """Each scenario's workload: its file (the marker's, else ``--basht-workload``, else the
+    Basht baseline's defaults), then the options' overrides, the marker's, the ``vary``
+    values, and the budget; checked against what is registered. Each file is read once.
+
+    ``registry`` is called when a workload is first checked, not before: conftest files that
+    pytest loads during collection may register SUTs and models.
+    """
+
+    rootdir: Path
+    registry: Callable[[], Registry]
+    base: Path | None = None  # --basht-workload
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # from the options
+    budget: Budget = BUDGETS["full"]
+    documents: dict[Path, dict[str, Any]] = field(default_factory=dict)  # the files read
+
+    def validate_base(self) -> None:
+        """Read and validate the --basht-workload file now (a usage error before any test)."""
+        if self.base is not None:
+            self._document(self.base)
+            wl.from_mapping(self._base_document(None)[0], str(self.base))
+
+    def _document(self, path: Path) -> dict[str, Any]:
+        if path not in self.documents:
+            self.documents[path] = wl.read_document(path)
+        return self.documents[path]
+
+    def _base_document(self, spec_workload: str | None) -> tuple[dict[str, Any], str]:
+        if spec_workload is not None:
+            path = Path(spec_workload)
+            path = path if path.is_absolute() else self.rootdir / path
+            return self._document(path), str(path)
+        if self.base is not None:
+            return self._document(self.base), str(self.base)
+        return {}, DEFAULTS_SOURCE
+
+    def resolve(self, spec: ScenarioSpec, variant: dict[str, Any]) -> wl.Workload:
+        """The scenario's workload: file, then options, then marker overrides, then vary."""
+        doc, source = self._base_document(spec.workload)
+        doc = wl.apply_overrides(doc, self.overrides, source)
+        doc = wl.apply_overrides(doc, spec.overrides, source)
+        doc = wl.apply_overrides(doc, variant, source)
+        try:
+            workload = wl.from_mapping(doc, source)
+            registry = self.registry()
+            sut = registry.sut_class(workload)
+            shrink = {} if sut.zero_cost else self.budget.overrides(workload, variant)
+            if shrink:
+                workload = wl.from_mapping(wl.apply_overrides(doc, shrink, source), source)
+            registry.check(workload)
+            check_energy(workload, registry.meters)
+            import pytest_basht.search as search  # optuna loads with the first scenario
+
+            search.check(workload, registry)
+        except WorkloadError as exc:
+            if not variant and not spec.overrides:
+                raise
+            described = ", ".join(f"{k}={v!r}" for k, v in {**spec.overrides, **variant}.items())
+            raise WorkloadError(f"{source} (with {described})", exc.key, exc.expected,
+                                exc.got) from None
+        return workload

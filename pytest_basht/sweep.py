@@ -13,14 +13,15 @@ is compared with its final JCT (the plugin undeploys the previous step's deploym
 before deciding). A budget may cap the steps; the rest are then skipped, not converged.
 
 Everything here is a pure function of records, so the report recomputes the same verdict
-from report.json — also when the steps ran on an xdist worker.
+from report.json — also when the steps ran on an xdist worker. ``SweepTracker`` keeps a
+session's sweeps and which of their steps have run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pytest_basht.errors import BashtUsageError
@@ -216,3 +217,56 @@ def in_order(items: list[Any], positions: Mapping[str, tuple[str, int]]) -> list
         for i, item in zip(indices, steps, strict=True):
             out[i] = item
     return out
+
+
+@dataclass
+class SweepTracker:
+    """A session's sweeps: each step's sweep and position, and the steps this process ran.
+
+    ``verdict`` asks the caller for the records of a sweep's finished steps: only the caller
+    knows the scenarios, and it must first undeploy what they ran on, so that each step's
+    JCT (undeploy included) is final.
+    """
+
+    sweeps: dict[str, SweepSpec] = field(default_factory=dict)
+    steps: dict[str, tuple[str, int]] = field(default_factory=dict)  # nodeid -> (sweep, pos)
+    ran: set[str] = field(default_factory=set)  # steps through their whole test protocol
+
+    def add(self, spec: SweepSpec, positions: Mapping[str, int]) -> None:
+        self.sweeps[spec.id] = spec
+        for nodeid, pos in positions.items():
+            self.steps[nodeid] = (spec.id, pos)
+
+    def info(self, nodeid: str) -> dict[str, Any] | None:
+        """What a scenario's record says about the sweep it is a step of."""
+        entry = self.steps.get(nodeid)
+        if entry is None:
+            return None
+        spec = self.sweeps[entry[0]]
+        return {**spec.to_dict(), "position": entry[1], "value": spec.values[entry[1]]}
+
+    def verdict(self, nodeid: str,
+                finished: Callable[[str], Sequence[Mapping[str, Any]]]) -> str | None:
+        """Why this sweep step is skipped (converged, or past the budget), or None.
+        ``finished(sweep_id)``: the records of the sweep's steps that ran (``step_of``)."""
+        entry = self.steps.get(nodeid)
+        if entry is None:
+            return None
+        spec = self.sweeps[entry[0]]
+        return verdict(spec, [step_of(r) for r in finished(spec.id)], entry[1])
+
+    def done(self, nodeid: str) -> None:
+        """A sweep step has been through its whole test protocol on this process."""
+        if nodeid in self.steps:
+            self.ran.add(nodeid)
+
+    def unseen(self, nodeid: str) -> list[str]:
+        """Earlier steps of this step's sweep that have not run on this process.
+
+        Non-empty when a scheduler split a sweep (pytest-xdist with --dist load).
+        """
+        entry = self.steps.get(nodeid)
+        if entry is None:
+            return []
+        return [other for other, (sid, pos) in self.steps.items()
+                if sid == entry[0] and pos < entry[1] and other not in self.ran]

@@ -7,13 +7,18 @@ import json
 import pytest
 from scipy.stats import mannwhitneyu
 
+from pytest_basht.errors import OptionError
 from pytest_basht.metrics import TABLE2_KEYS
 from pytest_basht.report import json as report_json
-from pytest_basht.report.compare import (
+from pytest_basht.report.gate import (
+    EXIT_TESTS_FAILED,
     CompareError,
+    Gate,
     Threshold,
     ThresholdError,
+    alarms,
     compare,
+    exit_status,
     gate_lines,
     parse_fail_on,
     regression_line,
@@ -21,6 +26,7 @@ from pytest_basht.report.compare import (
     table,
     worse_when_higher,
 )
+from pytest_basht.report.history import Resolved
 
 MACHINE = {"id": "m1", "cpu_model": "CPU A", "cores": 2, "memory_gb": 24.0,
            "accelerators": [], "meter_source": "estimate:ccf-linear"}
@@ -273,3 +279,35 @@ def test_runs_with_different_concurrency_are_flagged():
 def test_a_structurally_broken_report_is_named_corrupt(broken, needle):
     with pytest.raises(CompareError, match=needle):
         compare(broken, report(scenario("t::a")), baseline_label="old.json")
+
+
+# ----------------------------------------------------------------------------- a run's gate
+
+
+def test_a_gate_needs_a_baseline_for_its_thresholds():
+    with pytest.raises(OptionError, match="--basht-fail-on: expected --basht-compare REF"):
+        Gate(None, tuple(parse_fail_on("energy:+10%"))).check()
+    Gate("main", tuple(parse_fail_on("energy:+10%"))).check()
+    Gate().check()
+    assert Gate().judge(report(scenario("t::a"))) is None, "no baseline: nothing judged"
+
+
+def test_the_gate_judges_the_report_and_says_how_the_run_ends():
+    gate = Gate("base.json", tuple(parse_fail_on("energy_kwh:+10%")),
+                baseline=Resolved(report(scenario("t::a", energy_kwh=1.0)), "base.json"))
+    ok = report(scenario("t::a", energy_kwh=1.05))
+    assert gate.judge(ok)["verdict"] == "pass" and ok["comparison"]["verdict"] == "pass"
+    assert exit_status(ok["comparison"]) == 0
+    assert alarms(ok["comparison"])[0] == ("basht gate: PASS — 1 scenario(s) within "
+                                           "energy_kwh:+10% of baseline base.json", False)
+    worse = report(scenario("t::a", energy_kwh=2.0))
+    judged = gate.judge(worse)
+    assert judged is not None and exit_status(judged) == EXIT_TESTS_FAILED
+    lines = alarms(judged)
+    assert lines[0][0].startswith("basht gate: FAIL") and lines[1][0].startswith("REGRESSION")
+    assert [red for _, red in lines] == [True, True] + [False] * (len(lines) - 2)  # notes
+    broken = report(scenario("t::other"))
+    judged = gate.judge(broken)
+    assert judged is not None and judged["verdict"] == "error"
+    assert judged["baseline"] == {"label": "baseline base.json"}
+    assert exit_status(judged) == EXIT_TESTS_FAILED and alarms(judged)[0][1]

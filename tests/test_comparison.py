@@ -8,7 +8,7 @@ from conftest import flat_trace, span, trial
 
 from pytest_basht import workload as wl
 from pytest_basht.options import BashtOptions
-from pytest_basht.report import comparison, markdown
+from pytest_basht.report import experiments, files, markdown
 from pytest_basht.report import json as report_json
 from pytest_basht.result import RunResult
 from pytest_basht.session import BashtSession
@@ -64,7 +64,7 @@ def sweep_records() -> tuple[list[dict], list[dict]]:
 
 def test_rows_follow_the_sweep_with_deltas_and_the_converged_value():
     records, skipped = sweep_records()
-    (exp,) = comparison.experiments(records, skipped)
+    (exp,) = experiments.experiments(records, skipped)
     assert exp["name"] == "R-MEM" and exp["variables"] == ["workers.memory_mb"]
     assert [r["label"] for r in exp["rows"]] == ["768", "896", "1024", "1152"]
     assert [r["ran"] for r in exp["rows"]] == [True, True, True, False]
@@ -83,31 +83,31 @@ def test_rows_follow_the_sweep_with_deltas_and_the_converged_value():
 
 def test_numeric_values_sort_and_others_keep_their_order():
     recs = [record(f"t.py::n[workers.count={n}]", {"workers.count": n}) for n in (4, 1, 2)]
-    (exp,) = comparison.experiments(recs, [])
+    (exp,) = experiments.experiments(recs, [])
     assert [r["label"] for r in exp["rows"]] == ["1", "2", "4"]
     recs = [record(f"t.py::s[search.sampler={n}]", {"search.sampler": n}, experiment="S-Sam")
             for n in ("tpe", "grid")]
-    (exp,) = comparison.experiments(recs, [])
+    (exp,) = experiments.experiments(recs, [])
     assert [r["label"] for r in exp["rows"]] == ["tpe", "grid"]
 
 
 def test_a_space_is_labelled_by_its_id_and_size():
     rec = record("t.py::test_s_phi[small]", {"search.space": {"x": [1, 2]}}, experiment="S-Φ")
-    (exp,) = comparison.experiments([rec], [])
+    (exp,) = experiments.experiments([rec], [])
     assert exp["rows"][0]["label"] == "small (|Φ|=16)"  # the record's own workload: 16
-    assert "| small (\\|Φ\\|=16) |" in comparison.table(exp), "pipes escaped in a table cell"
+    assert "| small (\\|Φ\\|=16) |" in experiments.table(exp), "pipes escaped in a table cell"
     assert exp["plot"] == "experiment-s-phi.png"
 
 
 def test_pruning_waste_and_savings():
     rec = record("t.py::p[search.pruner=median]", {"search.pruner": "median"}, pruned=2,
                  experiment="S-Pru")
-    prune = comparison.pruning(rec)
+    prune = experiments.pruning(rec)
     # each pruned trial: 8 J for 1 epoch of 4; 3 epochs not run at 8 J each
     assert prune == {"trials": 2, "wasted_j": 16.0, "saved_j": 48.0}
-    (exp,) = comparison.experiments([rec], [])
+    (exp,) = experiments.experiments([rec], [])
     assert exp["rows"][0]["trials"]["pruned"] == 2
-    text = comparison.table(exp)
+    text = experiments.table(exp)
     assert "pruned work J" in text and "saved J (est.)" in text and "| 48 " in text
 
 
@@ -119,10 +119,10 @@ def test_unenforced_limits_and_skips_are_noted():
                  experiment="R-ACL", limits=limits)
     skip = {"test_id": "t.py::a[workers.accelerator=gpu]", "experiment": "R-ACL",
             "variables": {"workers.accelerator": "gpu"}, "reason": "no GPU: NVML sees 0 devices"}
-    (exp,) = comparison.experiments([rec], [skip])
+    (exp,) = experiments.experiments([rec], [skip])
     assert exp["rows"][0]["notes"] == ["wcpu not enforced: 1 of 2 vCPUs given",
                                        "cores shared ×2"]
-    text = "\n".join(comparison.markdown_section([exp]))
+    text = "\n".join(experiments.markdown_section([exp]))
     assert "| gpu " in text and "| skipped " in text and "no GPU: NVML sees 0 devices" in text
     assert "![R-ACL: metrics against `workers.accelerator`](experiment-r-acl.png)" in text
 
@@ -133,8 +133,8 @@ def test_plots_are_pngs_with_the_experiment(tmp_path):
                  experiment="R-ACL")
     gpu = {"test_id": "t.py::a[workers.accelerator=gpu]", "experiment": "R-ACL",
            "variables": {"workers.accelerator": "gpu"}, "reason": "no GPU"}
-    exps = comparison.experiments([*records, acl], [*skipped, gpu])
-    written = comparison.write_plots(exps, tmp_path)
+    exps = experiments.experiments([*records, acl], [*skipped, gpu])
+    written = experiments.write_plots(exps, tmp_path)
     assert sorted(p.name for p in written) == ["experiment-r-acl.png", "experiment-r-mem.png"]
     for path in written:
         data = path.read_bytes()
@@ -154,7 +154,7 @@ def test_the_report_groups_by_experiment_and_validates(tmp_path):
     assert report["experiments"][0]["plot"] is None  # nothing varied: a table, no plot
     assert report["experiments"][0]["rows"][0]["label"] == "test_baseline"
     assert any("budget smoke" in n for n in report["notes"])
-    run_dir = session.write_report(report)
+    run_dir = files.write_report(report, session.options.report_dir)
     assert (run_dir / "experiment-r-mem.png").exists()
     md = (run_dir / "report.md").read_text()
     assert md.index("## Experiments") < md.index("## Scenarios — baseline") < \
@@ -162,6 +162,6 @@ def test_the_report_groups_by_experiment_and_validates(tmp_path):
     assert "**Sweep** (stops when two successive steps differ by < 5% in JCT): converged at " \
            "workers.memory_mb=896" in md
     assert markdown.by_experiment(report["scenarios"])[1][0] == "R-MEM"
-    lines = comparison.terminal_lines(report["experiments"])
+    lines = experiments.terminal_lines(report["experiments"])
     assert lines == [f"R-MEM (workers.memory_mb): 3 run, 1 skipped; "
                      f"{report['experiments'][1]['sweep']['reason']}"]

@@ -192,18 +192,16 @@ def test_xdist_loadscope_keeps_a_sweep_on_one_worker(fake):
         "converged at energy.carbon_intensity=400")
 
 
-def test_a_split_sweep_is_refused_with_the_fix(fake):
-    from pytest_basht.options import BashtOptions
-    from pytest_basht.session import BashtSession
-    from pytest_basht.sweep import SweepSpec
+def test_a_split_sweep_is_refused_with_the_fix():
+    from pytest_basht.sweep import SweepSpec, SweepTracker
 
-    session = BashtSession(BashtOptions(None, fake.path, None, None, None, None), fake.path)
-    session.add_sweep(SweepSpec("f", "x", (1, 2, 3)), {"f[1]": 0, "f[2]": 1, "f[3]": 2})
-    assert session.sweep_unseen("f[1]") == []
-    assert session.sweep_unseen("f[3]") == ["f[1]", "f[2]"]  # what another worker got
-    session.sweep_done("f[1]")
-    session.sweep_done("f[2]")
-    assert session.sweep_unseen("f[3]") == [] and session.sweep_unseen("other") == []
+    sweeps = SweepTracker()
+    sweeps.add(SweepSpec("f", "x", (1, 2, 3)), {"f[1]": 0, "f[2]": 1, "f[3]": 2})
+    assert sweeps.unseen("f[1]") == []
+    assert sweeps.unseen("f[3]") == ["f[1]", "f[2]"]  # what another worker got
+    sweeps.done("f[1]")
+    sweeps.done("f[2]")
+    assert sweeps.unseen("f[3]") == [] and sweeps.unseen("other") == []
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from fake_trainable import CONFTEST, workload
 
 from pytest_basht import cli
-from pytest_basht.report import compare
+from pytest_basht.report import gate
 from pytest_basht.report import json as report_json
 
 MACHINE = {"id": "m", "cpu_model": "cpu", "cores": 2, "memory_gb": 8.0, "accelerators": [],
@@ -32,14 +32,14 @@ def test_a_gate_with_no_baseline_value_to_check_is_an_error_not_a_pass():
                   "t::b": {"wte_kwh": None, "energy_kwh": 1.0}})
     new = report({"t::a": {"wte_kwh": 5.0, "energy_kwh": 1.0},
                   "t::b": {"wte_kwh": 5.0, "energy_kwh": 1.0}})
-    with pytest.raises(compare.CompareError, match=r"nothing checked: the baseline has no "
+    with pytest.raises(gate.CompareError, match=r"nothing checked: the baseline has no "
                        r"value of wte_kwh for any scenario this run has too \(t::a, t::b\)"):
-        compare.compare(old, new, compare.parse_fail_on("wte:+10%"))
+        gate.compare(old, new, gate.parse_fail_on("wte:+10%"))
     # one threshold checkable, another not: the gate decides on the first and says so
-    result = compare.compare(old, new, compare.parse_fail_on("wte:+10%,energy:+10%"))
+    result = gate.compare(old, new, gate.parse_fail_on("wte:+10%,energy:+10%"))
     assert result.verdict == "pass"
     assert "not checked, no value in the baseline: t::a wte_kwh, t::b wte_kwh" in result.notes
-    lines = compare.gate_lines(report_json.clean(result.to_dict()))
+    lines = gate.gate_lines(report_json.clean(result.to_dict()))
     assert "note: not checked, no value in the baseline: t::a wte_kwh, t::b wte_kwh" in lines
 
 

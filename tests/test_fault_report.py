@@ -158,7 +158,7 @@ def test_a_report_part_that_fails_leaves_the_raw_records(fake):
 WRITER = """
 import json, os, sys, time
 from pathlib import Path
-from pytest_basht.report import json as report_json
+from pytest_basht.report.atomic import write_atomic
 
 path, mode = Path(sys.argv[1]), sys.argv[2]
 
@@ -192,7 +192,7 @@ blob = "x" * 4_000_000
 for gen in range(1, 10**9):
     text = json.dumps({"gen": gen, "blob": blob, "end": True})
     if mode == "atomic":
-        report_json.write_atomic(path, text)
+        write_atomic(path, text)
     else:  # a plain open().write(): the old content is gone before the new is in
         with SlowDisk(open(path, "w")) as fh:
             fh.write(text)

@@ -81,9 +81,9 @@ def resolve(session: BashtSession, path: Path) -> wl.Workload | WorkloadError:
     """What a scenario naming this file gets: its workload after every check the session
     makes (schema, registered names, energy, samplers) — or the error. Anything else
     propagates and fails the test."""
-    session._documents.clear()
+    session.resolver.documents.clear()
     try:
-        return session.resolve(ScenarioSpec(workload=str(path)), {})
+        return session.resolver.resolve(ScenarioSpec(workload=str(path)), {})
     except WorkloadError as exc:
         return exc
 

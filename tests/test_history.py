@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from pytest_basht import cli
 from pytest_basht.report import json as report_json
-from pytest_basht.report.compare import HARDWARE_KEYS
+from pytest_basht.report.gate import HARDWARE_KEYS
 from pytest_basht.report.history import (
     History,
     HistoryError,

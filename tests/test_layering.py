@@ -27,14 +27,14 @@ LAYERS: dict[str, int] = {
     "sweep": 3, "db": 3,
     # 4: systems under test and the simulator they may replay on
     "simulation": 4, "sut": 4,
-    # 5: one scenario driven, and its result as plain data
-    "runner": 5, "result": 5,
+    # 5: one scenario driven, its result as plain data, the session's meters and deployments
+    "runner": 5, "result": 5, "engines": 5,
     # 6: the report: assembled, written, gated, kept in history
     "report": 6,
     # 7: feature packages that plug in through hooks, as a third party would
     "zeus": 7, "hydro": 7,
     # 8: the top: wiring, the session coordinator, options, the CLI, the pytest plugin
-    "wiring": 8, "session": 8, "options": 8, "cli": 8, "plugin": 8, "": 8,
+    "wiring": 8, "session": 8, "xdist_tracker": 8, "options": 8, "cli": 8, "plugin": 8, "": 8,
 }
 
 

@@ -6,7 +6,7 @@ import matplotlib.image
 import pytest
 from test_report import make_report
 
-from pytest_basht.report import markdown, plots
+from pytest_basht.report import files, markdown, plots
 
 S = 1_000_000_000
 
@@ -39,7 +39,7 @@ def test_each_scenario_gets_a_timeline_png_that_report_md_embeds(tmp_path):
 
 def test_write_report_puts_the_png_beside_report_json(tmp_path):
     session, report = make_report(tmp_path)
-    run_dir = session.write_report(report)
+    run_dir = files.write_report(report, session.options.report_dir)
     names = {p.name for p in run_dir.iterdir()}
     assert {"report.json", "report.md"} <= names
     assert any(n.startswith("timeline-1-") and n.endswith(".png") for n in names)

@@ -12,8 +12,9 @@ from conftest import flat_trace, span, trial
 from pytest_basht import cli
 from pytest_basht import workload as wl
 from pytest_basht.options import BashtOptions
+from pytest_basht.report import files, markdown
 from pytest_basht.report import json as report_json
-from pytest_basht.report import markdown
+from pytest_basht.report.atomic import replace_atomic, write_atomic
 from pytest_basht.result import RunResult
 from pytest_basht.session import BashtSession
 
@@ -60,7 +61,7 @@ def test_schema_rejects_a_missing_metric(tmp_path):
 
 def test_write_report_files_and_latest(tmp_path):
     session, report = make_report(tmp_path)
-    run_dir = session.write_report(report)
+    run_dir = files.write_report(report, session.options.report_dir)
     assert (run_dir / "report.json").exists() and (run_dir / "report.md").exists()
     latest = tmp_path / "reports" / "latest"
     assert latest.is_symlink() and (latest / "report.json").exists()
@@ -79,14 +80,14 @@ def test_markdown_has_the_tables(tmp_path):
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "report.json"
-    report_json.write_atomic(target, '{"old": true}\n')
+    write_atomic(target, '{"old": true}\n')
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        report_json.write_atomic(target, '{"new": true}\n')
+        write_atomic(target, '{"new": true}\n')
     assert target.read_text() == '{"old": true}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
@@ -95,9 +96,8 @@ def test_atomic_files_get_the_mode_of_a_new_file(tmp_path):
     """Not mkstemp's 0600: a team (or a CI artifact upload) must be able to read them."""
     old = os.umask(0o027)
     try:
-        report_json.write_atomic(tmp_path / "report.json", "{}\n")
-        report_json.replace_atomic(tmp_path / "plot.png",
-                                   lambda tmp: tmp.write_bytes(b"\x89PNG"))
+        write_atomic(tmp_path / "report.json", "{}\n")
+        replace_atomic(tmp_path / "plot.png", lambda tmp: tmp.write_bytes(b"\x89PNG"))
     finally:
         os.umask(old)
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o640
@@ -122,7 +122,7 @@ def test_load_errors_are_clear(tmp_path, content, message):
 
 def test_cli_report_and_validate(tmp_path, capsys):
     session, report = make_report(tmp_path)
-    run_dir = session.write_report(report)
+    run_dir = files.write_report(report, session.options.report_dir)
     (run_dir / "report.md").unlink()
     assert cli.main(["report", str(run_dir)]) == 0
     assert "Table 2" in (run_dir / "report.md").read_text()

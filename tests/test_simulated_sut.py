@@ -407,8 +407,9 @@ def test_budgets_leave_zero_cost_replays_as_written(tmp_path):
     root = Path(__file__).parents[1]
     options = BashtOptions(None, tmp_path, None, None, None, None, budget="smoke")
     session = BashtSession(options, root)
-    real = session.resolve(ScenarioSpec(workload="workloads/s-pru.yaml"), {})
-    replay = session.resolve(ScenarioSpec(workload="workloads/s-pru-simulated.yaml"), {})
+    real = session.resolver.resolve(ScenarioSpec(workload="workloads/s-pru.yaml"), {})
+    replay = session.resolver.resolve(ScenarioSpec(workload="workloads/s-pru-simulated.yaml"),
+                                      {})
     assert real.training.epochs == 3
     assert replay.training.epochs == wl.load(root / "workloads/s-pru-simulated.yaml"
                                              ).training.epochs > 3

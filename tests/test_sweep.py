@@ -163,3 +163,49 @@ def test_smoke_never_shrinks_what_a_scenario_varies():
     assert smoke.overrides(w, ["training"]) == {"search.trials": 12}
     assert smoke.overrides(w, ["search"]) == {"training.epochs": 3}
     assert "not comparable" in smoke.describe()
+
+
+# ----------------------------------------------------------------------------- the tracker
+
+
+def tracked() -> sweep.SweepTracker:
+    tracker = sweep.SweepTracker()
+    tracker.add(SPEC, {f"t.py::test_mem[{v}]": i for i, v in enumerate(SPEC.values)})
+    return tracker
+
+
+def step_record(position: int, jct: float) -> dict:
+    return {"sweep": {"position": position, "value": SPEC.values[position]},
+            "metrics": {"jct_ms": jct}, "outcome": "passed", "status": "complete"}
+
+
+def test_tracker_says_what_a_record_keeps_of_its_step():
+    tracker = tracked()
+    info = tracker.info("t.py::test_mem[1024]")
+    assert info is not None and (info["position"], info["value"]) == (2, 1024)
+    assert info["id"] == SPEC.id and info["tolerance"] == SPEC.tolerance
+    assert tracker.info("t.py::test_other") is None
+
+
+def test_tracker_verdict_asks_for_the_finished_steps_of_that_sweep_only():
+    tracker = tracked()
+    asked: list[str] = []
+
+    def finished(sweep_id: str) -> list[dict]:
+        asked.append(sweep_id)
+        return [step_record(0, 30_000), step_record(1, 20_000), step_record(2, 19_500)]
+
+    assert tracker.verdict("t.py::test_mem[1152]", finished).startswith(
+        "converged at workers.memory_mb=896")
+    assert tracker.verdict("t.py::test_mem[896]", finished) is None  # nothing before it pairs
+    assert asked == [SPEC.id, SPEC.id]
+    assert tracker.verdict("t.py::test_other", finished) is None and len(asked) == 2
+
+
+def test_tracker_knows_the_steps_that_ran_here():
+    tracker = tracked()
+    assert tracker.unseen("t.py::test_mem[896]") == ["t.py::test_mem[768]"]
+    tracker.done("t.py::test_mem[768]")
+    tracker.done("t.py::test_other")  # not a sweep step: nothing to remember
+    assert tracker.unseen("t.py::test_mem[896]") == []
+    assert tracker.ran == {"t.py::test_mem[768]"}

@@ -11,8 +11,9 @@ from conftest import only_report
 from fake_trainable import CONFTEST, workload
 
 from pytest_basht.metrics import TABLE2_KEYS
-from pytest_basht.options import BashtOptions
-from pytest_basht.session import BashtSession, concurrency, scenario_id
+from pytest_basht.report.assemble import concurrency
+from pytest_basht.scenarios import scenario_id
+from pytest_basht.xdist_tracker import XdistTracker
 
 SCENARIOS = """
 import pytest
@@ -205,16 +206,15 @@ def test_repeat_suffix_is_stripped_for_the_scenario_id():
     assert scenario_id("m.py::t[repeat=2]", 1, 1) == "m.py::t[repeat=2]"  # a user's own id
 
 
-def test_lost_bookkeeping_on_the_controller(tmp_path):
-    state = BashtSession(BashtOptions(workload=None, report_dir=tmp_path, meter=None,
-                                      carbon_intensity=None, pue=None, seed=None), tmp_path)
-    state.scenario_started("t::a", "gw0")
-    state.scenario_started("t::b", "gw0")
-    state.scenario_started("t::c", "gw1")
-    state.scenario_ended("t::a", None)  # e.g. its setup failed: nothing to lose later
-    state.worker_down("gw0", "Not properly terminated")
-    state.worker_crashed("t::b", "gw0", "worker 'gw0' crashed while running 't::b'")
-    state.worker_crashed("t::x", "gw1", "worker 'gw1' crashed while running 't::x'")
+def test_lost_bookkeeping_on_the_controller():
+    state = XdistTracker()
+    state.started("t::a", "gw0")
+    state.started("t::b", "gw0")
+    state.started("t::c", "gw1")
+    state.ended("t::a")  # e.g. its setup failed: nothing to lose later
+    state.down("gw0", "Not properly terminated")
+    state.crashed("t::b", "gw0", "worker 'gw0' crashed while running 't::b'")
+    state.crashed("t::x", "gw1", "worker 'gw1' crashed while running 't::x'")
     assert state.lost == [
         {"test_id": "t::b", "worker": "gw0", "scenario": True,
          "reason": "worker 'gw0' crashed while running 't::b'"},

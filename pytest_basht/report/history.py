@@ -8,7 +8,8 @@ later tools can query history without parsing reports. URLs are shown without pa
 
 A reference (``--basht-compare REF``, ``basht compare OLD NEW``) is a report.json or run
 directory, a saved name (its newest run), a run id, or ``last`` / ``last~N`` (the newest
-run, or the Nth before it, of a machine when one is given).
+run, or the Nth before it, of a machine when one is given). ``SessionHistory`` is one
+pytest run's handle on the store: opened when first needed, saved in at the end, closed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from pytest_basht.errors import BashtUsageError
+from pytest_basht.errors import BashtUsageError, OptionError
 from pytest_basht.report import json as report_json
 
 DEFAULT_PATH = Path(".basht") / "history.sqlite"
@@ -412,3 +413,61 @@ def resolve(ref: str, history: History | None, *, machine: dict[str, Any] | None
     label = f"run {entry.run_id}" + (f" ('{entry.name}')" if entry.name else "") \
         + f" from the history {history.shown}"
     return Resolved(history.report(entry.run_id), label)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What saving a run in the history came to, for the terminal and the exit status."""
+
+    line: str
+    alarming: bool
+    failed: bool  # the run was not saved under the name --basht-save asked for
+
+
+@dataclass
+class SessionHistory:
+    """A pytest run's history store: ``--basht-history`` (None: the default file under
+    ``rootdir``; ``off``: none), opened on first use, saved in at the end, closed once."""
+
+    setting: str | None
+    rootdir: Path
+    name: str | None = None  # --basht-save: the name to save the run under
+    _store: History | None = None
+
+    def check(self) -> None:
+        """A run cannot be saved under a name in a history that is off."""
+        if self.name is not None and is_off(self.setting):
+            raise OptionError("--basht-save", "a history store to save in (it is off)",
+                              self.name)
+
+    def store(self, *, set_aside_corrupt: bool = False) -> History | None:
+        """The store (opened on first use), or None with ``--basht-history off``.
+        ``set_aside_corrupt``: a damaged SQLite file is moved aside for a fresh one (when a
+        run is saved; a baseline is never looked up in an empty store)."""
+        if is_off(self.setting):
+            return None
+        if self._store is None:
+            self._store = History(store_url(self.setting, self.rootdir),
+                                  set_aside_corrupt=set_aside_corrupt)
+        return self._store
+
+    def save(self, report: dict[str, Any], path: Path) -> Saved | None:
+        """Save the run (its report.json at ``path``); None with the history off."""
+        try:
+            store = self.store(set_aside_corrupt=True)
+            if store is None:
+                return None
+            entry = store.save(report, name=self.name, path=path)
+        except BashtUsageError as exc:
+            return Saved(f"history: not saved: {exc}", True, self.name is not None)
+        named = f" as '{entry.name}'" if entry.name else ""
+        line = f"history: saved run {entry.run_id}{named} in {store.shown}"
+        if store.set_aside is None:
+            return Saved(line, False, False)
+        return Saved(f"{line} — a fresh store: the old one was damaged and is kept as "
+                     f"{store.set_aside}", True, False)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -1,4 +1,4 @@
-"""report.json: every raw record needed to recompute every metric, written atomically.
+"""report.json: every raw record needed to recompute every metric, as plain JSON.
 
 The layout is versioned (``schema_version``) and described by ``schema.json`` beside this
 module. Non-finite floats are written as null, so the file is strict JSON.
@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -88,66 +85,6 @@ def build(*, run_id: str, status: str, scenarios: list[dict[str, Any]],
         "notes": notes or [],
         "scenarios": scenarios,
     })
-
-
-def _new_file_mode() -> int:
-    """The mode ``open`` gives a new file (0666 less the umask); mkstemp's 0600 would hide
-    reports from the rest of a team or a CI artifact upload."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``:
-    readers see the old file or the new, never part of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _new_file_mode())
-        os.close(fd)
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # the rename itself survives a power cut only once the directory is on disk
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass  # some file systems cannot sync a directory; the rename is done all the same
-    finally:
-        os.close(dir_fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old content or the new, never half of it."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    replace_atomic(path, write)
-
-
-def unwritable(directory: Path) -> str | None:
-    """Why reports cannot be written into ``directory`` (created if missing), or None.
-    Creates nothing: it finds the nearest part of the path that exists and checks it."""
-    path = Path(os.path.abspath(directory))
-    for part in (path, *path.parents):
-        if not os.path.lexists(part):
-            continue
-        if not part.is_dir():
-            return f"{part} is not a directory"
-        if not os.access(part, os.W_OK | os.X_OK):
-            return f"{part}: permission denied"
-        return None
-    return None
 
 
 def dumps(report: dict[str, Any]) -> str:

@@ -8,11 +8,11 @@ from typing import Any
 
 from tabulate import tabulate
 
-from pytest_basht import metrics as metrics_mod
+import pytest_basht.metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
-from pytest_basht.report import comparison
-from pytest_basht.report.compare import gate_lines, table
+from pytest_basht.report import experiments
 from pytest_basht.report.format import fmt
+from pytest_basht.report.gate import gate_lines, table
 
 LABELS = {
     "jct_ms": "JCT", "energy_j": "energy", "energy_kwh": "energy", "twh_kwh": "TWH",
@@ -282,8 +282,8 @@ def render(report: dict[str, Any]) -> str:
         lines += zeus_section(report.get("zeus"))
         exps = report.get("experiments")
         if exps is None:
-            exps = comparison.experiments(report["scenarios"], report.get("skipped", []))
-        lines += comparison.markdown_section(exps)
+            exps = experiments.experiments(report["scenarios"], report.get("skipped", []))
+        lines += experiments.markdown_section(exps)
         for name, group in by_experiment(report["scenarios"]):
             lines += [f"## Scenarios — {name}" if name else "## Scenarios", ""]
             for sc in group:

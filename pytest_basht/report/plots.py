@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.lifecycle import PHASES
-from pytest_basht.report.json import replace_atomic
+from pytest_basht.report.atomic import replace_atomic
 
 COLORS = {
     "deploy": "#8c564b", "setup": "#9467bd", "trial.load": "#17becf", "trial.train": "#1f77b4",

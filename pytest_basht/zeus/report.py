@@ -24,9 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_basht import workload as wl
+import pytest_basht.workload as wl
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.report import json as report_json
+from pytest_basht.report.atomic import replace_atomic
 from pytest_basht.zeus.config import NAME, JobConfig, parse
 
 PLOT = "bso.png"
@@ -224,7 +225,7 @@ def plot(summary: Mapping[str, Any], path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    report_json.replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return True
 
 

@@ -1,4 +1,5 @@
-"""The gate: compare a run with a baseline, metric by metric, and decide (pure functions).
+"""The gate: compare a run with a baseline, metric by metric, and decide (pure functions);
+and ``Gate``, a pytest run's: its baseline loaded before any test, its report judged at the end.
 
 A threshold says how much worse a metric may get, relative (``energy_kwh:+10%``) or in
 the metric's own unit (``energy_kwh:+0.001``); several thresholds on one key must all be
@@ -23,10 +24,15 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_basht.errors import BashtUsageError
+from pytest_basht.errors import BashtUsageError, OptionError
+from pytest_basht.machine import fingerprint
 from pytest_basht.metrics import TABLE2_KEYS, UNITS
+from pytest_basht.report.json import clean
+
+if TYPE_CHECKING:
+    from pytest_basht.report.history import Resolved, SessionHistory
 
 ALPHA = 0.05
 MIN_SAMPLES = 3
@@ -458,3 +464,74 @@ def gate_lines(comparison: dict[str, Any]) -> list[str]:
                      + ", ".join(comparison["only_current"]))
     lines += [f"note: {n}" for n in comparison.get("notes", [])]
     return lines
+
+
+# ----------------------------------------------------------------------------- a run's gate
+
+#: Terminal lines the gate says in red: a failed or broken gate, and each regression.
+ALARMING = ("basht gate: FAIL", "basht gate: ERROR", "REGRESSION")
+EXIT_TESTS_FAILED = 1  # pytest.ExitCode.TESTS_FAILED: the gate failed
+
+
+@dataclass
+class Gate:
+    """A pytest run's gate: the baseline ``--basht-compare`` names, loaded before any test,
+    and the thresholds (``--basht-fail-on``) the run's report is held to at its end."""
+
+    ref: str | None = None
+    thresholds: tuple[Threshold, ...] = ()
+    any_machine: bool = False
+    baseline: Resolved | None = None
+
+    @property
+    def label(self) -> str:
+        assert self.baseline is not None
+        return f"baseline {self.baseline.label}"
+
+    def check(self) -> None:
+        """Thresholds need a baseline to hold the run to."""
+        if self.thresholds and self.ref is None:
+            raise OptionError("--basht-fail-on", "--basht-compare REF with it (the baseline "
+                              "to hold this run to)", ",".join(t.text for t in self.thresholds))
+
+    def load(self, history: SessionHistory) -> None:
+        """Find and check the baseline now (a usage error before any test): a report file,
+        or a run in ``history`` measured on this machine (unless ``any_machine``)."""
+        if self.ref is None:
+            return
+        from pytest_basht.report import history as history_mod  # SQLAlchemy loads on use
+
+        here = fingerprint("")
+        keys = () if self.any_machine else HARDWARE_KEYS
+        store = None if history_mod.looks_like_path(self.ref) else history.store()
+        self.baseline = history_mod.resolve(self.ref, store, machine=here, keys=keys)
+        check_report(self.baseline.report, self.label)
+        if not self.any_machine:
+            refuse_other_machine(self.baseline.report["machine"], here, self.label,
+                                 HARDWARE_KEYS)
+
+    def judge(self, report: dict[str, Any]) -> dict[str, Any] | None:
+        """Compare the run's report with the baseline; the result goes into the report (as
+        ``comparison``), an unusable comparison as the verdict ``error``. None: no baseline."""
+        if self.baseline is None:
+            return None
+        try:
+            result = compare(self.baseline.report, report, self.thresholds,
+                             baseline_label=self.label, any_machine=self.any_machine)
+        except BashtUsageError as exc:
+            out = {"verdict": "error", "error": str(exc), "baseline": {"label": self.label},
+                   "thresholds": [t.text for t in self.thresholds], "rows": []}
+        else:
+            out = result.to_dict()
+        report["comparison"] = clean(out)
+        return report["comparison"]
+
+
+def alarms(comparison: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The gate's terminal lines, each with whether it is alarming (shown in red)."""
+    return [(line, line.startswith(ALARMING)) for line in gate_lines(comparison)]
+
+
+def exit_status(comparison: dict[str, Any]) -> int:
+    """The exit status the gate's verdict gives the run (0: none beyond its tests')."""
+    return EXIT_TESTS_FAILED if comparison["verdict"] in ("fail", "error") else 0

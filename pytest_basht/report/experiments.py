@@ -19,9 +19,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from pytest_basht import sweep as sweep_mod
+import pytest_basht.sweep as sweep_mod
+from pytest_basht.report.atomic import replace_atomic
 from pytest_basht.report.format import fmt
-from pytest_basht.report.json import replace_atomic
 
 PANELS = (("jct_s", "JCT", "s"), ("energy_j", "energy", "J"), ("twh_kwh", "TWH", "kWh"),
           ("wr_pct", "WR", "%"), ("wte_kwh", "waste (WTE)", "kWh"), ("oc_usd", "cost (OC)", "USD"),

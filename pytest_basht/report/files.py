@@ -1,0 +1,99 @@
+"""The report's files: report.json, report.md and the plots of one run, written atomically
+(``atomic``) into ``<report dir>/<run id>/``, with ``latest`` pointed at the run; the check
+that the report directory is writable before a run, and a rescue into the temporary
+directory when it fails at the end of one.
+
+Nothing here decides what a report holds (``assemble`` and ``json`` do): this module only
+puts it on disk, so that a failed plot or Markdown table never costs report.json.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_basht.errors import OptionError
+from pytest_basht.report import experiments, markdown, plots
+from pytest_basht.report import json as report_json
+from pytest_basht.report.atomic import write_atomic
+
+#: Draws more plots of a report into its run directory (a feature's own, such as Zeus').
+PlotWriter = Callable[[dict[str, Any], Path], Any]
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why reports cannot be written into ``directory`` (created if missing), or None.
+    Creates nothing: it finds the nearest part of the path that exists and checks it."""
+    path = Path(os.path.abspath(directory))
+    for part in (path, *path.parents):
+        if not os.path.lexists(part):
+            continue
+        if not part.is_dir():
+            return f"{part} is not a directory"
+        if not os.access(part, os.W_OK | os.X_OK):
+            return f"{part}: permission denied"
+        return None
+    return None
+
+
+def check_report_dir(directory: Path) -> None:
+    """Before scenarios run: --basht-report-dir must be a directory we can write in."""
+    why = unwritable(directory)
+    if why is not None:
+        raise OptionError("--basht-report-dir", f"a directory it can write reports in "
+                          f"({why})", str(directory))
+
+
+def _point_latest(root: Path, run_id: str, report: dict[str, Any]) -> None:
+    """Point ``root/latest`` at the run, or say in the report's notes why it could not."""
+    latest = root / "latest"
+    tmp = root / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_id, target_is_directory=True)
+        os.replace(tmp, latest)
+    except OSError as exc:  # a directory in its place, say: the report matters, not it
+        tmp.unlink(missing_ok=True)
+        report.setdefault("notes", []).append(f"{latest} not pointed at this run: {exc}")
+
+
+def write_report(report: dict[str, Any], root: Path, more_plots: Sequence[PlotWriter] = ()
+                 ) -> Path:
+    """Write report.json and report.md atomically into ``root/<run id>`` with the plots
+    (``more_plots`` too); point ``latest`` at the run. Returns the run directory."""
+    run_id = report["run_id"]
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _point_latest(root, run_id, report)
+    try:
+        plots.write(report, run_dir)
+        for draw in more_plots:
+            draw(report, run_dir)
+    except Exception as exc:  # a plot must never cost the report
+        report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
+                                              f"{exc}")
+    write_atomic(run_dir / "report.json", report_json.dumps(report))
+    try:
+        experiments.write_plots(report.get("experiments", []), run_dir)
+        text = markdown.render(report)
+    except Exception as exc:  # report.json is written: the summary must not cost it
+        text = (f"# pytest-basht run {run_id}\n\nreport.md could not be rendered "
+                f"({type(exc).__name__}: {exc}); report.json holds every record.\n")
+    write_atomic(run_dir / "report.md", text)
+    return run_dir
+
+
+def rescue(report: dict[str, Any], wanted: Path, problem: OSError,
+           more_plots: Sequence[PlotWriter] = ()) -> tuple[Path | None, str]:
+    """The report directory ``wanted`` failed at the end of the run: write the report to the
+    temporary directory instead, so that no measurement is lost; (where, what happened)."""
+    what = f"could not write the report to {wanted}: {problem}"
+    root = Path(tempfile.gettempdir()) / "basht-reports"
+    report.setdefault("notes", []).append(f"{what}; written to {root} instead")
+    try:
+        return write_report(report, root, more_plots), f"{what}; written to {root} instead"
+    except OSError as exc:
+        return None, f"{what}; nor to {root}: {exc}"

@@ -1,0 +1,83 @@
+"""What the terminal shows: the summary after a run, and the live line while trials run.
+
+Plain functions returning text; the pytest plugin only writes it, with each line's colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from pytest_basht.report import experiments, markdown
+from pytest_basht.report.gate import table
+
+if TYPE_CHECKING:
+    from pytest_basht.sut.base import Progress
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line (or a table) of the summary, and how the terminal marks it."""
+
+    text: str
+    red: bool = False
+    bold: bool = False
+    yellow: bool = False
+
+    def markup(self) -> dict[str, bool]:
+        """Keyword arguments for pytest's ``TerminalReporter.write_line``."""
+        return {k: v for k, v in (("red", self.red), ("bold", self.bold),
+                                  ("yellow", self.yellow)) if v}
+
+
+def summary(written: str, report: dict[str, Any] | None,
+            finish: Sequence[tuple[str, bool]] = ()) -> list[Line]:
+    """The summary under the ``basht`` rule: the scenario table, the meters, concurrency,
+    losses, the experiments, where the report is, the gate's table, then the end of the
+    run's own lines (``finish``: each with whether it alarms). Without a report, ``written``
+    says why it could not be written."""
+    alarms = [Line(line, red=red, bold=red) for line, red in finish]
+    if report is None:
+        return [Line(written, red=True), *alarms]
+    headers, rows = markdown.summary_rows(report)
+    out = [Line(tabulate(rows, headers=headers, disable_numparse=True))]
+    out += meter_lines(report)
+    peak = report.get("concurrency", {}).get("max_parallel", 1)
+    if peak > 1:
+        out.append(Line(f"concurrency: up to {peak} scenarios shared the machine "
+                        f"({report['concurrency']['processes']} processes); energy "
+                        f"{report['concurrency']['energy_scope']}"))
+    out += [Line(f"LOST: {lost['test_id']} (xdist worker {lost['worker']} crashed: "
+                 f"{lost['reason']})", red=True) for lost in report.get("lost", [])]
+    out += [Line(line) for line in experiments.terminal_lines(report.get("experiments", []))]
+    out.append(Line(f"report: {written}/report.json, {written}/report.md"))
+    gate = report.get("comparison")
+    if gate and gate.get("rows"):
+        headers, rows = table(gate)
+        out.append(Line(f"comparison with {gate['baseline']['label']}:"))
+        out.append(Line(tabulate(rows, headers=headers, disable_numparse=True)))
+    return out + alarms
+
+
+def meter_lines(report: dict[str, Any]) -> list[Line]:
+    """Each meter: its source, measured or an estimate, why it was chosen, its warnings."""
+    out = []
+    for meter in report["meters"]:
+        label = "measured" if meter.get("measured") else "ESTIMATE, not a measurement"
+        if meter.get("failover"):
+            label += f"; FAILED mid-run, then {meter['failover']['fallback'] or 'nothing'}"
+        out.append(Line(f"energy: {meter.get('source')} ({label}); "
+                        f"{meter.get('selection', '')}"))
+        out += [Line(f"energy warning: {warning}", yellow=True)
+                for warning in meter.get("warnings", [])]
+    return out
+
+
+def progress_line(progress: Progress, energy_j: float, source: str) -> str:
+    """The live line while a scenario's trials run."""
+    best = "—" if progress.best is None else f"{progress.best:.4g}"
+    return (f"[basht] trials {progress.done}/{progress.expected} · running {progress.running}"
+            f" · failed {progress.failed} · best {best} · energy {energy_j:.1f} J ({source})")
