@@ -40,7 +40,7 @@ def _report(args: argparse.Namespace) -> int:
     data = report_json.load(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     out = run_dir / "report.md"
-    write_atomic(out, markdown.render(data))
+    write_atomic(out, markdown.render(data, wiring.plugin_manager().hook))
     print(f"wrote {out}")
     return 0
 

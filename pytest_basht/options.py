@@ -18,8 +18,8 @@ import pytest
 from pytest_basht import budget
 from pytest_basht.energy import carbon
 from pytest_basht.energy.base import MeterContext
-from pytest_basht.energy.urls import problem, redact, split_credentials
 from pytest_basht.errors import OptionError
+from pytest_basht.urls import problem, redact, split_credentials
 
 NAME_MAX = 200  # a saved run's name: the history's name column
 
@@ -123,12 +123,13 @@ def _fail_on(option: str, raw: str) -> tuple[Any, ...]:
 def _history(option: str, raw: str) -> str:
     """``off``, a file path or an SQLAlchemy URL whose driver is installed (checked now, not
     when the run ends and its history cannot be saved)."""
+    import pytest_basht.db as db
     from pytest_basht.report import history
 
     value = _text(option, raw)
     why = history.url_problem(value)
     if why is not None:
-        raise OptionError(option, why, history.display_url(value))
+        raise OptionError(option, why, db.shown(value))
     return value
 
 
@@ -321,9 +322,9 @@ class BashtOptions:
             elif key == "fail_on" and value is not None:
                 value = ",".join(t.text for t in value)
             elif key == "history" and value is not None:
-                from pytest_basht.report.history import display_url
+                import pytest_basht.db as db  # SQLAlchemy loads only with --basht-history
 
-                value = display_url(value)
+                value = db.shown(value)
             out[key] = value
         return out
 

@@ -1,8 +1,10 @@
 """Registries of named SUTs, trainables, samplers, pruners and meters, filled by hooks.
 
 Dicts and lookup only: ``pytest_basht.wiring`` builds the plugin manager whose hooks fill
-them. A workload names what it uses; only registered names resolve. Objects that run in
-worker processes travel there as import references (``module:attribute``), never as code.
+them, and the registry keeps its hook caller, through which the core calls the plugins'
+other hooks (a workload's checks, a SUT's test phase and metrics). A workload names what
+it uses; only registered names resolve. Objects that run in worker processes travel there
+as import references (``module:attribute``), never as code.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ class Registry:
     samplers: dict[str, Any] = field(default_factory=dict)
     pruners: dict[str, Any] = field(default_factory=dict)
     meters: dict[str, Any] = field(default_factory=dict)
+    #: the plugins' hook caller the registrations came from (None: filled by hand)
+    hook: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_hooks(cls, hook: Any) -> Registry:
         """Collect every plugin's registrations; a name given twice is an error."""
-        registry = cls()
+        registry = cls(hook=hook)
         for kind in KINDS:
             caller = getattr(hook, f"pytest_basht_register_{kind}")
             target: dict[str, Any] = getattr(registry, kind)
@@ -68,7 +72,8 @@ class Registry:
         return entry if isinstance(entry, type) else entry(workload)
 
     def check(self, workload: Workload) -> None:
-        """Every name in the workload is registered, and the trainable accepts the workload."""
+        """Every name in the workload is registered, the trainable and the SUT accept the
+        workload, and so does every plugin (``pytest_basht_check_workload``)."""
         src = workload.source
         sut = self.sut_class(workload)
         trainable = self.get("trainables", workload.model.name, source=src, key="model.name")
@@ -80,6 +85,8 @@ class Registry:
         trainable.check(workload)
         if hasattr(sut, "check"):
             sut.check(workload, self)
+        if self.hook is not None:
+            self.hook.pytest_basht_check_workload(workload=workload, registry=self)
 
 
 def ref_of(obj: Any) -> str:

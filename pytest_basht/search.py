@@ -171,11 +171,7 @@ def trial_cap(workload: Workload) -> int | None:
 
 def check(workload: Workload, registry: Any) -> None:
     """Build the sampler and pruner once when they get options: a bad one is a usage error
-    at collection, naming the key, not a failure inside a worker process. A zeus-bso
-    workload is checked whole (space, pruner, target, workers: ``zeus.config``)."""
-    from pytest_basht.zeus import config as zeus_config
-
-    zeus_config.check(workload)
+    at collection, naming the key, not a failure inside a worker process."""
     s = workload.search
     checks = [("search.sampler_options", s.sampler, s.sampler_options,
                lambda: registry.get("samplers", s.sampler)(workload, workload.seed)),

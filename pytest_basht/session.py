@@ -37,13 +37,11 @@ from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import ProgressCallback
 from pytest_basht.sweep import SweepTracker
 from pytest_basht.xdist_tracker import XdistTracker
-from pytest_basht.zeus.report import write_plot as zeus_plot
 
 if TYPE_CHECKING:
     from pytest_basht.report.history import SessionHistory
 
 EXIT_INTERNAL_ERROR = 3  # pytest.ExitCode.INTERNAL_ERROR: a record could not be kept
-MORE_PLOTS = (zeus_plot,)  # drawn beside the report's own plots
 
 
 def new_run_id() -> str:
@@ -95,6 +93,7 @@ class BashtSession:
     resolver: WorkloadResolver = field(init=False)
     engines: Engines = field(init=False)
     gate: Gate = field(init=False)
+    _plugins: Any = None
     _registry: Registry | None = None
     _history: SessionHistory | None = None
 
@@ -108,10 +107,17 @@ class BashtSession:
         self.gate = Gate(o.compare, tuple(o.fail_on or ()), bool(o.compare_any_machine))
 
     @property
+    def plugins(self) -> Any:
+        """The plugins' hook caller: pytest's, or without pytest the wiring's own."""
+        if self._plugins is None:
+            self._plugins = self.hook if self.hook is not None else \
+                wiring.plugin_manager().hook
+        return self._plugins
+
+    @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = (Registry.from_hooks(self.hook) if self.hook is not None
-                              else wiring.registry())
+            self._registry = Registry.from_hooks(self.plugins)
         return self._registry
 
     @property
@@ -189,12 +195,11 @@ class BashtSession:
         record["repeat"] = sc.repeat
         record["placement"] = {"worker": self.worker or "main", "pid": os.getpid(),
                                "host": platform.node()}
-        if self.hook is not None:
-            try:
-                self.hook.pytest_basht_update_scenario(config=self.config, scenario=record)
-            except Exception as exc:  # a third party's hook must not cost the record
-                self.notes.append(f"pytest_basht_update_scenario failed for {sc.test_id} "
-                                  f"({type(exc).__name__}: {exc}); its record is as measured")
+        try:
+            self.plugins.pytest_basht_update_scenario(config=self.config, scenario=record)
+        except Exception as exc:  # a third party's hook must not cost the record
+            self.notes.append(f"pytest_basht_update_scenario failed for {sc.test_id} "
+                              f"({type(exc).__name__}: {exc}); its record is as measured")
         return record
 
     # -------------------------------------------------------------- sweeps and skips
@@ -247,8 +252,7 @@ class BashtSession:
             budget=None if self.options.budget == "full" else self.budget.describe())
         report = assemble.build(records, self.notes, facts, lost=self.xdist.lost,
                                 skipped=self.skipped)
-        if self.hook is not None:
-            self.hook.pytest_basht_update_report(config=self.config, report=report)
+        self.plugins.pytest_basht_update_report(config=self.config, report=report)
         return report
 
     def finish(self, records: list[dict[str, Any]]) -> Finish:
@@ -289,9 +293,9 @@ class BashtSession:
     def _write(self, report: dict[str, Any], out: Finish) -> Path | None:
         """Write the report where asked, else rescue it (None: nowhere could hold it)."""
         try:
-            return files.write_report(report, self.options.report_dir, MORE_PLOTS)
+            return files.write_report(report, self.options.report_dir, self.plugins)
         except OSError as exc:
-            run_dir, line = files.rescue(report, self.options.report_dir, exc, MORE_PLOTS)
+            run_dir, line = files.rescue(report, self.options.report_dir, exc, self.plugins)
             out.failed = out.failed or EXIT_INTERNAL_ERROR  # it is not where asked
             if run_dir is None:
                 out.error = line

@@ -28,10 +28,10 @@ from pytest_basht.registry import Registry
 #: the built-in plugin modules: (module, the name it is registered under)
 BUILTINS: tuple[tuple[str, str], ...] = (
     ("pytest_basht.energy.plugin", "basht-energy"),
-    ("pytest_basht.trainables.plugin", "basht-trainables"),
     ("pytest_basht.simulation.plugin", "basht-simulation"),
     ("pytest_basht.sut.plugin", "basht-sut"),
     ("pytest_basht.zeus.plugin", "basht-zeus"),
+    ("pytest_basht.hydro.plugin", "basht-hydro"),  # its sections come before Zeus's
 )
 ENTRY_POINTS = "pytest_basht"
 

@@ -18,6 +18,7 @@ import pytest
 from fake_trainable import CONFTEST, workload
 from postgres import postgres_server  # noqa: F401  (the fixture)
 
+from pytest_basht import db
 from pytest_basht import workload as wl
 from pytest_basht.errors import OptionError, WorkloadError
 from pytest_basht.metrics import TABLE2_KEYS, finite
@@ -87,10 +88,10 @@ def test_fused_trials_need_local_workers():
 
 
 def test_storage_password_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv(store_mod.PASSWORD_ENV, "s3cret")
-    url = store_mod.with_password("postgresql://basht@db:5432/b")
+    monkeypatch.setenv(db.PASSWORD_ENV, "s3cret")
+    url = db.connect_string("postgresql://basht@db:5432/b")
     assert url == "postgresql+psycopg://basht:s3cret@db:5432/b"
-    assert "s3cret" not in store_mod.shown(url)
+    assert "s3cret" not in db.shown(url)
 
 
 # --------------------------------------------------------------------------- the store
@@ -280,7 +281,7 @@ def assert_clean(url: str, study: str) -> None:
         assert store.deployment_row() is None and store.workers() == []
     finally:
         store.close()
-    storage = optuna.storages.RDBStorage(store_mod.with_password(url))
+    storage = optuna.storages.RDBStorage(db.connect_string(url))
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == []
 
 
@@ -364,7 +365,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_trial(postgres_server, pytest
         finally:
             store.close()
 
-    store_mod.parse_url(url)  # load the dialect here, not in two threads at once
+    db.load_driver(db.parse(url))  # load the dialect here, not in two threads at once
     killer = threading.Thread(target=kill_one_mid_trial)
     killer.start()
     try:
@@ -402,7 +403,7 @@ def _rows(store: store_mod.FleetStore) -> list[store_mod.WorkerRow]:
 
 def _running(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
     try:
-        storage = optuna.storages.RDBStorage(store_mod.with_password(url))
+        storage = optuna.storages.RDBStorage(db.connect_string(url))
         found = optuna.load_study(study_name=study, storage=storage)
     except Exception:  # not created yet
         return []

@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_basht.trainables.feedforward import feed_forward, train_epoch
-from pytest_basht.trainables.fused import (
+from pytest_basht.hydro.fused import (
     FusedAdam,
     FusedMLP,
     accuracy_fused,
@@ -15,7 +14,8 @@ from pytest_basht.trainables.fused import (
     fuse,
     train_epoch_fused,
 )
-from pytest_basht.trainables.scaling import Surrogate
+from pytest_basht.hydro.scaling import Surrogate
+from pytest_basht.trainables.feedforward import feed_forward, train_epoch
 
 HPS = [  # different learning rates, betas and weight decays (one model without decay)
     {"layer_size": 16, "layer_count": 2, "learning_rate": 1e-3, "weight_decay": 0.0,

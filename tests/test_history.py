@@ -11,14 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pytest_basht import cli
+from pytest_basht import cli, db
 from pytest_basht.report import json as report_json
 from pytest_basht.report.gate import HARDWARE_KEYS
 from pytest_basht.report.history import (
     History,
     HistoryError,
     ScenarioRow,
-    display_url,
     resolve,
     store_url,
 )
@@ -52,7 +51,7 @@ def test_default_store_is_sqlite_under_the_rootdir(tmp_path):
     assert str(store_url("sqlite:////abs/h.db", tmp_path)) == "sqlite:////abs/h.db"
     pg = store_url("postgresql://ci:pw@db.example:5432/basht", tmp_path)
     assert pg.drivername == "postgresql+psycopg" and pg.password == "pw"
-    assert display_url(pg) == "postgresql+psycopg://ci:***@db.example:5432/basht"
+    assert db.shown(pg) == "postgresql+psycopg://ci:***@db.example:5432/basht"
     with pytest.raises(HistoryError, match="expected an SQLAlchemy URL"):
         store_url("notadriver:://x", tmp_path)
 

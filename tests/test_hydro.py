@@ -11,8 +11,8 @@ from fake_trainable import CONFTEST, workload
 
 from pytest_basht import workload as wl
 from pytest_basht.errors import WorkloadError
+from pytest_basht.hydro import report as hydro_report
 from pytest_basht.report import json as report_json
-from pytest_basht.report import markdown
 
 SCENARIO = """
 def test_scenario(trial_runner):
@@ -154,4 +154,4 @@ def test_a_trainable_that_cannot_fuse_fails_the_scenario_with_the_reason(pyteste
 
 def test_markdown_without_hydro_figures_has_no_hydro_section():
     report = {"scenarios": [{"sut": {}, "test_id": "t"}]}
-    assert markdown.hydro_rows(report) is None
+    assert hydro_report.summary_rows(report) is None

@@ -10,13 +10,17 @@ import optuna
 import pytest
 import torch
 
+from pytest_basht.hydro import figures
+from pytest_basht.hydro import retrain as full_width
+from pytest_basht.hydro.fused import FusedMnistFF
 from pytest_basht.records import TrialRecord
-from pytest_basht.sut import hydro, protocol
+from pytest_basht.sut import group as sut_group
+from pytest_basht.sut import protocol
 from pytest_basht.sut.base import SutError
 from pytest_basht.sut.group import GroupRunner, Member, by_key, retrain, tell, train_group
 from pytest_basht.trainables.base import config_seed
 from pytest_basht.trainables.feedforward import MnistFF
-from pytest_basht.trainables.fused import FusableTrainable, FusedMnistFF
+from pytest_basht.trainables.group import FusableTrainable
 from pytest_basht.workload import from_mapping
 
 LRS = [0.0, 0.01, 0.003, 0.02]  # lr 0 never learns: the threshold pruner stops it
@@ -173,13 +177,13 @@ def test_to_retrain_takes_the_best_distinct_complete_trials():
     rec = [TrialRecord(n, {"x": x}, state, v, 0, 0, 1) for n, x, state, v in (
         (0, 1, "complete", 0.5), (1, 2, "complete", 0.9), (2, 2, "complete", 0.8),
         (3, 3, "pruned", 0.95), (4, 4, "failed", None), (5, 5, "complete", 0.7))]
-    assert [t.number for t in hydro.to_retrain(rec, w)] == [1, 5]
+    assert [t.number for t in full_width.to_retrain(rec, w)] == [1, 5]
     w_min = from_mapping({"search": {"scaling": 2, "retrain": 3},
                           "goal": {"direction": "minimize"}})
-    assert [t.number for t in hydro.to_retrain(rec, w_min)] == [0, 5, 2]
-    assert hydro.deal([{"n": i} for i in range(5)], 2) == [[{"n": 0}, {"n": 1}, {"n": 2}],
+    assert [t.number for t in full_width.to_retrain(rec, w_min)] == [0, 5, 2]
+    assert full_width.deal([{"n": i} for i in range(5)], 2) == [[{"n": 0}, {"n": 1}, {"n": 2}],
                                                            [{"n": 3}, {"n": 4}]]
-    assert hydro.deal([], 3) == []
+    assert full_width.deal([], 3) == []
 
 
 def test_figures_and_when_they_are_reported():
@@ -187,13 +191,13 @@ def test_figures_and_when_they_are_reported():
     trials = [TrialRecord(n, {"layer_size": 32}, "complete", 0.5, 0, int(1e9), int(3e9))
               for n in range(4)]
     groups = [{"size": 3}, {"size": 1}]
-    fig = hydro.figures(w, trials, groups, None)
+    fig = figures.figures(w, trials, groups, None)
     assert fig["trials_per_s"] == pytest.approx(2.0) and fig["fusion"]["mean_group_size"] == 2
     assert fig["fusion"]["group_sizes"] == {"1": 1, "3": 1} and fig["scaling"] == {"factor": 1}
-    assert hydro.requested(w)
-    assert hydro.requested(from_mapping({"search": {"fusion": 1}}))
-    assert not hydro.requested(from_mapping({}))
-    scaled = hydro.figures(from_mapping({"search": {"scaling": 4}}), trials, [], None)
+    assert figures.requested(w)
+    assert figures.requested(from_mapping({"search": {"fusion": 1}}))
+    assert not figures.requested(from_mapping({}))
+    scaled = figures.figures(from_mapping({"search": {"scaling": 4}}), trials, [], None)
     assert scaled["scaling"]["widths"] == {"32": 8} and "muP" in scaled["scaling"][
         "parametrization"]
 
@@ -203,9 +207,9 @@ def test_a_trainable_without_groups_is_refused_with_the_key():
         pass
 
     with pytest.raises(SutError, match=r"search\.fusion / search\.scaling need a trainable"):
-        hydro.check(Plain, from_mapping({"search": {"fusion": 2}}))
-    hydro.check(Plain, from_mapping({}))
-    hydro.check(FusedMnistFF, from_mapping({"search": {"scaling": 2}}))
+        sut_group.check(Plain, from_mapping({"search": {"fusion": 2}}))
+    sut_group.check(Plain, from_mapping({}))
+    sut_group.check(FusedMnistFF, from_mapping({"search": {"scaling": 2}}))
 
 
 def test_a_trial_past_the_budget_is_discarded_even_when_the_grid_is_done(trainable, tmp_path,

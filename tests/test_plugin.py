@@ -267,32 +267,81 @@ def test_energy_meter_fixture_windows(pytester):
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
 
 
+THIRD_PARTY = textwrap.dedent('''
+    import optuna
+
+    from pytest_basht.errors import WorkloadError
+
+    def reverse_grid(workload, seed):
+        return optuna.samplers.GridSampler({"x": [2, 1]}, seed=seed)
+
+    def pytest_basht_register_samplers():
+        return {"reverse-grid": reverse_grid}
+
+    def pytest_basht_check_workload(workload, registry):
+        if workload.search.sampler == "reverse-grid" and workload.workers.count > 2:
+            raise WorkloadError(workload.source, "workers.count",
+                                "at most 2 with sampler reverse-grid", workload.workers.count)
+
+    def pytest_basht_update_report(config, report):
+        report["labels"] = {"team": "mlops"}
+
+    def pytest_basht_update_scenario(config, scenario):
+        scenario["variables"]["amended"] = True
+
+    def pytest_basht_sut_metrics(workload, trials, pool, tested):
+        return {"trials_seen": len(trials)}
+
+    def pytest_basht_plots(report, run_dir):
+        from matplotlib.figure import Figure
+
+        fig = Figure()
+        fig.subplots().bar([0], [report["scenarios"][0]["metrics"]["energy_j"]])
+        fig.savefig(run_dir / "team.png")
+        report["labels"]["plot"] = "team.png"
+
+    def pytest_basht_markdown_report(report):
+        return ["## Team section", "", f"![energy]({report['labels']['plot']})", ""]
+
+    def pytest_basht_markdown_scenario(scenario):
+        return [f"Trials the team's hook saw: {scenario['sut']['trials_seen']}", ""]
+    ''')
+
+
 @pytest.mark.slow
 def test_hooks_register_a_sampler_and_amend_the_report(fake):
-    fake.makeconftest(CONFTEST + textwrap.dedent('''
-        import optuna
-
-        def reverse_grid(workload, seed):
-            return optuna.samplers.GridSampler({"x": [2, 1]}, seed=seed)
-
-        def pytest_basht_register_samplers():
-            return {"reverse-grid": reverse_grid}
-
-        def pytest_basht_update_report(config, report):
-            report["labels"] = {"team": "mlops"}
-
-        def pytest_basht_update_scenario(config, scenario):
-            scenario["variables"]["amended"] = True
-        '''))
+    """A third party's conftest: a sampler, a workload check, a SUT metric, a plot and
+    report sections, through the same hooks Zeus and Hydro use."""
+    fake.makeconftest(CONFTEST + THIRD_PARTY)
     fake.makefile(".yaml", w=workload([1, 2], extra="search: {sampler: reverse-grid, "
                                                      "space: {x: [1, 2]}}\n"))
     fake.makepyfile(SCENARIO)
     fake.runpytest_subprocess("--basht-workload", "w.yaml").assert_outcomes(passed=1)
     report = only_report(fake.path)
-    assert report["labels"] == {"team": "mlops"}
+    assert report["labels"] == {"team": "mlops", "plot": "team.png"}
     sc = report["scenarios"][0]
     assert sc["variables"]["amended"] is True and sc["workload"]["search"]["sampler"] == \
         "reverse-grid"
+    assert sc["sut"]["trials_seen"] == 2
+    run_dir = fake.path / "reports" / report["run_id"]
+    assert (run_dir / "team.png").read_bytes().startswith(b"\x89PNG")
+    md = (run_dir / "report.md").read_text()
+    assert "## Team section\n\n![energy](team.png)" in md
+    assert md.index("## Team section") < md.index("## Scenarios")
+    assert md.index("**Trials**") < md.index("Trials the team's hook saw: 2")
+
+
+def test_a_plugins_workload_check_refuses_with_the_key(fake):
+    fake.makeconftest(CONFTEST + THIRD_PARTY)
+    fake.makefile(".yaml", w=workload([1, 2], workers=4,
+                                      extra="search: {sampler: reverse-grid, "
+                                            "space: {x: [1, 2]}}\n"))
+    fake.makepyfile(SCENARIO)
+    result = fake.runpytest_subprocess("--basht-workload", "w.yaml")
+    assert result.ret == 4, result.stdout.str()
+    assert "w.yaml: workers.count: expected at most 2 with sampler reverse-grid, got 4" in \
+        result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
 
 
 def test_registering_a_name_twice_is_an_error(pytester):

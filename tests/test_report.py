@@ -11,6 +11,7 @@ from conftest import flat_trace, span, trial
 
 from pytest_basht import cli
 from pytest_basht import workload as wl
+from pytest_basht.hydro import figures
 from pytest_basht.options import BashtOptions
 from pytest_basht.report import files, markdown
 from pytest_basht.report import json as report_json
@@ -134,3 +135,19 @@ def test_cli_report_and_validate(tmp_path, capsys):
     assert cli.main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "search.sampler" in err and "did you mean 'tpe'" in err
+
+
+def test_basht_report_renders_the_plugins_sections_again(tmp_path):
+    """Hydro's sections come from its plugin's Markdown hooks, when the session writes
+    report.md and when ``basht report`` renders it again from report.json."""
+    session, report = make_report(tmp_path)
+    fused = wl.from_mapping({"search": {"fusion": 2}})
+    report["scenarios"][0]["sut"]["hydro"] = figures.figures(fused, [], [], None)
+    run_dir = files.write_report(report, session.options.report_dir, session.plugins)
+    md = (run_dir / "report.md").read_text()
+    assert "## Hydro: fused and scaled trials" in md
+    assert "**Hydro — fused and scaled trials**" in md
+    assert "Hydro" not in markdown.render(report)  # without the plugins: the core's own
+    (run_dir / "report.md").unlink()
+    assert cli.main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.md").read_text() == md

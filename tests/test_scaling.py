@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_basht.trainables.fused import fuse, train_epoch_fused
-from pytest_basht.trainables.scaling import Surrogate, ranking_fidelity, surrogate_width
+from pytest_basht.hydro.fused import fuse, train_epoch_fused
+from pytest_basht.hydro.scaling import Surrogate, ranking_fidelity, surrogate_width
 
 mup = pytest.importorskip("mup")
 

@@ -21,8 +21,8 @@ SPAN = {"phase": "trial.train", "start_ns": 1, "end_ns": 2, "start_utc": "", "en
         "cpu_s": 0.5, "worker": 0, "trial": 3, "epoch": 0, "energy_j": None}
 
 MESSAGES: list[Any] = [
-    protocol.Preload("pytest_basht.trainables.fused:FusedMnistFF"),
-    protocol.Setup(WORKLOAD, "pytest_basht.trainables.fused:FusedMnistFF",
+    protocol.Preload("pytest_basht.hydro.fused:FusedMnistFF"),
+    protocol.Setup(WORKLOAD, "pytest_basht.hydro.fused:FusedMnistFF",
                    DataInfo(path="/data", train=60, validation=20, test=20, bytes=1000), "cpu"),
     protocol.Run(study="s-1", sampler="pytest_basht.search:grid_sampler",
                  pruner="pytest_basht.search:median_pruner", seed=1, cap=None, artifacts="/a",

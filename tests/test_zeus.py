@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import yaml
 
+from pytest_basht import cli, wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import WorkloadError
 from pytest_basht.zeus import bso, config
@@ -283,6 +285,20 @@ def test_the_zeus_pruner_belongs_to_the_zeus_sampler():
         config.check(w)
     config.check(_workload(**{"search.sampler": "random", "search.pruner": "none",
                               "search.trials": 4}))
+
+
+def test_the_plugin_check_refuses_through_the_registry_and_basht_validate(tmp_path, capsys):
+    """zeus.plugin checks a workload through pytest_basht_check_workload: where pytest
+    resolves scenarios (the registry's check) and in ``basht validate``."""
+    bad = wl.apply_overrides(BASE, {"workers.count": 2})
+    with pytest.raises(WorkloadError, match=r"workers\.count: expected 1 with sampler zeus"):
+        wiring.registry().check(wl.from_mapping(bad, "w.yaml"))
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert cli.main(["validate", str(path)]) == 2
+    assert "workers.count: expected 1 with sampler zeus-bso" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump(BASE))
+    assert cli.main(["validate", str(path)]) == 0
 
 
 def test_stop_at_target_needs_a_target():

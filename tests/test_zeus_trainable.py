@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from pytest_basht.errors import WorkloadError
+from pytest_basht.hydro.fused import FusedMnistFF
 from pytest_basht.simulation.curve import Curve
 from pytest_basht.sut.simulated import until_target
 from pytest_basht.trainables import feedforward
 from pytest_basht.trainables.base import config_seed
-from pytest_basht.trainables.fused import FusedMnistFF
 from pytest_basht.workload import from_mapping
 
 

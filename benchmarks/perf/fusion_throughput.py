@@ -25,10 +25,10 @@ import torch
 
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
+from pytest_basht.hydro.fused import accuracy_fused, fuse, train_epoch_fused
+from pytest_basht.hydro.scaling import Surrogate
 from pytest_basht.trainables.feedforward import accuracy, feed_forward, to_tensor, train_epoch
-from pytest_basht.trainables.fused import accuracy_fused, fuse, train_epoch_fused
 from pytest_basht.trainables.mnist import prepare_splits
-from pytest_basht.trainables.scaling import Surrogate
 from pytest_basht.workload import from_mapping
 
 F = 8

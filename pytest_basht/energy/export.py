@@ -19,8 +19,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_basht.energy.urls import redact, split_credentials
 from pytest_basht.records import Span, TrialRecord
+from pytest_basht.urls import redact, split_credentials
 
 if TYPE_CHECKING:
     from pytest_basht.energy.monitor import EnergyMonitor

@@ -18,8 +18,8 @@ from typing import Any
 from pytest_basht.energy import carbon
 from pytest_basht.energy.base import Meter, MeterContext
 from pytest_basht.energy.combined import CombinedMeter
-from pytest_basht.energy.urls import problem, split_credentials
 from pytest_basht.errors import WorkloadError
+from pytest_basht.urls import problem, split_credentials
 from pytest_basht.workload import Workload
 
 CPU_LIKE = frozenset({"cpu", "host"})

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_basht.energy.base import Availability, Meter, MeterContext, Reading, Usage
-from pytest_basht.energy.urls import redact
+from pytest_basht.urls import redact
 from pytest_basht.workload import PrometheusSpec, Workload
 
 CPU_QUERY = 'node_cpu_seconds_total{mode!~"idle|iowait|steal"}'

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,6 @@ from pytest_basht.errors import OptionError
 from pytest_basht.report import experiments, markdown, plots
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import write_atomic
-
-#: Draws more plots of a report into its run directory (a feature's own, such as Zeus').
-PlotWriter = Callable[[dict[str, Any], Path], Any]
 
 
 def unwritable(directory: Path) -> str | None:
@@ -60,25 +56,26 @@ def _point_latest(root: Path, run_id: str, report: dict[str, Any]) -> None:
         report.setdefault("notes", []).append(f"{latest} not pointed at this run: {exc}")
 
 
-def write_report(report: dict[str, Any], root: Path, more_plots: Sequence[PlotWriter] = ()
-                 ) -> Path:
-    """Write report.json and report.md atomically into ``root/<run id>`` with the plots
-    (``more_plots`` too); point ``latest`` at the run. Returns the run directory."""
+def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Path:
+    """Write report.json and report.md atomically into ``root/<run id>`` with the plots;
+    point ``latest`` at the run. Returns the run directory. ``plugins``: the hook caller
+    whose ``pytest_basht_plots`` and ``pytest_basht_markdown_*`` hooks add the plugins'
+    figures and sections (None: the report's own only)."""
     run_id = report["run_id"]
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     _point_latest(root, run_id, report)
     try:
         plots.write(report, run_dir)
-        for draw in more_plots:
-            draw(report, run_dir)
+        if plugins is not None:
+            plugins.pytest_basht_plots(report=report, run_dir=run_dir)
     except Exception as exc:  # a plot must never cost the report
         report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
                                               f"{exc}")
     write_atomic(run_dir / "report.json", report_json.dumps(report))
     try:
         experiments.write_plots(report.get("experiments", []), run_dir)
-        text = markdown.render(report)
+        text = markdown.render(report, plugins)
     except Exception as exc:  # report.json is written: the summary must not cost it
         text = (f"# pytest-basht run {run_id}\n\nreport.md could not be rendered "
                 f"({type(exc).__name__}: {exc}); report.json holds every record.\n")
@@ -86,14 +83,14 @@ def write_report(report: dict[str, Any], root: Path, more_plots: Sequence[PlotWr
     return run_dir
 
 
-def rescue(report: dict[str, Any], wanted: Path, problem: OSError,
-           more_plots: Sequence[PlotWriter] = ()) -> tuple[Path | None, str]:
+def rescue(report: dict[str, Any], wanted: Path, problem: OSError, plugins: Any = None
+           ) -> tuple[Path | None, str]:
     """The report directory ``wanted`` failed at the end of the run: write the report to the
     temporary directory instead, so that no measurement is lost; (where, what happened)."""
     what = f"could not write the report to {wanted}: {problem}"
     root = Path(tempfile.gettempdir()) / "basht-reports"
     report.setdefault("notes", []).append(f"{what}; written to {root} instead")
     try:
-        return write_report(report, root, more_plots), f"{what}; written to {root} instead"
+        return write_report(report, root, plugins), f"{what}; written to {root} instead"
     except OSError as exc:
         return None, f"{what}; nor to {root}: {exc}"

@@ -4,7 +4,8 @@ SQLite by default (``.basht/history.sqlite`` under the rootdir); any SQLAlchemy 
 team's shared store (``postgresql://user@host/db``, through psycopg 3). A run is one row
 holding its whole report.json, with the columns a listing or a query needs (name, machine,
 git commit, energy); each scenario is a row too, with its Table 2 metrics as JSON, so
-later tools can query history without parsing reports. URLs are shown without passwords.
+later tools can query history without parsing reports. URLs are read, connected to and
+shown (never with a password) as every store's are (``db``).
 
 A reference (``--basht-compare REF``, ``basht compare OLD NEW``) is a report.json or run
 directory, a saved name (its newest run), a run id, or ``last`` / ``last~N`` (the newest
@@ -21,23 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    exc,
-    func,
-    select,
-)
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, exc, func, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+import pytest_basht.db as db
 from pytest_basht.errors import BashtUsageError, OptionError
 from pytest_basht.report import json as report_json
 
@@ -94,53 +83,6 @@ class ScenarioRow(Base):
     run: Mapped[RunRow] = relationship(back_populates="scenarios")
 
 
-class BsoJobRow(Base):
-    """A recurring job of the Zeus batch size optimizer (pytest_basht.zeus): what must
-    stay fixed across its recurrences, its current knobs and a snapshot of its state."""
-
-    __tablename__ = "basht_bso_jobs"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job: Mapped[str] = mapped_column(String(200), unique=True, index=True)
-    created_utc: Mapped[str] = mapped_column(String(40))
-    updated_utc: Mapped[str] = mapped_column(String(40))
-    identity: Mapped[dict[str, Any]] = mapped_column(JSON)
-    knobs: Mapped[dict[str, Any]] = mapped_column(JSON)
-    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
-    attempts: Mapped[list[BsoAttemptRow]] = relationship(back_populates="job_row",
-                                                         cascade="all, delete-orphan",
-                                                         order_by="BsoAttemptRow.seq")
-
-
-class BsoAttemptRow(Base):
-    """One attempt of a job: the batch size decided, and once it ended, its cost."""
-
-    __tablename__ = "basht_bso_attempts"
-    __table_args__ = (UniqueConstraint("job_pk", "seq"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_pk: Mapped[int] = mapped_column(ForeignKey("basht_bso_jobs.id", ondelete="CASCADE"),
-                                        index=True)
-    seq: Mapped[int] = mapped_column(Integer)
-    recurrence: Mapped[int] = mapped_column(Integer)
-    batch_size: Mapped[int] = mapped_column(Integer)
-    stage: Mapped[str] = mapped_column(String(40))
-    threshold: Mapped[float | None] = mapped_column(Float)
-    decided_utc: Mapped[str] = mapped_column(String(40))
-    origin: Mapped[str] = mapped_column(Text)
-    observed_utc: Mapped[str | None] = mapped_column(String(40))
-    state: Mapped[str | None] = mapped_column(String(20))
-    converged: Mapped[bool | None] = mapped_column(Boolean)
-    early_stopped: Mapped[bool | None] = mapped_column(Boolean)
-    cost: Mapped[float | None] = mapped_column(Float)
-    energy_j: Mapped[float | None] = mapped_column(Float)
-    time_s: Mapped[float | None] = mapped_column(Float)
-    epochs: Mapped[int | None] = mapped_column(Integer)
-    value: Mapped[float | None] = mapped_column(Float)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
-    job_row: Mapped[BsoJobRow] = relationship(back_populates="attempts")
-
-
 @dataclass(frozen=True)
 class RunEntry:
     """One saved run, as listed."""
@@ -169,21 +111,12 @@ def store_url(value: str | None, rootdir: Path) -> URL:
     """The SQLAlchemy URL of ``--basht-history``: a URL, a file path, or the default file."""
     if value is None:
         return make_url(f"sqlite:///{rootdir / DEFAULT_PATH}")
-    if "://" in value:
-        try:
-            url = make_url(value)
-        except exc.ArgumentError:
-            raise HistoryError(f"--basht-history: expected an SQLAlchemy URL such as "
-                               f"sqlite:///path or postgresql://user@host/db, got "
-                               f"{display_url(value)!r}") from None
-        if url.drivername in ("postgresql", "postgres"):  # psycopg 3 is our dependency
-            url = url.set(drivername="postgresql+psycopg")
-        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
-            path = Path(url.database)
-            url = url.set(database=str(path if path.is_absolute() else rootdir / path))
-        return url
-    path = Path(value).expanduser()
-    return make_url(f"sqlite:///{path if path.is_absolute() else rootdir / path}")
+    try:
+        return db.locate(value, rootdir)
+    except exc.ArgumentError:
+        raise HistoryError(f"--basht-history: expected an SQLAlchemy URL such as "
+                           f"sqlite:///path or postgresql://user@host/db, got "
+                           f"{db.shown(value)!r}") from None
 
 
 def url_problem(value: str) -> str | None:
@@ -191,23 +124,13 @@ def url_problem(value: str) -> str | None:
     if is_off(value):
         return None
     try:
-        url = store_url(value, Path.cwd())
-        create_engine(url).dispose()  # loads the dialect and its driver, opens nothing
+        db.load_driver(store_url(value, Path.cwd()))
     except HistoryError:
         return "an SQLAlchemy URL such as sqlite:///path or postgresql://user@host/db"
     except (exc.SQLAlchemyError, ImportError, ValueError) as e:
         return (f"an SQLAlchemy URL (sqlite:///path, postgresql://user@host/db) whose driver "
-                f"is installed ({_reason(e)})")
+                f"is installed ({db.reason(e)})")
     return None
-
-
-def display_url(url: str | URL) -> str:
-    """A URL fit for a log or a report: the password hidden."""
-    try:
-        parsed = url if isinstance(url, URL) else make_url(url)
-    except exc.ArgumentError:
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", str(url))
-    return parsed.render_as_string(hide_password=True)
 
 
 class History:
@@ -215,38 +138,26 @@ class History:
 
     def __init__(self, url: URL | str, *, set_aside_corrupt: bool = False) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
-        self.shown = display_url(self.url)
+        self.shown = db.shown(self.url)
         self.set_aside: Path | None = None  # where a corrupt SQLite file was moved
-        file = None
-        if self.url.drivername.startswith("sqlite") and self.url.database not in (
-                None, "", ":memory:"):
-            file = Path(self.url.database)
-            file.parent.mkdir(parents=True, exist_ok=True)
+        file = db.sqlite_file(self.url)
         try:
             self._open()
         except exc.DatabaseError as e:
             if not (set_aside_corrupt and file is not None and _corrupt(e)):
                 raise HistoryError(f"history store {self.shown}: cannot open it "
-                                   f"({_reason(e)})") from None
+                                   f"({db.reason(e)})") from None
             # keep the damaged file for whoever wants to recover it; start a fresh store
             self.set_aside = file.with_name(f"{file.name}.corrupt-"
                                             f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
-            self.engine.dispose()
             file.rename(self.set_aside)
             self._open()
         except (exc.SQLAlchemyError, ImportError, OSError) as e:
             raise HistoryError(f"history store {self.shown}: cannot open it "
-                               f"({_reason(e)})") from None
+                               f"({db.reason(e)})") from None
 
     def _open(self) -> None:
-        self.engine: Engine = create_engine(self.url)
-        self._create()
-
-    def _create(self) -> None:
-        try:
-            Base.metadata.create_all(self.engine)
-        except (exc.IntegrityError, exc.ProgrammingError):
-            Base.metadata.create_all(self.engine)  # another process created them meanwhile
+        self.engine: Engine = db.open_tables(self.url, Base.metadata)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -294,7 +205,7 @@ class History:
                 return RunEntry.of(row)
         except exc.SQLAlchemyError as e:
             raise HistoryError(f"history store {self.shown}: cannot save run "
-                               f"{row.run_id} ({_reason(e)})") from None
+                               f"{row.run_id} ({db.reason(e)})") from None
 
     # ------------------------------------------------------------------ reading
 
@@ -315,7 +226,7 @@ class History:
                        or all((r.machine or {}).get(k) == machine.get(k) for k in keys)]
         except exc.SQLAlchemyError as e:
             raise HistoryError(f"history store {self.shown}: cannot list runs "
-                               f"({_reason(e)})") from None
+                               f"({db.reason(e)})") from None
         return out[:limit] if limit is not None else out
 
     def count(self) -> int:
@@ -383,12 +294,6 @@ def _corrupt(error: BaseException) -> bool:
     """SQLite's words for a damaged file (SQLITE_NOTADB, SQLITE_CORRUPT)."""
     text = str(getattr(error, "orig", error))
     return "file is not a database" in text or "malformed" in text
-
-
-def _reason(error: BaseException) -> str:
-    orig = getattr(error, "orig", None)
-    text = str(orig if orig is not None else error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def looks_like_path(ref: str) -> bool:

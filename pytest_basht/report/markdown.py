@@ -6,12 +6,10 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from tabulate import tabulate
-
 import pytest_basht.metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
 from pytest_basht.report import experiments
-from pytest_basht.report.format import fmt
+from pytest_basht.report.format import fmt, github_table
 from pytest_basht.report.gate import gate_lines, table
 
 LABELS = {
@@ -22,10 +20,6 @@ LABELS = {
 }
 ENERGY_KEYS = {"energy_j", "energy_kwh", "twh_kwh", "trial_power_w", "co2_g", "wte_kwh",
                "wr_pct", "zeus_cost", "eta_j"}
-
-
-def _table(rows: list[list[Any]], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def energy_label(energy: dict[str, Any]) -> str:
@@ -119,7 +113,9 @@ def phase_rows(scenario: dict[str, Any]) -> list[list[str]]:
             for p in PHASES if p in agg]
 
 
-def render_scenario(sc: dict[str, Any]) -> str:
+def render_scenario(sc: dict[str, Any], plugins: Any = None) -> str:
+    """A scenario's section; ``plugins``' ``pytest_basht_markdown_scenario`` hooks add
+    theirs after its trials."""
     m = sc["metrics"]
     out = [f"### `{sc['test_id']}`", ""]
     facts = [f"outcome **{sc['outcome']}**", f"status {sc['status']}",
@@ -145,8 +141,8 @@ def render_scenario(sc: dict[str, Any]) -> str:
         out += [f"> error: {sc['error']}", ""]
     out += failover_lines(sc)
     out += ["**Table 1 — workload**", "",
-            _table([[f"`{r[0]}`" if r[0] else "", r[1], fmt(r[2])] for r in sc["table1"]],
-                   ["symbol", "variable", "value"]), ""]
+            github_table([[f"`{r[0]}`" if r[0] else "", r[1], fmt(r[2])]
+                          for r in sc["table1"]], ["symbol", "variable", "value"]), ""]
     rows = []
     energy = sc["energy"]
     for key in metrics_mod.TABLE2_KEYS:
@@ -158,7 +154,7 @@ def render_scenario(sc: dict[str, Any]) -> str:
         rows.append([LABELS[key], f"`{key}`", fmt(m[key]), metrics_mod.UNITS[key], note])
     out += [f"**Table 2 — metrics** (energy: {energy_label(energy)}; {idle_text(energy)}; "
             f"{carbon_text(energy, m)})", "",
-            _table(rows, ["metric", "key", "value", "unit", ""]), ""]
+            github_table(rows, ["metric", "key", "value", "unit", ""]), ""]
     for plot in sc.get("plots", []):
         out += [f"![power timeline and trials per worker of {sc['test_id']}]({plot})", ""]
     phase_headers = ["phase", "spans", "time s", "CPU s", "energy J"]
@@ -166,11 +162,12 @@ def render_scenario(sc: dict[str, Any]) -> str:
         phase_headers.append("band J")
     out += [f"**Phases** (energy: {energy_label(energy)}; lifecycle phases: the meter over "
             "their window; trial phases: attributed by CPU time plus the slot's idle share)",
-            "", _table(phase_rows(sc), phase_headers), ""]
+            "", github_table(phase_rows(sc), phase_headers), ""]
     waste_rows = [[cat, fmt(w["trials"]), fmt(w["time_ms"] / 1e3), fmt(w["energy_kwh"]),
                    fmt(w["cost_usd"])] for cat, w in m["waste"].items()]
     out += ["**Waste** (categories overlap; `total` counts each wasted trial once)", "",
-            _table(waste_rows, ["category", "trials", "time s", "energy kWh", "cost USD"]), ""]
+            github_table(waste_rows, ["category", "trials", "time s", "energy kWh",
+                                      "cost USD"]), ""]
     trial_rows = []
     for t in sc["trials"]:
         trial_rows.append([
@@ -185,10 +182,10 @@ def render_scenario(sc: dict[str, Any]) -> str:
         trial_headers.insert(-1, "band J")
     out += [f"**Trials** (best: #{sc['best_trial']} = {fmt(sc['best_value'])}, test split: "
             f"{fmt(sc['test_score'])}; energy: {energy_label(energy)})", "",
-            _table(trial_rows, trial_headers), ""]
-    hydro = (sc.get("sut") or {}).get("hydro")
-    if hydro:
-        out += hydro_section(sc, hydro)
+            github_table(trial_rows, trial_headers), ""]
+    if plugins is not None:
+        for lines in plugins.pytest_basht_markdown_scenario(scenario=sc):
+            out += lines
     if simulation is not None:
         out += simulation_section(simulation)
     limits = (sc.get("sut") or {}).get("limits")
@@ -196,8 +193,8 @@ def render_scenario(sc: dict[str, Any]) -> str:
         lim_rows = [[name, "yes" if v.get("enforced") else "**no**", v.get("how", ""),
                      json.dumps({k: x for k, x in v.items() if k not in ("enforced", "how")},
                                 separators=(",", ":"))] for name, v in limits.items()]
-        out += ["**Resource limits**", "", _table(lim_rows, ["limit", "enforced", "how",
-                                                             "detail"]), ""]
+        out += ["**Resource limits**", "",
+                github_table(lim_rows, ["limit", "enforced", "how", "detail"]), ""]
     return "\n".join(out)
 
 
@@ -219,7 +216,7 @@ def simulation_section(sim: dict[str, Any]) -> list[str]:
                  f"{fmt(sim.get('wall_s'))} s ({fmt(sim.get('speedup'))}× faster)"])
     rows.append(["replay's own time", f"{fmt(sim.get('overhead_ms_per_trial'))} ms per trial "
                  "(without the sampler's and pruner's calls)"])
-    out = ["**Simulation**", "", _table(rows, ["", ""]), ""]
+    out = ["**Simulation**", "", github_table(rows, ["", ""]), ""]
     surrogate = sim.get("surrogate")
     if surrogate:
         out += [f"Surrogate: {surrogate['model']}; fitted on "
@@ -228,8 +225,8 @@ def simulation_section(sim: dict[str, Any]) -> list[str]:
         if held:
             out += [f"Held out {fmt(held['configurations'])} configurations "
                     f"({fmt(held['rows'])} rows) before the final fit:", "",
-                    _table([[k, fmt(v["r2"]), fmt(v["mae"])] for k, v in held.items()
-                            if isinstance(v, dict)], ["target", "R²", "MAE"]), ""]
+                    github_table([[k, fmt(v["r2"]), fmt(v["mae"])] for k, v in held.items()
+                                  if isinstance(v, dict)], ["target", "R²", "MAE"]), ""]
         else:
             out += ["Too few configurations to hold any out: quality not measured.", ""]
     out += [f"- {note}" for note in sim.get("notes", [])]
@@ -244,7 +241,10 @@ def by_experiment(scenarios: list[dict[str, Any]]) -> list[tuple[str | None, lis
     return list(groups.items())
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: dict[str, Any], plugins: Any = None) -> str:
+    """report.md. ``plugins``: the hook caller (pytest's, or ``wiring.plugin_manager()``'s)
+    whose ``pytest_basht_markdown_report`` and ``pytest_basht_markdown_scenario`` hooks add
+    the plugins' sections; None: the report's own sections only."""
     machine = report["machine"]
     git = report.get("git") or {}
     lines = [f"# pytest-basht report `{report['run_id']}`", ""]
@@ -269,17 +269,11 @@ def render(report: dict[str, Any]) -> str:
     lines.append("")
     if report["scenarios"]:
         headers, rows = summary_rows(report)
-        lines += ["## Summary", "", _table(rows, headers), ""]
-        hydro = hydro_rows(report)
-        if hydro:
-            lines += ["## Hydro: fused and scaled trials", "",
-                      "Energy per trial is TWH in joules; search s is the trials window "
-                      "(first trial start → last trial end); retrain s the full-width "
-                      "retraining in the test phase; τ is Kendall's τ between the "
-                      "surrogate's and the full model's ranking of the retrained "
-                      "configurations.", "", _table(*hydro), ""]
+        lines += ["## Summary", "", github_table(rows, headers), ""]
         lines += comparison_section(report)
-        lines += zeus_section(report.get("zeus"))
+        if plugins is not None:
+            for section in plugins.pytest_basht_markdown_report(report=report):
+                lines += section
         exps = report.get("experiments")
         if exps is None:
             exps = experiments.experiments(report["scenarios"], report.get("skipped", []))
@@ -287,85 +281,16 @@ def render(report: dict[str, Any]) -> str:
         for name, group in by_experiment(report["scenarios"]):
             lines += [f"## Scenarios — {name}" if name else "## Scenarios", ""]
             for sc in group:
-                lines += [render_scenario(sc), ""]
+                lines += [render_scenario(sc, plugins), ""]
         loose = [s for s in report.get("skipped", []) if not s.get("experiment")]
         if loose:
-            lines += ["## Skipped", "", _table([[f"`{s['test_id']}`", s.get("reason") or ""]
-                                               for s in loose], ["scenario", "reason"]), ""]
+            lines += ["## Skipped", "",
+                      github_table([[f"`{s['test_id']}`", s.get("reason") or ""] for s in loose],
+                                   ["scenario", "reason"]), ""]
     else:
         lines += ["No scenario ran.", ""]
     lines += ["## Definitions", "", "```text", (metrics_mod.__doc__ or "").strip(), "```", ""]
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------- Hydro
-
-
-def _tau(scaling: dict[str, Any]) -> str:
-    fidelity = scaling.get("fidelity") or {}
-    if fidelity.get("kendall_tau") is None:
-        return "—"
-    return f"{fidelity['kendall_tau']:.3g} (n={fidelity['configs']})"
-
-
-def hydro_rows(report: dict[str, Any]) -> tuple[list[list[str]], list[str]] | None:
-    """One row per scenario that ran with search.fusion or search.scaling set."""
-    rows = []
-    for sc in report["scenarios"]:
-        hydro = (sc.get("sut") or {}).get("hydro")
-        if not hydro:
-            continue
-        m, fusion, scaling = sc["metrics"], hydro["fusion"], hydro["scaling"]
-        rows.append([sc["test_id"].split("::")[-1], fmt(fusion["factor"]),
-                     fmt(scaling["factor"]), fmt(fusion["mean_group_size"], 3),
-                     fmt(hydro["trials_per_s"]), fmt(m["twh_kwh"] * metrics_mod.J_PER_KWH),
-                     fmt(hydro["trials_window_s"]), fmt(scaling.get("retrain_s")),
-                     fmt(m["jct_ms"] / 1e3), fmt(m["energy_j"]), _tau(scaling),
-                     fmt(sc["test_score"])])
-    if not rows:
-        return None
-    return rows, ["scenario", "F", "S", "mean fused", "trials/s", "energy/trial J",
-                  "search s", "retrain s", "JCT s", "energy J", "τ", "test"]
-
-
-def hydro_section(sc: dict[str, Any], hydro: dict[str, Any]) -> list[str]:
-    m, fusion, scaling = sc["metrics"], hydro["fusion"], hydro["scaling"]
-    estimate = "" if sc["energy"]["measured"] else " (estimate)"
-    sizes = ", ".join(f"{n} × {k}" for k, n in fusion["group_sizes"].items()) or "—"
-    rows = [
-        ["fusion F", f"{fusion['factor']}: {fusion['groups']} groups, sizes {sizes}, mean "
-                     f"{fmt(fusion['mean_group_size'], 3)}"],
-        ["trials per second", f"{fmt(hydro['trials_per_s'])} ({hydro['trials']} trials in "
-                              f"{fmt(hydro['trials_window_s'])} s, first start → last end)"],
-        ["energy per trial", f"{fmt(m['twh_kwh'] * metrics_mod.J_PER_KWH)} J{estimate}"],
-        ["JCT", f"{fmt(m['jct_ms'] / 1e3)} s"],
-        ["scaling S", str(scaling["factor"])],
-    ]
-    retrained = scaling.get("retrained") or []
-    if scaling["factor"] > 1:
-        widths = scaling.get("widths") or {}
-        rows.append(["surrogate widths", ", ".join(f"{k} → {v}" for k, v in widths.items())
-                     or "—"])
-        rows.append(["parametrization", scaling.get("parametrization", "")])
-        fidelity = scaling.get("fidelity") or {}
-        tau = _tau(scaling)
-        if tau != "—":
-            tau += f", p = {fmt(fidelity.get('p_value'))}"
-        rows.append(["ranking fidelity τ", tau if tau != "—" else fidelity.get("note", "—")])
-        rows.append(["top-1 agrees", fmt(fidelity.get("top1_agrees"))])
-        rows.append(["retrained at full width",
-                     f"{len(retrained)} in {fmt(scaling.get('retrain_s'))} s (test phase); "
-                     f"tested #{scaling.get('tested_trial')} (full-width validation "
-                     f"{fmt(scaling.get('tested_full_value'))})"])
-    out = ["**Hydro — fused and scaled trials**", "", _table(rows, ["figure", "value"]), ""]
-    if retrained:
-        table = [[str(r["number"]), json.dumps(r["params"], separators=(",", ":")),
-                  fmt(r["surrogate_value"]), fmt(r["full_value"]), r["state"],
-                  fmt(r.get("time_s"))] for r in retrained]
-        out += ["**Retrained at full width** (the surrogate's best first)", "",
-                _table(table, ["#", "params", "surrogate value", "full value", "state",
-                               "time s"]), ""]
-    return out
 
 
 def concurrency_lines(report: dict[str, Any]) -> list[str]:
@@ -387,69 +312,6 @@ def comparison_section(report: dict[str, Any]) -> list[str]:
     out = ["## Comparison", "", f"Baseline: {comparison.get('baseline', {}).get('label')}.", ""]
     if comparison.get("rows"):
         headers, rows = table(comparison)
-        out += [_table(rows, headers), ""]
+        out += [github_table(rows, headers), ""]
     out += ["```text", *gate_lines(comparison), "```", ""]
-    return out
-
-
-# ------------------------------------------------------------------------- Zeus BSO
-
-
-def _policy(group: dict[str, Any]) -> str:
-    return "zeus-bso" if group["policy"] == "zeus" else group["policy"]
-
-
-def _attempts(rec: dict[str, Any]) -> str:
-    """The batch sizes a recurrence tried: ✓ reached the target, ✗ stopped early or not."""
-    return " → ".join(f"{a['batch_size']}{'✓' if a['converged'] else '✗'}"
-                      for a in rec["attempts"])
-
-
-def zeus_section(zeus: dict[str, Any] | None) -> list[str]:
-    """Zeus's batch size optimizer: per job, cumulative cost and regret per recurrence."""
-    if not zeus or not zeus.get("groups"):
-        return []
-    groups = zeus["groups"]
-    out = ["## Zeus BSO: cost and regret per recurrence", "",
-           f"Each scenario is one recurrence of its job; its trials are attempts (✓ reached "
-           f"the target, ✗ stopped early or ran out of epochs). Cost: {zeus['cost']}. Regret: "
-           "a recurrence's cost minus C*, the expected cost of always training the oracle's "
-           f"batch size. Settled on: the batch size chosen first most often in the last "
-           f"{zeus['settle_window']} recurrences.", ""]
-    rows = []
-    for g in groups:
-        s, o = g["summary"], g["oracle"]
-        rows.append([f"`{g['job']}`", _policy(g), str(s["recurrences"]),
-                     f"{s['converged']}/{s['recurrences']}", str(s["attempts"]),
-                     str(s["early_stopped"]), fmt(s["cumulative_cost"]),
-                     fmt(s["cumulative_regret"]),
-                     f"{s['settled_batch_size']} ({s['settled_share']:.0%})"
-                     if s["settled_batch_size"] is not None else "—",
-                     f"{o['best_batch_size']} ({fmt(o['best_cost'])} J)"
-                     if o["best_batch_size"] is not None else "—"])
-    out += [_table(rows, ["job", "policy", "recurrences", "reached target", "attempts",
-                          "stopped early", "cumulative cost J", "cumulative regret J",
-                          "settled on", "oracle's batch (C*)"]), ""]
-    for g in groups:
-        o = g["oracle"]
-        out.append(f"- `{g['job']}`: η = {g['eta']}, P_max = {fmt(g['max_power_w'])} W "
-                   f"({g['max_power_source']}), target {g['target']}; oracle: {o['source']} "
-                   f"({o['how']})")
-    out.append("")
-    if zeus.get("plot"):
-        out += [f"![cumulative cost and regret per recurrence]({zeus['plot']})", ""]
-    depth = max(len(g["recurrences"]) for g in groups)
-    table = []
-    for k in range(depth):
-        row = [str(k + 1)]
-        for g in groups:
-            rec = g["recurrences"][k] if k < len(g["recurrences"]) else None
-            row += (["", "", ""] if rec is None else
-                    [_attempts(rec), fmt(rec["cumulative_cost"]), fmt(rec["cumulative_regret"])])
-        table.append(row)
-    headers = ["recurrence"]
-    for g in groups:
-        name = _policy(g)
-        headers += [f"{name}: batch", f"{name}: Σ cost J", f"{name}: Σ regret J"]
-    out += ["**Per recurrence**", "", _table(table, headers), ""]
     return out

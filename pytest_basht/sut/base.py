@@ -78,6 +78,16 @@ class OwnMeter(Protocol):
         """The scenario's energy trace; the trials' own energies are already set."""
 
 
+@dataclass(frozen=True)
+class TestModel:
+    """The model a plugin supplies for a SUT's test phase (``pytest_basht_sut_test_model``),
+    and how it was made (handed back to the plugin's ``pytest_basht_sut_metrics``)."""
+
+    __test__: ClassVar[bool] = False  # for pytest: a record, not a test class
+    artifact: Path | None  # None: no model could be made; the scenario has no test score
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class SutContext:
     work_dir: Path

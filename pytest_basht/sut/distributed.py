@@ -32,14 +32,14 @@ from pytest_basht.energy.self_meter import wall_offset_ns
 from pytest_basht.records import TrialRecord
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import trial_cap
-from pytest_basht.sut import hydro
-from pytest_basht.sut.base import SUT, Progress, SutContext
+from pytest_basht.sut import group
+from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel
 from pytest_basht.sut.fleet import FleetMeter
 from pytest_basht.sut.limits import plan_cpus
 from pytest_basht.sut.optuna import (
     allocation_of,
     best_number,
-    retrain_full_width,
+    model_to_test,
     run_request,
     scenario_metrics,
     setup_request,
@@ -72,7 +72,7 @@ class DistributedOptunaSUT(SUT):
         self.study: optuna.Study | None = None
         self.data: DataInfo | None = None
         self.setups = 0
-        self.scaling: dict[str, Any] | None = None
+        self.tested: TestModel | None = None  # a plugin's model for the test phase
         self.artifacts = ctx.work_dir / "models"
 
     # ------------------------------------------------------------------ slots and meter
@@ -113,11 +113,11 @@ class DistributedOptunaSUT(SUT):
         """The local workers set up while the remote ones are told to; then all are waited
         for."""
         trainable = self.ctx.registry.get("trainables", workload.model.name)
-        hydro.check(trainable, workload)
+        group.check(trainable, workload)
         self.workload = workload
         self.pool.begin(workload)
         self.remote.begin()
-        self.scaling = None
+        self.tested = None
         self.setups += 1
         self.study = optuna.create_study(study_name=self.remote.new_study(self.setups),
                                          storage=self.remote.storage(),
@@ -204,16 +204,17 @@ class DistributedOptunaSUT(SUT):
         local = self.artifacts / f"trial-{best.number}.pt"
         artifact = (local if local.exists()
                     else self.remote.download(self.study, best.number, self.artifacts))
-        if self.workload is not None and self.workload.search.scaling > 1:
-            artifact, self.scaling = retrain_full_width(self.pool, self.workload,
-                                                        self.trials_so_far(), self.artifacts)
+        self.tested = model_to_test(self.ctx.registry, self.pool, self.workload,
+                                    self.trials_so_far(), self.artifacts)
+        if self.tested is not None:
+            artifact = self.tested.artifact
         if artifact is None or not artifact.exists():
             return None
         return self.pool.test(artifact)
 
     def collect_metrics(self) -> dict[str, Any]:
-        info = scenario_metrics(self.pool, self.deployed_for, self.workload, self.data,
-                                self.trials_so_far(), self.scaling)
+        info = scenario_metrics(self.ctx.registry, self.pool, self.deployed_for,
+                                self.workload, self.data, self.trials_so_far(), self.tested)
         distributed, rows = self.remote.describe(
             self.study.study_name if self.study is not None else "", self.local)
         self.remote.amend_limits(info["limits"], rows, self.deployed_for.workers, self.local)

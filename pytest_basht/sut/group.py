@@ -1,10 +1,12 @@
-"""Grouped trials in a worker (Hydro): ask in groups, fuse those of one shape, tell each.
+"""Grouped trials in a worker: ask in groups, train those of one shape together, tell each.
 
-``GroupRunner`` asks the shared study for up to ``search.fusion`` trials at a time, groups
-them by the trainable's ``group_key`` and trains each group with ``run_group`` (at width /
-``search.scaling``). Each member is told back to the study, and streamed to the controller
-as its own TrialRecord, the moment it stops: a pruned or diverged member leaves the group
-and the others go on.
+With ``search.fusion`` or ``search.scaling`` set, a worker's share of the search runs
+here, on a trainable that trains groups (``trainables.group.FusableTrainable``; Hydro's
+fused nets are one): ``GroupRunner`` asks the shared study for up to ``search.fusion``
+trials at a time, groups them by the trainable's ``group_key`` and trains each group with
+``run_group`` (at width / ``search.scaling``). Each member is told back to the study, and
+streamed to the controller as its own TrialRecord, the moment it stops: a pruned or
+diverged member leaves the group and the others go on.
 
 Attribution of a group's work to its members: every phase of the group (load, each
 epoch's train and validate) becomes one span per member that was live when it began, with
@@ -14,8 +16,10 @@ group's start to its own stop, with the sum of its shares as CPU time. The runne
 splits each worker slot's idle power among the trials running on it at once
 (``energy.sharing``), so members' energies add up to the group's.
 
-``retrain`` trains given configurations at full width, fused where they share a shape;
-the SUT's test phase uses it to retrain a surrogate's best configurations.
+``retrain`` trains given configurations at full width, fused where they share a shape:
+the ``Retrain`` request, by which a plugin's test phase retrains configurations on the
+workers (Hydro's, a surrogate's best). ``check`` refuses, at a scenario's setup, a
+trainable that cannot train groups.
 """
 
 from __future__ import annotations
@@ -30,11 +34,21 @@ from typing import Any
 from pytest_basht.lifecycle import Recorder, process_clock, recording
 from pytest_basht.records import Span, TrialRecord, utc_now
 from pytest_basht.sut import protocol
+from pytest_basht.sut.base import SutError
 from pytest_basht.trainables.base import TrialContext, TrialPruned, config_seed
-from pytest_basht.trainables.fused import FusableTrainable, GroupContext
+from pytest_basht.trainables.group import FusableTrainable, GroupContext
 from pytest_basht.workload import Workload
 
 Send = Callable[[protocol.Event], None]
+
+
+def check(trainable: Any, workload: Workload) -> None:
+    """Fusion and scaling need a trainable that trains groups."""
+    if workload.search.grouped and not all(callable(getattr(trainable, name, None))
+                                           for name in ("group_key", "run_group")):
+        raise SutError(f"{workload.source}: search.fusion / search.scaling need a trainable "
+                       f"that trains groups of trials (a FusableTrainable: group_key and "
+                       f"run_group); model {workload.model.name!r} has none")
 
 
 @dataclass(eq=False)

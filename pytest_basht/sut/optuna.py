@@ -8,7 +8,9 @@ sampler seed, the pool's watchdog failing a trial past wmem or ``trial_timeout_s
 
 The same SUT over a database, with workers on other hosts, is ``sut.distributed``; the
 pieces both build a scenario from are here (``setup_request``, ``run_request``,
-``retrain_full_width``, ``scenario_metrics``).
+``model_to_test``, ``scenario_metrics``). Plugins extend both through their hooks: the
+model the test phase evaluates (``pytest_basht_sut_test_model``; Hydro's retrained
+surrogate) and the scenario's metrics (``pytest_basht_sut_metrics``; Hydro's figures).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from typing import Any
 import optuna
 
 from pytest_basht.energy.base import Allocation
-from pytest_basht.records import TrialRecord, mono_ns
+from pytest_basht.records import TrialRecord
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import trial_cap
-from pytest_basht.sut import hydro, protocol
-from pytest_basht.sut.base import SUT, Progress, SutContext
+from pytest_basht.sut import group, protocol
+from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel
 from pytest_basht.sut.limits import CpuPlan, plan_cpus
 from pytest_basht.sut.optuna_options import StoreOptions
 from pytest_basht.sut.pool import WorkerPool
@@ -63,33 +65,34 @@ def best_number(study: optuna.Study) -> int | None:
         return None
 
 
-def retrain_full_width(pool: WorkerPool, workload: Workload, trials: list[TrialRecord],
-                       artifacts: Path) -> tuple[Path | None, dict[str, Any]]:
-    """Retrain the surrogate's best configurations at full width on the pool: the best
-    one's model, and the scaling figures."""
-    t0 = mono_ns()
-    chosen = hydro.to_retrain(trials, workload)
-    configs = [{"number": t.number, "params": t.params} for t in chosen]
-    results = pool.retrain(hydro.deal(configs, len(pool.workers)), artifacts)
-    tested = hydro.best_full(results, workload)
-    scaling = hydro.scaling_figures(workload, chosen, results, tested, (mono_ns() - t0) / 1e9)
-    return (Path(tested["artifact"]) if tested else None), scaling
+def model_to_test(registry: Registry, pool: WorkerPool, workload: Workload | None,
+                  trials: list[TrialRecord], artifacts: Path) -> TestModel | None:
+    """The model a plugin supplies for the test phase (``pytest_basht_sut_test_model``),
+    or None: the best trial's is tested."""
+    if registry.hook is None or workload is None:
+        return None
+    return registry.hook.pytest_basht_sut_test_model(workload=workload, trials=trials,
+                                                     pool=pool, artifacts=artifacts)
 
 
-def scenario_metrics(pool: WorkerPool, deployed_for: Workload, workload: Workload | None,
-                     data: DataInfo | None, trials: list[TrialRecord],
-                     scaling: dict[str, Any] | None) -> dict[str, Any]:
-    """What the SUT knows of a scenario that the records don't: limits, data, kills."""
-    return {
+def scenario_metrics(registry: Registry, pool: WorkerPool, deployed_for: Workload,
+                     workload: Workload | None, data: DataInfo | None,
+                     trials: list[TrialRecord], tested: TestModel | None) -> dict[str, Any]:
+    """What the SUT knows of a scenario that the records don't: limits, data, kills, and
+    what plugins add (``pytest_basht_sut_metrics``)."""
+    info = {
         "limits": pool.limits(deployed_for.workers),
         "data": data.to_dict() if data else None,
         "kills": list(pool.kills),
         "respawns": pool.respawns,
         "over_budget_discarded": pool.discarded,
         "trial_timeout_s": workload.trial_timeout_s if workload else None,
-        **({"hydro": hydro.figures(workload, trials, pool.groups, scaling)}
-           if workload is not None and hydro.requested(workload) else {}),
     }
+    if registry.hook is not None and workload is not None:
+        for more in registry.hook.pytest_basht_sut_metrics(workload=workload, trials=trials,
+                                                           pool=pool, tested=tested):
+            info.update(more)
+    return info
 
 
 class OptunaSUT(SUT):
@@ -107,7 +110,7 @@ class OptunaSUT(SUT):
         self.study: optuna.Study | None = None
         self.data: DataInfo | None = None
         self.setups = 0
-        self.scaling: dict[str, Any] | None = None
+        self.tested: TestModel | None = None  # a plugin's model for the test phase
         self.journal = ctx.work_dir / "journal.log"
         self.artifacts = ctx.work_dir / "models"
 
@@ -131,10 +134,10 @@ class OptunaSUT(SUT):
 
     def setup(self, workload: Workload) -> None:
         trainable = self.ctx.registry.get("trainables", workload.model.name)
-        hydro.check(trainable, workload)
+        group.check(trainable, workload)
         self.workload = workload
         self.pool.begin(workload)
-        self.scaling = None
+        self.tested = None
         self.setups += 1
         storage = optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(self.journal)))
@@ -168,13 +171,14 @@ class OptunaSUT(SUT):
 
     def test(self, best: TrialRecord) -> float | None:
         artifact: Path | None = self.artifacts / f"trial-{best.number}.pt"
-        if self.workload is not None and self.workload.search.scaling > 1:
-            artifact, self.scaling = retrain_full_width(self.pool, self.workload,
-                                                        self.trials_so_far(), self.artifacts)
+        self.tested = model_to_test(self.ctx.registry, self.pool, self.workload,
+                                    self.trials_so_far(), self.artifacts)
+        if self.tested is not None:
+            artifact = self.tested.artifact
         if artifact is None or not artifact.exists():
             return None
         return self.pool.test(artifact)
 
     def collect_metrics(self) -> dict[str, Any]:
-        return scenario_metrics(self.pool, self.deployed_for, self.workload, self.data,
-                                self.trials_so_far(), self.scaling)
+        return scenario_metrics(self.ctx.registry, self.pool, self.deployed_for,
+                                self.workload, self.data, self.trials_so_far(), self.tested)

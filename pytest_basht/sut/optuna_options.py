@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import pytest_basht.db as db
 from pytest_basht.errors import WorkloadError
-from pytest_basht.sut import store as store_mod
 from pytest_basht.sut.base import own_options
 from pytest_basht.workload import Workload
 
@@ -98,14 +98,15 @@ def _storage_url(value: Any, src: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise WorkloadError(src, key, expected, value)
     try:
-        url = store_mod.parse_url(value.strip())
+        url = db.parse(value.strip())
+        db.load_driver(url)
     except Exception as exc:  # ArgumentError, NoSuchModuleError, ImportError of a driver
         raise WorkloadError(src, key, f"{expected} whose driver is installed "
-                            f"({type(exc).__name__}: {exc})", store_mod.shown(value)) from None
+                            f"({type(exc).__name__}: {exc})", db.shown(value)) from None
     if url.password is not None:
         raise WorkloadError(src, key, "a URL without a password (a workload is copied into "
                             "every report): set BASHT_STORAGE_PASSWORD, PGPASSWORD or "
-                            "~/.pgpass", store_mod.shown(value))
+                            "~/.pgpass", db.shown(value))
     return value.strip()
 
 

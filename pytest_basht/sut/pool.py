@@ -384,7 +384,8 @@ class WorkerPool:
 
     def retrain(self, shares: list[list[dict[str, Any]]], artifacts: Path
                 ) -> list[dict[str, Any]]:
-        """Train each worker's share of ``{number, params}`` configurations at full width."""
+        """Train each worker's share of ``{number, params}`` configurations at full width,
+        outside the study (``protocol.Retrain``); one result per configuration."""
         pairs = list(zip(self.workers, shares, strict=False))
         for worker, share in pairs:
             worker.conn.send(protocol.Retrain(share, str(artifacts)))

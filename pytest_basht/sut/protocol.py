@@ -74,7 +74,9 @@ class Test:
 
 @dataclass(frozen=True)
 class Retrain:
-    """Train ``{number, params}`` configurations at full width (Hydro's scaling)."""
+    """Train ``{number, params}`` configurations again, outside the study, at full width
+    (``search.scaling`` 1) and fused by shape: a plugin's test phase asks for it through
+    ``WorkerPool.retrain`` (Hydro's, to retrain a surrogate's best)."""
 
     kind: ClassVar[str] = "retrain"
     configs: list[dict[str, Any]]
@@ -144,7 +146,8 @@ class Reported:
 
 @dataclass(frozen=True)
 class GroupTrained:
-    """A fused group of trials ended: its facts for the Hydro figures."""
+    """A fused group of trials ended: its facts (``WorkerPool.groups``, which plugins'
+    metrics read: Hydro's figures)."""
 
     kind: ClassVar[str] = "group"
     group: dict[str, Any]

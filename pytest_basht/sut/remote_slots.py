@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+import pytest_basht.db as db
 from pytest_basht.records import TrialRecord
 from pytest_basht.search import trial_cap
 from pytest_basht.sut import store as store_mod
@@ -93,7 +94,7 @@ class RemoteSlots:
             self.store.create_schema()
             storage = self.storage()  # creates (or checks) Optuna's schema
         except Exception as exc:
-            raise SutError(f"storage {store_mod.shown(self.url)}: {type(exc).__name__}: "
+            raise SutError(f"storage {db.shown(self.url)}: {type(exc).__name__}: "
                            f"{exc}") from None
         settings = {"heartbeat": self.opts.heartbeat, "artifacts": self.opts.artifacts,
                     "workload": workload.given, "source": workload.source, "poll_s": POLL_S}
@@ -135,7 +136,7 @@ class RemoteSlots:
                     f"{len(live)} of {self.count} remote workers did "
                     f"{what} within {self.opts.join_timeout_s:g} s (sut.options."
                     f"join_timeout_s); start them on any host with: basht worker --storage "
-                    f"{store_mod.shown(self.url)} --study {self.deployment}")
+                    f"{db.shown(self.url)} --study {self.deployment}")
             time.sleep(POLL_S / 2)
 
     def _worker_error(self, remote: JoinedWorker) -> str:
@@ -343,7 +344,7 @@ class RemoteSlots:
                            "clock_shift_ms": r.shift_ns / 1e6,
                            "meter": (row.info.get("meter") if row else None)})
         return {
-            "storage": store_mod.shown(self.url), "study": study,
+            "storage": db.shown(self.url), "study": study,
             "deployment": self.deployment, "local_workers": local,
             "remote_slots": self.count, "remote_workers": remote,
             "heartbeat_s": self.opts.heartbeat_s, "grace_s": self.opts.grace_s,

@@ -13,7 +13,8 @@ SUT over an SQLAlchemy URL keeps four small tables, created at deploy:
   ``sut.options.artifacts`` names a shared directory.
 
 Everything a deployment wrote is deleted at undeploy; Optuna's tables stay (other studies
-may live there), the deployment's studies are deleted from them.
+may live there), the deployment's studies are deleted from them. The URL is read,
+connected to (its password from the environment) and shown as every store's (``db``).
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
 
+import pytest_basht.db as db
 from pytest_basht.energy.self_meter import wall_offset_ns
 
-PASSWORD_ENV = "BASHT_STORAGE_PASSWORD"
 #: a controller silent this long is gone: its workers leave, its name may be taken over
 CONTROLLER_STALE_S = 120.0
 CONTROLLER_BEAT_S = 2.0
@@ -91,40 +91,6 @@ class StoreError(RuntimeError):
     """The shared store refused what the deployment asked (a name taken, no free slot)."""
 
 
-def normalized(url: str) -> URL:
-    """``postgresql://`` means psycopg 3 (our dependency), not SQLAlchemy's psycopg2."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def with_password(url: str) -> str:
-    """The URL to connect with: normalized, and with the password from
-    BASHT_STORAGE_PASSWORD when it has none (libpq's PGPASSWORD and ~/.pgpass work too:
-    a workload file never holds one)."""
-    secret = os.environ.get(PASSWORD_ENV)
-    parsed = normalized(url)
-    if secret and parsed.password is None:
-        parsed = parsed.set(password=secret)
-    return parsed.render_as_string(hide_password=False)
-
-
-def shown(url: str) -> str:
-    """The URL as logs and reports show it: never a password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<an unparsable URL>"
-
-
-def parse_url(url: str) -> URL:
-    """Parse an SQLAlchemy URL and import its driver (a missing one raises here)."""
-    parsed = normalized(url)
-    parsed.get_dialect().import_dbapi()
-    return make_url(url)
-
-
 def rdb_storage(url: str, heartbeat_s: int, grace_s: int, retries: int) -> Any:
     """Optuna's RDBStorage with the heartbeat on: a trial whose process stops beating for
     ``grace_s`` is failed by the next process that asks for a trial (or by the controller),
@@ -136,7 +102,7 @@ def rdb_storage(url: str, heartbeat_s: int, grace_s: int, retries: int) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            with_password(url),
+            db.connect_string(url),
             heartbeat_interval=heartbeat_s, grace_period=grace_s,
             heartbeat_stale_trial_callback=callback)
 
@@ -184,7 +150,7 @@ class FleetStore:
     def __init__(self, url: str, deployment: str) -> None:
         self.url = url
         self.deployment = deployment
-        self.engine = sa.create_engine(with_password(url), pool_pre_ping=True)
+        self.engine = db.engine(db.parse(url), pool_pre_ping=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -197,7 +163,7 @@ class FleetStore:
     # ---------------------------------------------------------------- the controller
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        db.create_tables(metadata, self.engine)
 
     def open(self, *, slots: int, local: int, settings: dict[str, Any],
              stale_s: float = CONTROLLER_STALE_S) -> list[str]:
@@ -361,7 +327,7 @@ class SqlArtifactStore:
             import optuna
 
             raise optuna.artifacts.exceptions.ArtifactNotFound(
-                f"artifact {artifact_id} is not in {shown(self.store.url)}")
+                f"artifact {artifact_id} is not in {db.shown(self.store.url)}")
         return io.BytesIO(bytes(data))
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:

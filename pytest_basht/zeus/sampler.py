@@ -32,14 +32,16 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import URL
 
+from pytest_basht.report.history import store_url
 from pytest_basht.search import trial_seed
 from pytest_basht.workload import Workload
 from pytest_basht.zeus import bso
 from pytest_basht.zeus.config import JobConfig, parse, slot_idle_power_w
 from pytest_basht.zeus.store import BsoStore, Outcome, Started
 
-_STORES: dict[str, BsoStore] = {}
+_STORES: dict[URL, BsoStore] = {}
 
 
 def draws(seed: int, job: str, seq: int, arms: int) -> tuple[list[float], float]:
@@ -53,13 +55,10 @@ STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
 
 def store_for(where: str) -> BsoStore:
     """One store per URL in this process (the tables are created once)."""
-    from pytest_basht.report.history import store_url
-
     url = store_url(where, Path.cwd())
-    key = url.render_as_string(hide_password=False)
-    if key not in _STORES:
-        _STORES[key] = BsoStore(url)
-    return _STORES[key]
+    if url not in _STORES:
+        _STORES[url] = BsoStore(url)
+    return _STORES[url]
 
 
 @dataclass

@@ -9,8 +9,9 @@ target. An attempt that never reported back (its process died) stays unobserved 
 left out of the replay. Deciding reads the log and appends to it in one transaction, so
 two processes cannot take the same place in a job's sequence.
 
-SQLite by default, any SQLAlchemy URL (PostgreSQL through psycopg 3) — the same store and
-URL rules as the run history (``report.history``), which creates these tables too.
+SQLite by default, any SQLAlchemy URL (PostgreSQL through psycopg 3): the run history's
+database and URL rules (``report.history``), in tables of the BSO's own (``tables``),
+created when the store opens.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc, func, select
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from pytest_basht.report import history
-from pytest_basht.report.history import BsoAttemptRow, BsoJobRow, HistoryError
+import pytest_basht.db as db
+from pytest_basht.report.history import HistoryError, store_url
 from pytest_basht.zeus import bso
 from pytest_basht.zeus.config import JobConfig
+from pytest_basht.zeus.tables import Base, BsoAttemptRow, BsoJobRow
 
 RETRIES = 5  # another process took the same sequence number: read again and retry
 
@@ -88,14 +91,19 @@ def observation(row: BsoAttemptRow) -> bso.Observation:
 class BsoStore:
     """Jobs and attempts in one history store."""
 
-    def __init__(self, where: str | Any) -> None:
-        url = history.store_url(where, Path.cwd()) if isinstance(where, str) else where
-        self.history = history.History(url)  # creates the BSO tables with the others
-        self.engine = self.history.engine
-        self.shown = self.history.shown
+    def __init__(self, where: str | URL) -> None:
+        """``where``: a URL, or what ``search.sampler_options.store`` holds (a URL or an
+        SQLite path, relative to the current directory)."""
+        url = store_url(where, Path.cwd()) if isinstance(where, str) else where
+        self.shown = db.shown(url)
+        try:
+            self.engine = db.open_tables(url, Base.metadata)
+        except (exc.SQLAlchemyError, ImportError, OSError) as e:
+            raise HistoryError(f"history store {self.shown}: cannot open it "
+                               f"({db.reason(e)})") from None
 
     def close(self) -> None:
-        self.history.close()
+        self.engine.dispose()
 
     def __enter__(self) -> BsoStore:
         return self
@@ -104,10 +112,7 @@ class BsoStore:
         self.close()
 
     def _fail(self, what: str, error: BaseException) -> HistoryError:
-        orig = getattr(error, "orig", None)
-        text = str(orig if orig is not None else error).strip().splitlines()
-        return HistoryError(f"BSO store {self.shown}: cannot {what} "
-                            f"({text[0] if text else type(error).__name__})")
+        return HistoryError(f"BSO store {self.shown}: cannot {what} ({db.reason(error)})")
 
     # ------------------------------------------------------------------ one attempt
 

@@ -1,4 +1,6 @@
-"""URLs of servers the energy layer talks to: credentials split off, never shown."""
+"""URLs of the servers and databases pytest-basht talks to: credentials split off, and the
+one rule by which a URL is shown (``redact``) — every log line, report and error message
+that names a URL shows it through here, never with a password."""
 
 from __future__ import annotations
 
@@ -19,19 +21,29 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
-def redact(url: str | None) -> str | None:
-    """The URL as it may be logged or reported: any user and password replaced by ***."""
+#: what precedes the first "//" (the scheme), then the authority's userinfo, up to its last @
+_USERINFO = re.compile(r"^([^/?#]*//)([^/?#]*)@")
+
+
+def _hidden(userinfo: str, keep_user: bool) -> str:
+    if not keep_user:
+        return "***"
+    user, colon, _ = userinfo.partition(":")
+    return user + (":***" if colon else "")
+
+
+def redact(url: str | None, *, keep_user: bool = False) -> str | None:
+    """The URL as it may be logged or reported: its user and password replaced by ***.
+
+    ``keep_user``: only the password is replaced (``user:***@``), as a database URL is
+    shown — its user names the account, which tells one store from another. Text that is
+    not quite a URL (a bad port, an unclosed [, a malformed scheme) is redacted as it
+    stands.
+    """
     if url is None:
         return None
-    try:
-        clean, creds = split_credentials(url)
-    except ValueError:  # malformed (a bad port, an unclosed [): hide whatever precedes an @
-        return re.sub(r"//[^/]*@", "//***@", url)
-    if creds is None:
-        return url
-    parts = urlsplit(clean)
-    return urlunsplit((parts.scheme, "***@" + parts.netloc, parts.path, parts.query,
-                       parts.fragment))
+    return _USERINFO.sub(lambda m: f"{m.group(1)}{_hidden(m.group(2), keep_user)}@", url,
+                         count=1)
 
 
 def problem(url: str) -> str | None:

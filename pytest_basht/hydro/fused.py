@@ -8,68 +8,29 @@ its unfused twin step for step. The loss is the SUM of the per-model losses: the
 of each model's parameters is then exactly its own loss's gradient (the mean would scale
 it by 1/F). A model that is pruned or diverges is sliced out of the batch; the others go on.
 
-A trainable that can fuse implements :class:`FusableTrainable`: ``group_key(params)`` says
-which configurations share a shape, ``run_group(group)`` trains them together, reporting
-each model's validation values through :class:`GroupContext`.
+``FusedMnistFF`` is ``mnist-ff`` as a ``trainables.group.FusableTrainable``: the SUT's
+grouped ask/tell hands it groups of one shape (``group_key``) and ``run_group`` trains
+them fused, at the width muP's scaling (``hydro.scaling``) gives.
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import nn
 
-from pytest_basht.records import Span
-from pytest_basht.trainables.base import Trainable, TrialContext
+from pytest_basht.hydro.scaling import Surrogate
 from pytest_basht.trainables.feedforward import (
     MnistFF,
     batch_size_of,
     feed_forward,
     hyperparameters,
 )
-from pytest_basht.trainables.scaling import Surrogate
+from pytest_basht.trainables.group import FusableTrainable, GroupContext
 from pytest_basht.workload import Workload
-
-# --------------------------------------------------------------------------- protocol
-
-
-class GroupContext(ABC):
-    """What a fusable trainable sees of a group of trials trained together."""
-
-    members: Sequence[TrialContext]
-    workload: Workload
-    scaling: int
-
-    @abstractmethod
-    def phase(self, name: str, *, epoch: int | None = None) -> AbstractContextManager[Any]:
-        """A phase of the whole group, charged to its live members in equal shares."""
-
-    @abstractmethod
-    def report(self, index: int, epoch: int, value: float) -> bool:
-        """Member ``index``'s validation value; False when the pruner stopped it."""
-
-    @abstractmethod
-    def fail(self, index: int, error: str) -> None:
-        """Member ``index`` failed (diverged, invalid hyperparameters); train it no more."""
-
-
-class FusableTrainable(Trainable):
-    """A trainable that trains several configurations of one shape together."""
-
-    @abstractmethod
-    def group_key(self, workload: Workload, params: dict[str, Any]) -> str:
-        """Configurations with equal keys can be fused (same shape and batch size)."""
-
-    @abstractmethod
-    def run_group(self, group: GroupContext) -> dict[int, float]:
-        """Train ``group.members`` together at width / ``group.scaling``; return the final
-        validation value of every member still training at the end, by index."""
-
 
 # --------------------------------------------------------------------------- model
 
@@ -342,10 +303,3 @@ class FusedMnistFF(MnistFF, FusableTrainable):
             torch.save({"hyperparameters": hp, "state": model.export(p)},
                        group.members[i].artifact)
         return {i: values[i] for i in live}
-
-
-def span_shares(span: Span, numbers: Sequence[int]) -> list[Span]:
-    """A group's span as one span per live member: the same interval, an equal CPU share."""
-    share = span.cpu_s / max(1, len(numbers))
-    return [Span(span.phase, span.start_ns, span.end_ns, span.start_utc, span.end_utc, share,
-                 span.worker, n, span.epoch) for n in numbers]
