@@ -29,6 +29,7 @@ from pytest_basht.registry import Registry
 BUILTINS: tuple[tuple[str, str], ...] = (
     ("pytest_basht.energy.plugin", "basht-energy"),
     ("pytest_basht.trainables.plugin", "basht-trainables"),
+    ("pytest_basht.optimizers.plugin", "basht-optimizers"),
     ("pytest_basht.simulation.plugin", "basht-simulation"),
     ("pytest_basht.sut.plugin", "basht-sut"),
     ("pytest_basht.zeus.plugin", "basht-zeus"),

@@ -331,6 +331,16 @@ class PriceSpec:
 
 
 @dataclass(frozen=True)
+class BudgetSpec:
+    """What a study may spend (``pytest_basht.spend``): a trial is handed out only while
+    the spend so far plus its forecast stays within every limit; running trials finish."""
+
+    time_s: float | None = field(default=None, metadata=_doc(
+        "seconds the study (the trials phase) may run: wall clock, or virtual time in a "
+        "simulation (null: no limit)", check="positive"))
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str = field(default="baseline", metadata=_doc("workload name"))
     experiment: str | None = field(default=None, metadata=_doc("experiment it belongs to"))
@@ -349,6 +359,8 @@ class Workload:
     sut: SutSpec = field(default_factory=SutSpec, metadata=_doc("system under test"))
     energy: EnergySpec = field(default_factory=EnergySpec, metadata=_doc("energy"))
     prices: PriceSpec = field(default_factory=PriceSpec, metadata=_doc("prices"))
+    budget: BudgetSpec = field(default_factory=BudgetSpec, metadata=_doc(
+        "limits that stop a study (pytest_basht.spend); see also search.trials"))
     source: str = field(default="", compare=False, metadata={"internal": True})
     given: dict[str, Any] = field(default_factory=dict, compare=False,
                                   metadata={"internal": True})
