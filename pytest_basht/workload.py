@@ -379,8 +379,10 @@ class Workload:
         return _to_plain(self)
 
     def table1(self) -> list[tuple[str, str, Any]]:
-        """Basht's Table 1: (symbol, meaning, value) rows."""
+        """Basht's Table 1: (symbol, meaning, value) rows (a study budget's, when set)."""
         w = self
+        limits = [f"{f.name} ≤ {getattr(w.budget, f.name):g}"
+                  for f in dataclasses.fields(w.budget) if getattr(w.budget, f.name) is not None]
         return [
             ("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
             ("ts", "data set size (samples)", w.dataset.samples or "all"),
@@ -402,7 +404,7 @@ class Workload:
             ("amem", "accelerator memory (MB)", w.workers.accelerator_memory_mb),
             ("", "epochs × batch size", f"{w.training.epochs} × {w.training.batch_size}"),
             ("", "trial budget", w.trial_budget),
-        ]
+        ] + ([("", "study budget", ", ".join(limits))] if limits else [])
 
 
 def _to_plain(obj: Any) -> Any:

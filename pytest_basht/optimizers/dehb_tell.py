@@ -10,6 +10,9 @@ evaluate), and its log sink, which it adds on every construction, is removed aga
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +28,15 @@ from pytest_basht.optimizers.base import (
 from pytest_basht.optimizers.space import coded, configspace, decode
 from pytest_basht.registry import Registry
 from pytest_basht.workload import Workload
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """DEHB 0.1.1 calls ConfigSpace's old names, which warn on every ask and tell."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
 
 #: DEHB's mutation strategies (``dehb.optimizers.de``) with its two crossovers
 STRATEGIES = tuple(f"{m}_{c}" for m in ("rand1", "rand2", "rand2dir", "best1", "best2",
@@ -72,19 +84,21 @@ class DehbOptimizer(Optimizer):
         # loguru numbers its sinks in order: DEHB's own is the one after this probe's
         probe = logger.add(lambda _: None)
         logger.remove(probe)
-        self.dehb = DEHB(cs=configspace(self.codings, seed), dimensions=len(self.codings),
-                         min_fidelity=self.min_epochs, max_fidelity=self.max_epochs,
-                         eta=self.eta, n_workers=1, seed=seed, save_freq=None,
-                         output_path=str(work_dir / "dehb"),
-                         mutation_factor=self.option("mutation_factor", 0.5),
-                         crossover_prob=self.option("crossover_prob", 0.5),
-                         strategy=self.option("strategy", "rand1_bin"))
+        with quiet():
+            self.dehb = DEHB(cs=configspace(self.codings, seed), dimensions=len(self.codings),
+                             min_fidelity=self.min_epochs, max_fidelity=self.max_epochs,
+                             eta=self.eta, n_workers=1, seed=seed, save_freq=None,
+                             output_path=str(work_dir / "dehb"),
+                             mutation_factor=self.option("mutation_factor", 0.5),
+                             crossover_prob=self.option("crossover_prob", 0.5),
+                             strategy=self.option("strategy", "rand1_bin"))
         logger.remove(probe + 1)
         self.jobs: dict[int, dict[str, Any]] = {}
         self.asked = 0
 
     def ask(self) -> Suggestion:
-        job = self.dehb.ask()
+        with quiet():
+            job = self.dehb.ask()
         n = self.asked
         self.asked += 1
         self.jobs[n] = job
@@ -92,8 +106,9 @@ class DehbOptimizer(Optimizer):
                           epochs_of(job["fidelity"], self.max_epochs))
 
     def tell(self, id: int, outcome: Outcome) -> None:
-        self.dehb.tell(self.jobs.pop(id), {"fitness": self.loss(outcome.value),
-                                           "cost": outcome.time_s})
+        with quiet():
+            self.dehb.tell(self.jobs.pop(id), {"fitness": self.loss(outcome.value),
+                                               "cost": outcome.time_s})
 
     def settings(self) -> dict[str, Any]:
         return {"eta": self.eta, "min_epochs": self.min_epochs,

@@ -69,7 +69,10 @@ class OptunaOptimizer(Optimizer):
         sampler = registry.get("samplers", self.inner.search.sampler)(self.inner, seed)
         pruner = registry.get("pruners", self.inner.search.pruner)(self.inner)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.study = optuna.create_study(direction=workload.goal.direction, sampler=sampler,
+        # a name of its own: HyperbandPruner assigns brackets by a hash of it (Optuna's
+        # default name is random, and the brackets would be)
+        self.study = optuna.create_study(study_name=f"{workload.name}-{seed}",
+                                         direction=workload.goal.direction, sampler=sampler,
                                          pruner=pruner,
                                          storage=optuna.storages.InMemoryStorage())
         # NopPruner never prunes: asking it after every epoch would change nothing

@@ -7,15 +7,17 @@ and judged after each epoch (``on_trial_result``), stopped where its rung says s
 hyperband`` runs as many brackets as the ladder from ``min_epochs`` to
 ``training.epochs`` has rungs, ``successive-halving`` one, ``none`` no stopping at all.
 The calls follow Syne Tune's own ``Tuner``: a trial the scheduler stopped is removed
-(``on_trial_remove``), a finished one completed, a failed one reported as an error. The
-bracket a trial joins is drawn from the scheduler's seed (Syne Tune draws it from NumPy's
-global generator, which would make a run irreproducible).
+(``on_trial_remove``), a finished one completed, a failed one reported as an error. Where
+Syne Tune draws from NumPy's global generator, it draws from a seeded stream of the
+optimizer's own (``seeded``), so a run is reproducible.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,50 +95,59 @@ class SyneTuneOptimizer(Optimizer):
             brackets = (rungs(self.min_epochs, self.max_epochs, self.eta)
                         if scheme == "hyperband" else 1)
         self.searcher = self.option("searcher", "kde")
-        draws = np.random.RandomState(seed)
-
-        class Seeded(AsynchronousSuccessiveHalving):
-            def on_trial_add(self, trial: Any) -> None:
-                sizes = np.array([len(b.rungs) for b in self.brackets])
-                weights = np.e ** (sizes - sizes.max())
-                self.trial_info[trial.trial_id] = self.brackets[
-                    draws.choice(len(self.brackets), p=weights / weights.sum())]
-
-        self.scheduler = Seeded(config_space(self.codings), metric=METRIC, do_minimize=True,
-                                searcher=self.searcher, time_attr=EPOCH,
-                                max_t=self.max_epochs, grace_period=self.min_epochs,
-                                reduction_factor=self.eta, brackets=brackets,
-                                random_seed=seed)
+        self.draws = np.random.RandomState(seed).get_state()
+        self.scheduler = AsynchronousSuccessiveHalving(
+            config_space(self.codings), metric=METRIC, do_minimize=True,
+            searcher=self.searcher, time_attr=EPOCH, max_t=self.max_epochs,
+            grace_period=self.min_epochs, reduction_factor=self.eta, brackets=brackets,
+            random_seed=seed)
         self.brackets = brackets
         self.judges_epochs = self.min_epochs < self.max_epochs
         self.trials: dict[int, Any] = {}
         self.stopped: set[int] = set()
         self.asked = 0
 
+    @contextlib.contextmanager
+    def seeded(self) -> Iterator[None]:
+        """Syne Tune draws from NumPy's global generator in places (the bracket a trial
+        joins; the kde searcher's random configurations), which would make a run
+        irreproducible: during each call it draws from a stream of this optimizer's own,
+        seeded, and the global generator is left as it was."""
+        import numpy as np
+
+        before = np.random.get_state()
+        np.random.set_state(self.draws)
+        try:
+            with warnings.catch_warnings():
+                # pandas warns, on every draw through it, of a change to come in its
+                # defaults; the draws pass their seeded state and stay reproducible
+                warnings.simplefilter("ignore", FutureWarning)
+                yield
+        finally:
+            self.draws = np.random.get_state()
+            np.random.set_state(before)
+
     def ask(self) -> Suggestion | None:
         from syne_tune.backend.trial_status import Trial
 
-        with warnings.catch_warnings():
-            # its searchers sample through pandas without a Generator: pandas warns of a
-            # change to come on every ask (the seeded state is passed; results are
-            # reproducible)
-            warnings.simplefilter("ignore", FutureWarning)
+        with self.seeded():
             suggestion = self.scheduler.suggest()
-        if suggestion is None:
-            return None
-        n = self.asked
+            if suggestion is None:
+                return None
+            n = self.asked
+            trial = Trial(trial_id=n, config=suggestion.config,
+                          creation_time=datetime.now(timezone.utc))
+            self.scheduler.on_trial_add(trial)
         self.asked += 1
-        trial = Trial(trial_id=n, config=suggestion.config,
-                      creation_time=datetime.now(timezone.utc))
-        self.scheduler.on_trial_add(trial)
         self.trials[n] = trial
         return Suggestion(n, decode(self.codings, suggestion.config), self.max_epochs)
 
     def report(self, id: int, epoch: int, value: float) -> bool:
         from syne_tune.optimizer.scheduler import SchedulerDecision
 
-        decision = self.scheduler.on_trial_result(
-            self.trials[id], {METRIC: self.loss(value), EPOCH: epoch + 1})
+        with self.seeded():
+            decision = self.scheduler.on_trial_result(
+                self.trials[id], {METRIC: self.loss(value), EPOCH: epoch + 1})
         if decision == SchedulerDecision.STOP:
             self.stopped.add(id)
             # a stop at the last epoch is the end of the trial, not an early stop
@@ -145,14 +156,15 @@ class SyneTuneOptimizer(Optimizer):
 
     def tell(self, id: int, outcome: Outcome) -> None:
         trial = self.trials.pop(id)
-        if outcome.state == "failed":
-            self.scheduler.on_trial_error(trial)
-            self.scheduler.on_trial_remove(trial)
-        elif id in self.stopped:
-            self.scheduler.on_trial_remove(trial)
-        else:
-            self.scheduler.on_trial_complete(
-                trial, {METRIC: self.loss(outcome.value), EPOCH: outcome.epochs})
+        with self.seeded():
+            if outcome.state == "failed":
+                self.scheduler.on_trial_error(trial)
+                self.scheduler.on_trial_remove(trial)
+            elif id in self.stopped:
+                self.scheduler.on_trial_remove(trial)
+            else:
+                self.scheduler.on_trial_complete(
+                    trial, {METRIC: self.loss(outcome.value), EPOCH: outcome.epochs})
         self.stopped.discard(id)
 
     def settings(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 import pytest_basht.metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
-from pytest_basht.report import experiments
+from pytest_basht.report import experiments, study
 from pytest_basht.report.format import fmt
 from pytest_basht.report.gate import gate_lines, table
 
@@ -141,6 +141,7 @@ def render_scenario(sc: dict[str, Any]) -> str:
             f"table `{table['path']}` (sha256 {table['sha256'][:12]})" if table
             else f"the zero-cost benchmark `{simulation.get('benchmark')}`"))
     out += ["; ".join(facts) + ".", ""]
+    out += study.lines(sc.get("sut") or {})
     if sc.get("error"):
         out += [f"> error: {sc['error']}", ""]
     out += failover_lines(sc)
