@@ -109,6 +109,8 @@ LIBRARIES = {"optuna": "optuna", "smac": "smac", "dehb": "dehb", "syne-tune": "s
 
 @pytest.mark.slow
 def test_every_adapter_trains_for_real_and_budgets_close_the_study(pytester):
+    for module in ("smac", "dehb", "syne_tune"):
+        pytest.importorskip(module, reason="the test extra installs every adapter's library")
     pytester.makeconftest(CONFTEST)
     pytester.makefile(".yaml", w=WORKLOAD)
     pytester.makepyfile(test_scenarios=SCENARIOS)

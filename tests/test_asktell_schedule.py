@@ -50,6 +50,13 @@ class Recorded(Trainable):
         raise AssertionError("a simulation trains nothing")
 
 
+def needs(module: str) -> pytest.MarkDecorator:
+    """The adapter's library is an extra (the test extra installs them all)."""
+    from importlib.util import find_spec
+
+    return pytest.mark.skipif(find_spec(module) is None, reason=f"{module} is not installed")
+
+
 def registry() -> Registry:
     reg = wiring.registry()
     reg.trainables["recorded"] = Recorded
@@ -115,6 +122,7 @@ def assert_continuations(result: RunResult, expected: dict[int, int]) -> None:
         assert t.intermediate == [value(t.params["x"], k) for k in epochs]
 
 
+@needs("smac")
 def test_smac_hyperband_resumes_promoted_configurations(scenario):
     """SMAC3's Hyperband over budgets 1 and 3 epochs, 10 trials.
 
@@ -139,6 +147,7 @@ def test_smac_hyperband_resumes_promoted_configurations(scenario):
     assert result.metrics.duplicate == 0, "a continuation is no duplicate"
 
 
+@needs("dehb")
 def test_dehb_promotes_in_its_first_brackets_and_repeats_one_configuration(scenario):
     """DEHB (η 3, fidelities 1 and 3), 12 trials.
 
@@ -165,6 +174,7 @@ def test_dehb_promotes_in_its_first_brackets_and_repeats_one_configuration(scena
     assert result.metrics.duplicate == 1 and result.metrics.waste["duplicate"].trials == 1
 
 
+@needs("syne_tune")
 def test_syne_tune_stops_trials_at_their_rungs(scenario):
     """Syne Tune's ASHA (stopping, brackets at 1 and 3 epochs), 8 trials, every one asked
     at 3 epochs (6 s) and judged after each. #0–#3: 0–6, 0–6, 6–12, 6–12. t=12: #4 on W0
@@ -196,6 +206,7 @@ def test_optuna_through_the_protocol_prunes_with_its_hyperband(scenario):
     assert result.sut["optimizer"]["settings"]["pruner_class"] == "HyperbandPruner"
 
 
+@needs("smac")
 def test_a_time_budget_closes_the_study_exactly_as_hand_computed(scenario):
     """SMAC3 as above but a trial budget of 20 (its initial design follows it: other
     asks) and ``budget: {time_s: 11}``. A trial is handed out while the time so far plus
@@ -216,6 +227,7 @@ def test_a_time_budget_closes_the_study_exactly_as_hand_computed(scenario):
     assert budget["refused"] == 2
 
 
+@needs("smac")
 def test_trials_running_when_the_budget_closes_finish(scenario):
     """The same with ``time_s: 2.5``: at t=1 the forecast is 1 s, so W1's #3 (6 s) starts;
     at t=2, 2 + 1 > 2.5 closes the study, and #3 runs on to 7 — past the limit by less than
@@ -238,6 +250,7 @@ def test_the_optuna_replay_keeps_the_budget_too(scenario):
     assert "optimizer" not in result.sut
 
 
+@needs("smac")
 def test_the_trial_timeout_kills_a_simulated_trial(scenario):
     """``trial_timeout_s: 4``: a trial of 3 epochs (6 s) is killed 4 s in, during its third
     epoch: failed, charged 4 s and the energy of those 4 s; one at 1 epoch is untouched."""
