@@ -82,8 +82,7 @@ def pytest_basht_register_optimizers() -> dict[str, type]:
 
 
         class RandomHalf(Optimizer):
-            \"\"\"Random configurations, every other one at half the epochs.\"\"\"
-
+            # random points of a discrete space, every other one at half the epochs
             library = module = extra = "numpy"  # the report names numpy's version
             schemes = {"none": "no early stopping"}
 
