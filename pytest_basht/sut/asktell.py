@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 from typing import Any
 
 from pytest_basht.energy.base import Allocation
@@ -97,7 +98,6 @@ class AskTellSUT(SUT):
     def deploy(self) -> None:
         self.ctx.work_dir.mkdir(parents=True, exist_ok=True)
         self.artifacts.mkdir(exist_ok=True)
-        self.checkpoints.mkdir(exist_ok=True)
         trainable = self.ctx.registry.get("trainables", self.deployed_for.model.name)
         self.pool.deploy(self.deployed_for.workers.count, ref_of(trainable))
 
@@ -116,6 +116,7 @@ class AskTellSUT(SUT):
         self.pool.setup(None, setup_request(trainable, workload, self.data))
         lib_dir = self.ctx.work_dir / f"optimizer-{self.setups}"
         lib_dir.mkdir(exist_ok=True)
+        self.checkpoint(0).parent.mkdir(parents=True, exist_ok=True)
         cls = check_optimizer(workload, self.ctx.registry, self.name)
         self.optimizer = cls(workload, workload.seed, lib_dir, self.ctx.registry)
         self.resumable = bool(getattr(trainable, "resumable", False))
@@ -153,10 +154,15 @@ class AskTellSUT(SUT):
             self.window = (started, now_s())
         return self.trials_so_far()
 
+    def checkpoint(self, number: int) -> Path:
+        """Where trial ``number`` of this scenario saves its state (each scenario's own
+        folder: trial numbers start again at 0)."""
+        return self.checkpoints / str(self.setups) / f"trial-{number}.ckpt"
+
     def _hand_out(self, worker: WorkerProcess, ev: Evaluation) -> None:
         assert self.optimizer is not None
         self.pending[ev.number] = ev
-        checkpoint = self.checkpoints / f"trial-{ev.number}.ckpt" if self.resumable else None
+        checkpoint = self.checkpoint(ev.number) if self.resumable else None
         self.pool.evaluate(worker, protocol.Evaluate(
             number=ev.number, params=ev.params, epochs=ev.fidelity,
             artifacts=str(self.artifacts), start_epoch=ev.start_epoch,
@@ -181,7 +187,7 @@ class AskTellSUT(SUT):
             if record is None:
                 continue
             del self.pending[number]
-            checkpoint = self.checkpoints / f"trial-{number}.ckpt"
+            checkpoint = self.checkpoint(number)
             self.study.finished(ev, outcome_of(record, ev), now_s(),
                                 str(checkpoint) if checkpoint.exists() else None)
 
