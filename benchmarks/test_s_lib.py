@@ -14,7 +14,8 @@ SEEDS = [1, 2, 3, 4, 5]
 
 
 @pytest.mark.basht(workload="workloads/s-lib.yaml")
-@vary({"search.sampler": LIBRARIES, "seed": SEEDS})
+@vary({"search.sampler": LIBRARIES, "seed": SEEDS},  # short ids: the plot's labels
+      ids=[f"{lib}-{seed}" for lib in LIBRARIES for seed in SEEDS])
 def test_s_lib(trial_runner):
     run = trial_runner.run()
     assert run.sut["simulated"] is True and not run.energy.measured
