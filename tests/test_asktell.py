@@ -1,14 +1,17 @@
 """The ask-and-tell SUT for real: every adapter on the local worker pool, continuation
-through a trainable's checkpoints, energy attributed per trial, and a time budget that
-closes a study within one trial of its limit (``asktell``, and the ``optuna`` SUT's
-workers, which close it themselves)."""
+through a trainable's checkpoints (and mnist-ff's own), energy attributed per trial, and a
+time budget that closes a study within one trial of its limit (``asktell``, and the
+``optuna`` SUT's workers, which close it themselves)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
 from conftest import only_report
+
+from pytest_basht.trainables.base import TrialContext, config_seed
 
 CONFTEST = '''
 import json
@@ -159,3 +162,42 @@ def test_every_adapter_trains_for_real_and_budgets_close_the_study(pytester):
         assert spent <= limit + longest + 0.5, (spent, longest)
         assert budget["refused"] >= 1 and len(sc["trials"]) < 500
         assert "stopped by the study budget (budget.time_s)" in markdown
+
+
+class Alone(TrialContext):
+    """A trial context outside any SUT: values collected, phases untimed."""
+
+    def __init__(self, workload, params, artifact, *, epochs, start=0, resume=None,
+                 checkpoint=None) -> None:
+        self.workload, self.params, self.artifact = workload, params, artifact
+        self.number, self.seed = 0, config_seed(workload.seed, params)
+        self.epochs, self.start_epoch, self.resume, self.checkpoint = (epochs, start, resume,
+                                                                       checkpoint)
+        self.values: list[tuple[int, float]] = []
+
+    def phase(self, name, *, epoch=None):
+        return contextlib.nullcontext()
+
+    def report(self, epoch, value):
+        self.values.append((epoch, value))
+
+
+def test_mnist_ff_resumed_trains_on_as_if_it_never_stopped(tmp_path):
+    """One epoch, saved, then resumed for two more: the same values as three epochs in one
+    go (the checkpoint holds the model, Adam's state and the batch order's generator)."""
+    from pytest_basht import workload as wl
+    from pytest_basht.trainables.fused import FusedMnistFF
+
+    w = wl.from_mapping({"dataset": {"samples": 600}, "training": {"epochs": 3}})
+    trainable = FusedMnistFF()
+    trainable.setup(w, FusedMnistFF.prepare(w, tmp_path), "cpu")
+    params = {"layer_size": 32, "layer_count": 1, "learning_rate": 0.01, "weight_decay": 0}
+    straight = Alone(w, params, tmp_path / "a.pt", epochs=3)
+    trainable.run_trial(straight)
+    first = Alone(w, params, tmp_path / "b.pt", epochs=1, checkpoint=tmp_path / "b.ckpt")
+    trainable.run_trial(first)
+    rest = Alone(w, params, tmp_path / "c.pt", epochs=3, start=1, resume=tmp_path / "b.ckpt")
+    trainable.run_trial(rest)
+    assert [e for e, _ in first.values + rest.values] == [0, 1, 2]
+    assert first.values + rest.values == straight.values
+    assert trainable.test(tmp_path / "c.pt") == trainable.test(tmp_path / "a.pt")
