@@ -10,7 +10,7 @@ pruners, Syne Tune's stopping schedulers) sets ``judges_epochs`` and answers
 
 When a library asks for a configuration again at a higher fidelity (Hyperband's
 promotions in SMAC3 and DEHB), the SUT resumes it from its saved state and charges the new
-epochs only (``optimizers.states``); the optimizer need not know.
+epochs only (``optimizers.study``); the optimizer need not know.
 
 The same adapter object runs over real workers (``sut.asktell``) and over the simulator
 (``simulation.asktell``). Adapters register with ``pytest_basht_register_optimizers``; a
