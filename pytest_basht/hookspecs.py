@@ -78,6 +78,45 @@ def pytest_basht_register_samplers() -> dict[str, Any]:
 
 
 @hookspec
+def pytest_basht_register_optimizers() -> dict[str, type]:
+    """Ask-and-tell optimizers: name -> a ``pytest_basht.optimizers.base.Optimizer``
+    subclass, any HPO library behind ``ask() -> Suggestion(id, config, fidelity)`` and
+    ``tell(id, Outcome)``. A workload selects one with ``search.sampler`` and runs it with
+    ``sut.name: asktell`` (real training on local workers) or ``simulated`` (a replay); a
+    name may not also be a sampler's.
+
+    .. code-block:: python
+
+        import random
+
+        from pytest_basht.optimizers.base import Optimizer, Suggestion
+
+
+        class RandomHalf(Optimizer):
+            # random points of a discrete space, every other one at half the epochs
+            library = module = extra = "numpy"  # the report names numpy's version
+            schemes = {"none": "no early stopping"}
+
+            def __init__(self, workload, seed, work_dir, registry):
+                super().__init__(workload, seed, work_dir, registry)
+                self.rng = random.Random(seed)
+                self.asked = 0
+
+            def ask(self):
+                config = {d.name: self.rng.choice(d.grid_values())
+                          for d in self.workload.search.space}
+                n, self.asked = self.asked, self.asked + 1
+                return Suggestion(n, config, self.max_epochs // (1 + n % 2))
+
+            def tell(self, id, outcome):
+                pass
+
+        def pytest_basht_register_optimizers():
+            return {"random-half": RandomHalf}
+    """
+
+
+@hookspec
 def pytest_basht_register_pruners() -> dict[str, Any]:
     """Pruners: name -> ``factory(workload) -> optuna.pruners.BasePruner``.
 

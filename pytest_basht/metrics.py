@@ -13,7 +13,8 @@ Definitions (the report repeats them):
   CO2 = energy × CINT.
 * OC — wn × JCT × price per worker-hour + energy × price per kWh.
 * waste — a trial is wasted when it is ``failed``, ``pruned`` (the work before the stop),
-  a ``duplicate`` (same params as an earlier trial that did not fail) or ``after_target``
+  a ``duplicate`` (same params and fidelity as an earlier trial that did not fail, and not
+  a continuation of it) or ``after_target``
   (started after the goal's target was first met). Each category is reported on its own;
   WTT / WTE / WTC count each wasted trial once.
 * WR — the share of energy drawn by allocated but idle worker slots: in the trials window
@@ -100,12 +101,14 @@ def _params_key(params: dict[str, Any]) -> str:
 
 
 def duplicates(trials: Iterable[TrialRecord]) -> set[int]:
-    """Trials whose params equal those of an earlier-started trial that did not fail."""
-    seen: set[str] = set()
+    """Trials whose params equal those of an earlier-started trial that did not fail, at
+    the same fidelity. A continuation (``resumed_from``) trains new epochs of an earlier
+    trial's configuration: it is no duplicate."""
+    seen: set[tuple[str, int | None]] = set()
     dup: set[int] = set()
     for t in sorted(trials, key=lambda t: (t.start_ns, t.number)):
-        key = _params_key(t.params)
-        if key in seen:
+        key = (_params_key(t.params), t.fidelity)
+        if key in seen and t.resumed_from is None:
             dup.add(t.number)
         elif t.state != "failed":
             seen.add(key)

@@ -75,6 +75,11 @@ class TrialRecord:
     cpu_s: float = 0.0
     energy_j: float | None = None
     error: str | None = None
+    #: the epochs it was asked to reach (multi-fidelity ask-and-tell; None: the workload's)
+    fidelity: int | None = None
+    #: the epoch it resumed from, continuing an earlier trial of the same params (its
+    #: spans and intermediate values cover only the epochs from there); None: from scratch
+    resumed_from: int | None = None
 
     @property
     def duration_s(self) -> float:

@@ -1,4 +1,5 @@
-"""Registries of named SUTs, trainables, samplers, pruners and meters, filled by hooks.
+"""Registries of named SUTs, trainables, samplers, pruners, optimizers and meters, filled
+by hooks.
 
 Dicts and lookup only: ``pytest_basht.wiring`` builds the plugin manager whose hooks fill
 them, and the registry keeps its hook caller, through which the core calls the plugins'
@@ -20,7 +21,7 @@ from typing import Any
 from pytest_basht.errors import RegistryError, WorkloadError
 from pytest_basht.workload import Workload
 
-KINDS = ("suts", "trainables", "samplers", "pruners", "meters")
+KINDS = ("suts", "trainables", "samplers", "pruners", "optimizers", "meters")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Registry:
     trainables: dict[str, Any] = field(default_factory=dict)
     samplers: dict[str, Any] = field(default_factory=dict)
     pruners: dict[str, Any] = field(default_factory=dict)
+    optimizers: dict[str, Any] = field(default_factory=dict)
     meters: dict[str, Any] = field(default_factory=dict)
     #: the plugins' hook caller the registrations came from (None: filled by hand)
     hook: Any = field(default=None, repr=False, compare=False)
@@ -54,6 +56,10 @@ class Registry:
                                             f"{owners[name]} and by {impl.plugin_name}")
                     target[name] = obj
                     owners[name] = impl.plugin_name
+        both = set(registry.samplers) & set(registry.optimizers)
+        if both:  # search.sampler names either: it must say which
+            raise RegistryError(f"{', '.join(sorted(both))} registered both as a sampler "
+                                "and as an optimizer")
         return registry
 
     def get(self, kind: str, name: str, *, source: str = "", key: str = "") -> Any:
@@ -64,6 +70,23 @@ class Registry:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise WorkloadError(source, key or kind, "a registered name: " + ", ".join(sorted(table))
                             + hint, name)
+
+    def sampler(self, workload: Workload) -> Any:
+        """The Optuna sampler factory ``search.sampler`` names; a usage error, listing the
+        optimizers too, when it names neither."""
+        name = workload.search.sampler
+        if name in self.samplers:
+            return self.samplers[name]
+        known = sorted([*self.samplers, *self.optimizers])
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise WorkloadError(workload.source, "search.sampler", "a registered sampler or "
+                            "ask-and-tell optimizer: " + ", ".join(known) + hint, name)
+
+    def optimizer(self, workload: Workload) -> Any:
+        """The ask-and-tell optimizer ``search.sampler`` names, or None (an Optuna
+        sampler's name)."""
+        return self.optimizers.get(workload.search.sampler)
 
     def sut_class(self, workload: Workload) -> Any:
         """The SUT class that runs ``workload``: the class registered under its name, or
@@ -77,7 +100,10 @@ class Registry:
         src = workload.source
         sut = self.sut_class(workload)
         trainable = self.get("trainables", workload.model.name, source=src, key="model.name")
-        self.get("samplers", workload.search.sampler, source=src, key="search.sampler")
+        if workload.search.sampler in self.optimizers:
+            self.optimizers[workload.search.sampler].check(workload, self)
+        else:
+            self.sampler(workload)
         self.get("pruners", workload.search.pruner, source=src, key="search.pruner")
         if workload.energy.meter != "auto":
             for name in workload.energy.meter.split(","):

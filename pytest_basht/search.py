@@ -177,6 +177,8 @@ def check(workload: Workload, registry: Any) -> None:
                lambda: registry.get("samplers", s.sampler)(workload, workload.seed)),
               ("search.pruner_options", s.pruner, s.pruner_options,
                lambda: registry.get("pruners", s.pruner)(workload))]
+    if s.sampler in registry.optimizers:
+        checks = checks[1:]  # an optimizer's options: its own check (Optimizer.check)
     for key, name, options, build in checks:
         if not options:
             continue

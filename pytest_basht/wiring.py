@@ -28,6 +28,7 @@ from pytest_basht.registry import Registry
 #: the built-in plugin modules: (module, the name it is registered under)
 BUILTINS: tuple[tuple[str, str], ...] = (
     ("pytest_basht.energy.plugin", "basht-energy"),
+    ("pytest_basht.optimizers.plugin", "basht-optimizers"),
     ("pytest_basht.simulation.plugin", "basht-simulation"),
     ("pytest_basht.sut.plugin", "basht-sut"),
     ("pytest_basht.zeus.plugin", "basht-zeus"),

@@ -331,6 +331,16 @@ class PriceSpec:
 
 
 @dataclass(frozen=True)
+class BudgetSpec:
+    """What a study may spend (``pytest_basht.spend``): a trial is handed out only while
+    the spend so far plus its forecast stays within every limit; running trials finish."""
+
+    time_s: float | None = field(default=None, metadata=_doc(
+        "seconds the study (the trials phase) may run: wall clock, or virtual time in a "
+        "simulation (null: no limit)", check="positive"))
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str = field(default="baseline", metadata=_doc("workload name"))
     experiment: str | None = field(default=None, metadata=_doc("experiment it belongs to"))
@@ -349,6 +359,8 @@ class Workload:
     sut: SutSpec = field(default_factory=SutSpec, metadata=_doc("system under test"))
     energy: EnergySpec = field(default_factory=EnergySpec, metadata=_doc("energy"))
     prices: PriceSpec = field(default_factory=PriceSpec, metadata=_doc("prices"))
+    budget: BudgetSpec = field(default_factory=BudgetSpec, metadata=_doc(
+        "limits that stop a study (pytest_basht.spend); see also search.trials"))
     source: str = field(default="", compare=False, metadata={"internal": True})
     given: dict[str, Any] = field(default_factory=dict, compare=False,
                                   metadata={"internal": True})
@@ -367,8 +379,10 @@ class Workload:
         return _to_plain(self)
 
     def table1(self) -> list[tuple[str, str, Any]]:
-        """Basht's Table 1: (symbol, meaning, value) rows."""
+        """Basht's Table 1: (symbol, meaning, value) rows (a study budget's, when set)."""
         w = self
+        limits = [f"{f.name} ≤ {getattr(w.budget, f.name):g}"
+                  for f in dataclasses.fields(w.budget) if getattr(w.budget, f.name) is not None]
         return [
             ("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
             ("ts", "data set size (samples)", w.dataset.samples or "all"),
@@ -390,7 +404,7 @@ class Workload:
             ("amem", "accelerator memory (MB)", w.workers.accelerator_memory_mb),
             ("", "epochs × batch size", f"{w.training.epochs} × {w.training.batch_size}"),
             ("", "trial budget", w.trial_budget),
-        ]
+        ] + ([("", "study budget", ", ".join(limits))] if limits else [])
 
 
 def _to_plain(obj: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import textwrap
 from pathlib import Path
 
@@ -10,6 +12,14 @@ import pytest
 
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.report import json as report_json
+
+# pytester forgets the modules first imported during a test; a C extension imported again
+# fails ("cannot load module more than once per process"). Whatever any test may import
+# in this process is imported once, here, before the first test runs.
+for _name in ("numpy", "numpy.fft", "scipy.stats", "torch", "optuna", "sklearn.ensemble",
+              "matplotlib", "smac", "dehb", "syne_tune"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_name)
 
 # A workload small enough for end-to-end tests: 2 grid points, 1 epoch, 600 samples.
 TINY = textwrap.dedent("""\

@@ -513,3 +513,46 @@ def test_a_password_in_the_workload_is_a_usage_error(pytester):
     err = result.stderr.str()
     assert "w.yaml: sut.options.storage: expected a URL without a password" in err
     assert "hunter2" not in err + result.stdout.str() and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_time_budget_closes_a_study_of_local_and_remote_workers(postgres_server, pytester):  # noqa: F811
+    """``budget: {time_s: 3}`` over one local and one remote worker, trials of 0.4 s: the
+    first worker refused closes the study in the database for both, the others' trials
+    finish, and the controller reports what stopped it."""
+    url = postgres_server.create_database("budget")
+    pytester.makeconftest(CONFTEST)
+    pytester.makefile(".yaml", w=textwrap.dedent(f"""\
+        name: fake
+        model: {{name: quadratic}}
+        training: {{epochs: 2}}
+        search:
+          sampler: random
+          trials: 400
+          space: {{x: [1, 2, 3, 4, 5, 6, 7, 8], sleep: [0.2]}}
+        goal: {{target: 0.5}}
+        workers: {{count: 2, cpu: 1, memory_mb: 1500}}
+        budget: {{time_s: 3}}
+        sut: {{name: optuna, options: {{storage: '{url}', study: budget, local_workers: 1,
+                                        heartbeat_s: 1, join_timeout_s: 120}}}}
+        """))
+    pytester.makepyfile(SCENARIO)
+    workers = start_workers(pytester, url, "budget", 1, str(pytester.path / "conftest.py"))
+    try:
+        result = pytester.runpytest_subprocess("--basht-workload", "w.yaml",
+                                               "--basht-history", "off")
+    finally:
+        codes = stop_workers(workers)
+    assert result.ret == 0, result.stdout.str() + logs(workers)
+    assert codes == [0]
+    sc = latest(pytester)["scenarios"][0]
+    study = sc["sut"]["study"]
+    assert study["stopped_by"] == "budget.time_s"
+    budget = study["budget"]
+    assert 3 - budget["forecast"]["time_s"] < budget["stopped_at"]["time_s"] <= 3
+    longest = max((t["end_ns"] - t["start_ns"]) / 1e9 for t in sc["trials"])
+    assert budget["spent"]["time_s"] <= 3 + longest + 2 * 1.0, "a poll of the remote rows"
+    # which worker takes how many trials before the study closes is the machine's load's
+    assert {t["worker"] for t in sc["trials"]} <= {0, 1} and 0 < len(sc["trials"]) < 400
+    assert all(t["state"] == "complete" for t in sc["trials"])
+    assert_clean(url, "budget")

@@ -241,3 +241,30 @@ def test_an_existing_ray_cluster_meters_each_trial_on_its_node(pytester, ray_clu
     assert sc["metrics"]["energy_j"] > remote_j > 0
     assert 0 <= sc["metrics"]["wr_pct"] <= 100
     assert sc["test_score"] is not None
+
+
+@pytest.mark.slow
+def test_a_time_budget_closes_a_ray_study(pytester):
+    """``budget: {time_s: 12}``: Tune's searcher answers FINISHED at the first suggestion
+    Tune asks for once one more trial (forecast: the mean so far, Ray's start of its trial
+    actors included) would pass it; the trials running then finish. Tune asks only when a
+    slot frees, so the study may close a little after the limit, never before it is due."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makefile(".yaml", w=(
+        "name: fake\nmodel: {name: quadratic}\ntraining: {epochs: 2}\n"
+        "search: {sampler: random, trials: 400, space: {x: [1, 2, 3, 4], sleep: [0.2]}}\n"
+        "goal: {target: 0.5}\nworkers: {count: 2, cpu: 1, memory_mb: 1500}\n"
+        "budget: {time_s: 12}\nsut: {name: ray}\n"))
+    pytester.makepyfile("def test_s(trial_runner):\n    assert trial_runner.run().trials\n")
+    result = pytester.runpytest_subprocess("--basht-workload", "w.yaml",
+                                           "--basht-history", "off")
+    assert result.ret == 0, result.stdout.str()
+    sc = latest(pytester)["scenarios"][0]
+    study = sc["sut"]["study"]
+    budget = study["budget"]
+    assert study["stopped_by"] == "budget.time_s"
+    closed = budget["stopped_at"]["time_s"]
+    assert closed + budget["forecast"]["time_s"] > 12, "one more would not have fitted"
+    longest = max((t["end_ns"] - t["start_ns"]) / 1e9 for t in sc["trials"])
+    assert budget["spent"]["time_s"] <= closed + longest + 1.0, "Tune's loop turns each second"
+    assert 2 < len(sc["trials"]) < 400 and all(t["state"] == "complete" for t in sc["trials"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest_basht.metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
-from pytest_basht.report import experiments
+from pytest_basht.report import experiments, study
 from pytest_basht.report.format import fmt, github_table
 from pytest_basht.report.gate import gate_lines, table
 
@@ -137,6 +137,7 @@ def render_scenario(sc: dict[str, Any], plugins: Any = None) -> str:
             f"table `{table['path']}` (sha256 {table['sha256'][:12]})" if table
             else f"the zero-cost benchmark `{simulation.get('benchmark')}`"))
     out += ["; ".join(facts) + ".", ""]
+    out += study.lines(sc.get("sut") or {})
     if sc.get("error"):
         out += [f"> error: {sc['error']}", ""]
     out += failover_lines(sc)

@@ -1,4 +1,5 @@
-"""One trial's answer, epoch by epoch: what a replay charges and reports."""
+"""One trial's answer, epoch by epoch: what a replay charges and reports, and what is
+left of it when the trial timeout kills it."""
 
 from __future__ import annotations
 
@@ -41,3 +42,24 @@ class Curve:
         return Curve(self.values[:epochs], self.times_ns[:epochs], self.energies_j[:epochs],
                      self.cpu_s[:epochs], self.validate_ns[:epochs], "complete", None,
                      self.origin, self.test_value)
+
+    def cut(self, limit_ns: int | None) -> Curve:
+        """The curve of a trial killed ``limit_ns`` after it started (``trial_timeout_s``):
+        the epochs done by then, and the part of the next one that ran, reporting nothing
+        and failing. Unchanged when the trial ends in time (or there is no limit)."""
+        if limit_ns is None:
+            return self
+        done = 0
+        for i, t in enumerate(self.times_ns):
+            if done + t <= limit_ns:
+                done += t
+                continue
+            part = limit_ns - done
+            share = part / t
+            return Curve((*self.values[:i], None), (*self.times_ns[:i], part),
+                         (*self.energies_j[:i], self.energies_j[i] * share),
+                         (*self.cpu_s[:i], self.cpu_s[i] * share),
+                         (*self.validate_ns[:i], 0), "failed",
+                         f"trial timeout: ran past {limit_ns / 1e9:g} s (killed)",
+                         self.origin, self.test_value)
+        return self

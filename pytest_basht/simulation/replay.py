@@ -6,7 +6,9 @@ factories with the workload's seed (as each worker process builds its own), the 
 study name, the same trial budget rule (a trial numbered past the cap fails and stops its
 worker), the same suggest(), values reported after every epoch and the pruner asked
 after each. Only time is virtual: ``schedule.run`` decides who asks when, and each
-trial's epochs cost what its curve says.
+trial's epochs cost what its curve says. The workload's ``budget:`` closes the study on
+the virtual clock (``spend.Ledger``: a worker refused leaves, as the ``optuna`` SUT's
+does), and ``trial_timeout_s`` kills a trial at that virtual time (``Curve.cut``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pytest_basht.registry import Registry
 from pytest_basht.search import suggest, trial_cap
 from pytest_basht.simulation import optuna_loop, schedule
 from pytest_basht.simulation.curve import Curve
+from pytest_basht.spend import Ledger
 from pytest_basht.sut.base import Progress
 from pytest_basht.workload import Workload
 
@@ -64,7 +67,7 @@ class _Trial:
         self.trial = trial
         self.number = trial.number
         self.params = params
-        self.curve = curve
+        self.curve = curve = curve.cut(replay.timeout_ns)
         self.durations = curve.times_ns
         self.start_ns = start_ns
         self.intermediate: list[float] = []
@@ -102,7 +105,8 @@ class _Trial:
         self.curve = Curve(c.values + rest.values[k:], c.times_ns + rest.times_ns[k:],
                            c.energies_j + rest.energies_j[k:], c.cpu_s + rest.cpu_s[k:],
                            c.validate_ns + rest.validate_ns[k:], rest.state, rest.error,
-                           f"{c.origin}+{rest.origin}", c.test_value)
+                           f"{c.origin}+{rest.origin}", c.test_value
+                           ).cut(self.replay.timeout_ns)
         self.durations = self.curve.times_ns
 
     def finish(self, now_ns: int) -> int:
@@ -146,6 +150,7 @@ class _Trial:
             a = b
         record = TrialRecord(num, self.params, state, value, w, self.start_ns, now_ns,
                              self.intermediate, spans, cpu, energy, error)
+        replay.ledger.finish(num, now_ns / 1e9)
         replay.record(record, curve.origin)
         return replay.charge(spent, ask=False)
 
@@ -162,6 +167,9 @@ class Replay:
         self.answer = answer
         self._longer = longer
         self.fixed_ns = None if sampler_time_s is None else round(sampler_time_s * 1e9)
+        timeout = workload.trial_timeout_s
+        self.timeout_ns = round(timeout * 1e9) if timeout is not None else None
+        self.ledger = Ledger.of(workload, 0.0)
         quiet = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.progress = progress
@@ -214,6 +222,8 @@ class Replay:
         study = self.studies[worker]
         if optuna_loop.stopped(study):  # the worker's loop has ended (GridSampler: exhausted)
             return 0, None
+        if not self.ledger.admits(now_ns / 1e9):  # the workload's budget closed the study
+            return 0, None
         clock = time.perf_counter_ns
         t0 = clock()
         trial = study.ask()
@@ -229,6 +239,7 @@ class Replay:
         spent = clock() - t0
         self.result.framework_ns += spent
         latency = self.charge(spent)
+        self.ledger.start(trial.number, now_ns / 1e9)
         curve = self.answer(params)
         return latency, _Trial(self, worker, trial, params, curve, now_ns + latency)
 
@@ -238,6 +249,7 @@ class Replay:
         collecting = gc.isenabled()
         gc.disable()
         t0 = time.perf_counter_ns()
+        self.ledger.started_s = start_ns / 1e9
         try:
             with optuna_loop.optimize_loop(self.studies):
                 self.result.retired_ns = schedule.run(len(self.studies), self.ask, start_ns)

@@ -61,6 +61,7 @@ def _runtime_s(workload: Workload) -> float:
 
 class MFBranin(Trainable):
     name = "mf-branin"
+    resumable = True  # its state is how far it got: a continuation sleeps the new epochs
 
     @classmethod
     def check(cls, workload: Workload) -> None:
@@ -109,14 +110,17 @@ class MFBranin(Trainable):
     def run_trial(self, ctx: TrialContext) -> float:
         x0, x1 = float(ctx.params["x0"]), float(ctx.params["x1"])
         epochs = self.workload.training.epochs
+        times = epoch_times_ns(x0, epochs, _runtime_s(self.workload))
         value = math.nan
-        for k, ns in enumerate(epoch_times_ns(x0, epochs, _runtime_s(self.workload))):
+        for k in ctx.epoch_range():
             with ctx.phase("trial.train", epoch=k):
-                time.sleep(ns / 1e9)
+                time.sleep(times[k] / 1e9)
             with ctx.phase("trial.validate", epoch=k):
                 value = branin(x0, x1, (k + 1) / epochs)
             ctx.report(k, value)
         Path(ctx.artifact).write_text(json.dumps({"x0": x0, "x1": x1}))
+        if ctx.checkpoint is not None:
+            Path(ctx.checkpoint).write_text(json.dumps({"epochs": ctx.epoch_range().stop}))
         return value
 
     def test(self, artifact: Path) -> float:

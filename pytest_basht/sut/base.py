@@ -39,6 +39,17 @@ def own_options(workload: Workload, sut: str, known: Collection[str],
     return opts
 
 
+def refuse_optimizer(workload: Workload, registry: Registry, sut: str) -> None:
+    """A SUT that runs Optuna's samplers refuses an ask-and-tell optimizer's name."""
+    if workload.search.sampler in registry.optimizers:
+        raise WorkloadError(workload.source, "search.sampler",
+                            f"an Optuna sampler for sut {sut}: "
+                            + ", ".join(sorted(registry.samplers))
+                            + f" ({workload.search.sampler} is an ask-and-tell optimizer: run "
+                            "it with sut.name asktell, or simulated)",
+                            workload.search.sampler)
+
+
 class SutError(RuntimeError):
     """The system under test could not do what a phase asked (not a trial failure)."""
 

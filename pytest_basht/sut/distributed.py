@@ -23,6 +23,7 @@ the controller's side of them is ``sut.remote_slots``.
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Any
 
 import optuna
@@ -32,8 +33,8 @@ from pytest_basht.energy.self_meter import wall_offset_ns
 from pytest_basht.records import TrialRecord
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import trial_cap
-from pytest_basht.sut import group
-from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel
+from pytest_basht.sut import group, study_budget
+from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel, refuse_optimizer
 from pytest_basht.sut.fleet import FleetMeter
 from pytest_basht.sut.limits import plan_cpus
 from pytest_basht.sut.optuna import (
@@ -43,6 +44,7 @@ from pytest_basht.sut.optuna import (
     run_request,
     scenario_metrics,
     setup_request,
+    study_record,
 )
 from pytest_basht.sut.optuna_options import StoreOptions
 from pytest_basht.sut.pool import WorkerPool
@@ -57,6 +59,7 @@ class DistributedOptunaSUT(SUT):
     @classmethod
     def check(cls, workload: Workload, registry: Registry) -> None:
         StoreOptions.parse(workload)
+        refuse_optimizer(workload, registry, "optuna")
 
     def __init__(self, workload: Workload, ctx: SutContext) -> None:
         super().__init__(workload, ctx)
@@ -74,6 +77,7 @@ class DistributedOptunaSUT(SUT):
         self.setups = 0
         self.tested: TestModel | None = None  # a plugin's model for the test phase
         self.artifacts = ctx.work_dir / "models"
+        self.window: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ slots and meter
 
@@ -132,11 +136,13 @@ class DistributedOptunaSUT(SUT):
 
     def run(self) -> list[TrialRecord]:
         assert self.workload is not None and self.study is not None
-        self.remote.start_run()
+        started = time.time()
+        self.window = (started, started)
+        self.remote.start_run(started)
         try:
             self.pool.start_run(run_request(
                 self.ctx.registry, self.workload, self.study.study_name, self.artifacts,
-                storage=self.remote.url, heartbeat=self.opts.heartbeat))
+                started, storage=self.remote.url, heartbeat=self.opts.heartbeat))
             progress = Progress(expected=self.workload.trial_budget)
             with self.pool.interruptible(progress):
                 while self.pool.busy() or not self.remote.done:
@@ -146,6 +152,7 @@ class DistributedOptunaSUT(SUT):
                         self.ctx.progress(progress)
             return self.trials_so_far()
         finally:
+            self.window = (started, time.time())
             self.remote.end_run()
 
     def _poll(self, progress: Progress) -> None:
@@ -178,6 +185,8 @@ class DistributedOptunaSUT(SUT):
         active = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
         if any(t.state in active for t in trials):
             return False
+        if study_budget.stopped_by(self.study) is not None:
+            return True  # the workload's budget closed it
         cap = trial_cap(self.workload)
         if cap is not None:
             return len([t for t in trials if t.number < cap]) >= cap
@@ -214,7 +223,8 @@ class DistributedOptunaSUT(SUT):
 
     def collect_metrics(self) -> dict[str, Any]:
         info = scenario_metrics(self.ctx.registry, self.pool, self.deployed_for,
-                                self.workload, self.data, self.trials_so_far(), self.tested)
+                                self.workload, self.data, self.trials_so_far(), self.tested,
+                                study_record(self.study, self.workload, self.window))
         distributed, rows = self.remote.describe(
             self.study.study_name if self.study is not None else "", self.local)
         self.remote.amend_limits(info["limits"], rows, self.deployed_for.workers, self.local)

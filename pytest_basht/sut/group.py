@@ -254,9 +254,11 @@ class GroupRunner:
     """A worker's share of the search, in groups of up to ``search.fusion`` trials."""
 
     def __init__(self, *, trainable: FusableTrainable, workload: Workload, study: Any,
-                 cap: int | None, artifacts: Path, worker: int, send: Send) -> None:
+                 cap: int | None, artifacts: Path, worker: int, send: Send,
+                 refused: Callable[[Any], bool] | None = None) -> None:
         import optuna
 
+        self.refused = refused
         self.trainable = trainable
         self.workload = workload
         self.study = study
@@ -290,7 +292,8 @@ class GroupRunner:
             if len(self.study.get_trials(deepcopy=False)) >= self.cap:
                 break
             trial = self.study.ask()
-            if trial.number >= self.cap:  # another worker was faster
+            # past the cap: another worker was faster; refused: the workload's budget
+            if trial.number >= self.cap or (self.refused is not None and self.refused(trial)):
                 tell(self.study, trial, state=optuna.trial.TrialState.FAIL)
                 self.discarded += 1
                 break

@@ -16,6 +16,7 @@ surrogate) and the scenario's metrics (``pytest_basht_sut_metrics``; Hydro's fig
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from pytest_basht.energy.base import Allocation
 from pytest_basht.records import TrialRecord
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import trial_cap
-from pytest_basht.sut import group, protocol
-from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel
+from pytest_basht.spend import limits_of
+from pytest_basht.sut import group, protocol, study_budget
+from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel, refuse_optimizer
 from pytest_basht.sut.limits import CpuPlan, plan_cpus
 from pytest_basht.sut.optuna_options import StoreOptions
 from pytest_basht.sut.pool import WorkerPool
@@ -48,14 +50,32 @@ def setup_request(trainable: Any, workload: Workload, data: DataInfo) -> protoco
 
 
 def run_request(registry: Registry, workload: Workload, study: str, artifacts: Path,
-                **where: Any) -> protocol.Run:
-    """A run of ``study`` with the workload's sampler and pruner; ``where`` says where the
-    study lives (``journal``, or ``storage`` and ``heartbeat``)."""
+                started_s: float, **where: Any) -> protocol.Run:
+    """A run of ``study`` with the workload's sampler and pruner, its budget counted from
+    ``started_s`` (wall clock); ``where`` says where the study lives (``journal``, or
+    ``storage`` and ``heartbeat``)."""
     return protocol.Run(study=study,
                         sampler=ref_of(registry.get("samplers", workload.search.sampler)),
                         pruner=ref_of(registry.get("pruners", workload.search.pruner)),
                         seed=workload.seed, cap=trial_cap(workload), artifacts=str(artifacts),
-                        **where)
+                        limits=limits_of(workload), started_s=started_s, **where)
+
+
+def study_record(study: optuna.Study | None, workload: Workload | None,
+                 window: tuple[float, float] | None) -> dict[str, Any] | None:
+    """What stopped the study (a budget limit, the trial budget, or the sampler: a grid
+    done), and its spend against its budget; ``window``: the run's start and end, wall
+    clock."""
+    if study is None or workload is None or window is None:
+        return None
+    by = study_budget.stopped_by(study)
+    if by is None:
+        cap = trial_cap(workload)
+        finished = [t for t in study.get_trials(deepcopy=False)
+                    if not t.user_attrs.get(study_budget.DISCARDED)]
+        by = "search.trials" if cap is not None and len(finished) >= cap else "sampler"
+    ledger = study_budget.ledger(study, limits_of(workload), window[0])
+    return {"stopped_by": by, "budget": ledger.summary(window[1])}
 
 
 def best_number(study: optuna.Study) -> int | None:
@@ -77,10 +97,12 @@ def model_to_test(registry: Registry, pool: WorkerPool, workload: Workload | Non
 
 def scenario_metrics(registry: Registry, pool: WorkerPool, deployed_for: Workload,
                      workload: Workload | None, data: DataInfo | None,
-                     trials: list[TrialRecord], tested: TestModel | None) -> dict[str, Any]:
-    """What the SUT knows of a scenario that the records don't: limits, data, kills, and
-    what plugins add (``pytest_basht_sut_metrics``)."""
+                     trials: list[TrialRecord], tested: TestModel | None,
+                     study: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the SUT knows of a scenario that the records don't: limits, data, kills, what
+    stopped the study, and what plugins add (``pytest_basht_sut_metrics``)."""
     info = {
+        **({"study": study} if study is not None else {}),
         "limits": pool.limits(deployed_for.workers),
         "data": data.to_dict() if data else None,
         "kills": list(pool.kills),
@@ -101,6 +123,7 @@ class OptunaSUT(SUT):
     @classmethod
     def check(cls, workload: Workload, registry: Registry) -> None:
         StoreOptions.parse(workload)
+        refuse_optimizer(workload, registry, "optuna")
 
     def __init__(self, workload: Workload, ctx: SutContext) -> None:
         super().__init__(workload, ctx)
@@ -113,6 +136,7 @@ class OptunaSUT(SUT):
         self.tested: TestModel | None = None  # a plugin's model for the test phase
         self.journal = ctx.work_dir / "journal.log"
         self.artifacts = ctx.work_dir / "models"
+        self.window: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ deployment
 
@@ -149,15 +173,20 @@ class OptunaSUT(SUT):
 
     def run(self) -> list[TrialRecord]:
         assert self.workload is not None and self.study is not None
+        started = time.time()
+        self.window = (started, started)
         self.pool.start_run(run_request(self.ctx.registry, self.workload,
-                                        self.study.study_name, self.artifacts,
+                                        self.study.study_name, self.artifacts, started,
                                         journal=str(self.journal)))
         progress = Progress(expected=self.workload.trial_budget)
-        with self.pool.interruptible(progress):
-            while self.pool.busy():
-                self.pool.step(progress)
-                if self.ctx.progress is not None:
-                    self.ctx.progress(progress)
+        try:
+            with self.pool.interruptible(progress):
+                while self.pool.busy():
+                    self.pool.step(progress)
+                    if self.ctx.progress is not None:
+                        self.ctx.progress(progress)
+        finally:
+            self.window = (started, time.time())
         return self.trials_so_far()
 
     # ------------------------------------------------------------------ results
@@ -181,4 +210,5 @@ class OptunaSUT(SUT):
 
     def collect_metrics(self) -> dict[str, Any]:
         return scenario_metrics(self.ctx.registry, self.pool, self.deployed_for,
-                                self.workload, self.data, self.trials_so_far(), self.tested)
+                                self.workload, self.data, self.trials_so_far(), self.tested,
+                                study_record(self.study, self.workload, self.window))

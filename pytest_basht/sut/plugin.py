@@ -1,5 +1,6 @@
 """The built-in SUTs, and Optuna's own samplers and pruners (``search``), registered
-through the project's own hooks as any plugin's.
+through the project's own hooks as any plugin's (the ask-and-tell optimizers the
+``asktell`` and ``simulated`` SUTs run are ``optimizers.plugin``'s).
 
 ``optuna`` is registered as a chooser, not a class: a workload with ``sut.options.storage``
 runs on the distributed variant, any other on the local journal one.
@@ -28,10 +29,12 @@ def optuna_sut(workload: Workload) -> type[SUT]:
 
 @hookimpl
 def pytest_basht_register_suts() -> dict[str, Any]:
+    from pytest_basht.sut.asktell import AskTellSUT
     from pytest_basht.sut.ray import RaySUT  # imports Ray only when deployed
     from pytest_basht.sut.simulated import SimulatedSUT
 
-    return {"optuna": optuna_sut, "simulated": SimulatedSUT, "ray": RaySUT}
+    return {"optuna": optuna_sut, "simulated": SimulatedSUT, "ray": RaySUT,
+            "asktell": AskTellSUT}
 
 
 @hookimpl

@@ -1,8 +1,9 @@
-"""The local worker pool: the worker processes an ``optuna`` SUT starts on this host.
+"""The local worker pool: the worker processes a SUT starts on this host.
 
-Both Optuna SUTs (the journal one and the distributed one) compose it. The pool spawns
-each worker (pinned to its cores, its thread count set before torch is imported) and
-speaks the worker protocol (``sut.protocol``) with it: it waits for one event at a time
+Both Optuna SUTs (the journal one and the distributed one) and the ask-and-tell SUT
+(``sut.asktell``, which hands out one trial at a time: ``evaluate``) compose it. The pool
+spawns each worker (pinned to its cores, its thread count set before torch is imported)
+and speaks the worker protocol (``sut.protocol``) with it: it waits for one event at a time
 during deploy, setup and test, and during a run it receives what the workers stream.
 
 A run is driven by its SUT, one ``step`` at a time: the pool receives the trials' events,
@@ -22,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -101,6 +102,8 @@ class WorkerPool:
         self.discarded = 0
         self.groups: list[dict[str, Any]] = []
         self._next_check = 0.0
+        #: an ask-and-tell controller's judge of each report (``sut.asktell``)
+        self.on_report: Callable[[WorkerProcess, protocol.Reported], None] | None = None
 
     # ------------------------------------------------------------------ processes
 
@@ -171,13 +174,15 @@ class WorkerPool:
     def begin(self, workload: Workload) -> None:
         """A new scenario: its records start empty."""
         self.workload = workload
+        self.run_request = None
         self.records = {}
         self.kills = []
         self.discarded = 0
         self.groups = []
 
-    def setup(self, study: optuna.Study, request: protocol.Setup) -> None:
-        """Every worker sets up for the scenario's study (``await_ready`` waits for them)."""
+    def setup(self, study: optuna.Study | None, request: protocol.Setup) -> None:
+        """Every worker sets up for the scenario's study (``await_ready`` waits for them);
+        an ask-and-tell controller's study lives in the controller (None)."""
         self.study = study
         self.setup_request = request
         for worker in self.workers:
@@ -195,6 +200,15 @@ class WorkerPool:
         for worker in self.workers:
             worker.conn.send(request)
             worker.running = True
+
+    def evaluate(self, worker: WorkerProcess, request: protocol.Evaluate) -> None:
+        """Hand one trial to an idle worker (an ask-and-tell run)."""
+        worker.conn.send(request)
+        worker.running = True
+
+    def idle(self) -> list[WorkerProcess]:
+        """Workers with nothing to do (an ask-and-tell run hands them trials)."""
+        return [w for w in self.workers if not w.running]
 
     def restart_idle(self) -> None:
         """Workers whose run ended take part again (the study has new work: a lost remote
@@ -290,9 +304,14 @@ class WorkerPool:
             case protocol.Reported():
                 if msg.number in worker.inflight:
                     worker.inflight[msg.number].intermediate.append(msg.value)
+                if self.on_report is not None:
+                    self.on_report(worker, msg)
             case protocol.GroupTrained():
                 self.groups.append(msg.group)
             case protocol.TrialFinished():
+                self._finish(worker, TrialRecord.from_dict(msg.record), progress)
+            case protocol.Evaluated():
+                worker.running = False
                 self._finish(worker, TrialRecord.from_dict(msg.record), progress)
             case protocol.RunDone():
                 worker.running = False
@@ -331,8 +350,9 @@ class WorkerPool:
                 self._on_death(worker, reason)
 
     def _on_death(self, worker: WorkerProcess, reason: str) -> None:
-        """Record the trials in flight as failed, mark them in the study, refill the slot."""
-        assert self.study is not None and self.setup_request is not None
+        """Record the trials in flight as failed, mark them in the study (an ask-and-tell
+        controller reads them from the records), refill the slot."""
+        assert self.setup_request is not None
         worker.running = False
         worker.conn.close()
         lost_any = bool(worker.inflight)
@@ -344,8 +364,9 @@ class WorkerPool:
                 value=None, worker=worker.wid, start_ns=lost.start_ns, end_ns=mono_ns(),
                 intermediate=lost.intermediate, spans=lost.spans,
                 cpu_s=sum(s.cpu_s for s in lost.spans), error=detail)
-            with contextlib.suppress(ValueError, RuntimeError):  # it told before dying
-                self.study.tell(lost.number, state=optuna.trial.TrialState.FAIL)
+            if self.study is not None:
+                with contextlib.suppress(ValueError, RuntimeError):  # it told before dying
+                    self.study.tell(lost.number, state=optuna.trial.TrialState.FAIL)
         worker.inflight = {}
         others_running = any(w.running for w in self.workers if w is not worker)
         replacement = self.spawn(worker.wid)
@@ -354,8 +375,7 @@ class WorkerPool:
         self.expect(replacement, protocol.Hello)
         replacement.conn.send(self.setup_request)
         self.expect(replacement, protocol.Ready)
-        if others_running or lost_any:
-            assert self.run_request is not None
+        if (others_running or lost_any) and self.run_request is not None:
             replacement.conn.send(self.run_request)
             replacement.running = True
 

@@ -2,11 +2,13 @@
 and what the worker tells it.
 
 A local worker reads requests from its socket, one at a time, and answers each with one
-event (``Preloaded``, ``Ready``, ``RunDone``, ``TestDone``, ``Retrained``, or ``Error``
-when it failed). While it runs, it streams the run's events as they happen:
+event (``Preloaded``, ``Ready``, ``RunDone``, ``Evaluated``, ``TestDone``, ``Retrained``,
+or ``Error`` when it failed). While it runs, it streams the run's events as they happen:
 ``TrialStarted``, ``SpanRecorded``, ``Reported``, ``GroupTrained`` and ``TrialFinished``,
-so a trial killed mid-way keeps what was measured before. A ``basht worker`` on another
-host runs the same worker code; its events go to the shared store instead (``sut.remote``).
+so a trial killed mid-way keeps what was measured before. An ask-and-tell SUT hands out
+one trial at a time instead (``Evaluate``), and may judge each report (``Proceed``). A
+``basht worker`` on another host runs the same worker code; its events go to the shared
+store instead (``sut.remote``).
 
 Messages cross a ``multiprocessing.connection.Connection``, which pickles them: every one
 is a frozen dataclass of plain values (spans and records as their ``to_dict()``).
@@ -44,7 +46,8 @@ class Setup:
 
 @dataclass(frozen=True)
 class Run:
-    """Take trials from the shared study until the sampler or the budget stops it.
+    """Take trials from the shared study until the sampler, the trial budget (``cap``) or
+    the workload's ``budget:`` (``limits``, counted from ``started_s``, wall clock) stops it.
 
     The study lives in the ``journal`` file, or in the database at ``storage`` (with
     Optuna's ``heartbeat`` settings). ``sampler`` and ``pruner`` are factories: import
@@ -61,6 +64,35 @@ class Run:
     journal: str | None = None
     storage: str | None = None
     heartbeat: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
+    started_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """Train one configuration, a trial of an ask-and-tell study (``sut.asktell``): epochs
+    ``start_epoch`` … ``epochs`` − 1, loading ``resume`` first and saving the state to
+    ``checkpoint`` at the end (continuation). With ``judged`` the worker waits after each
+    report for the controller's ``Proceed``. Answered with ``Evaluated``."""
+
+    kind: ClassVar[str] = "evaluate"
+    number: int
+    params: dict[str, Any]
+    epochs: int
+    artifacts: str
+    start_epoch: int = 0
+    resume: str | None = None
+    checkpoint: str | None = None
+    judged: bool = False
+
+
+@dataclass(frozen=True)
+class Proceed:
+    """The controller's judgement of a trial's last report: go on, or stop (pruned)."""
+
+    kind: ClassVar[str] = "proceed"
+    number: int
+    go: bool
 
 
 @dataclass(frozen=True)
@@ -90,7 +122,7 @@ class Stop:
     kind: ClassVar[str] = "stop"
 
 
-Request = Preload | Setup | Run | Test | Retrain | Stop
+Request = Preload | Setup | Run | Evaluate | Proceed | Test | Retrain | Stop
 
 # ---------------------------------------------------------------------- events
 
@@ -162,6 +194,14 @@ class TrialFinished:
 
 
 @dataclass(frozen=True)
+class Evaluated:
+    """An ``Evaluate`` ended, in any state (``TrialRecord.to_dict()``)."""
+
+    kind: ClassVar[str] = "evaluated"
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RunDone:
     """The worker's run ended; ``discarded`` trials were asked past the budget."""
 
@@ -193,7 +233,7 @@ class Error:
 
 
 Event = (Hello | Preloaded | Ready | TrialStarted | SpanRecorded | Reported | GroupTrained
-         | TrialFinished | RunDone | TestDone | Retrained | Error)
+         | TrialFinished | Evaluated | RunDone | TestDone | Retrained | Error)
 
 
 class Outbox(Protocol):

@@ -40,7 +40,15 @@ from pytest_basht.errors import WorkloadError
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import suggest
-from pytest_basht.sut.base import SUT, Progress, SutContext, SutError, own_options
+from pytest_basht.spend import Ledger
+from pytest_basht.sut.base import (
+    SUT,
+    Progress,
+    SutContext,
+    SutError,
+    own_options,
+    refuse_optimizer,
+)
 from pytest_basht.sut.fleet import FleetMeter, shift_span, to_local
 from pytest_basht.sut.limits import accelerator_record, plan_cpus
 from pytest_basht.trainables.base import DataInfo
@@ -176,6 +184,7 @@ class RaySUT(SUT):
             raise WorkloadError(src, "sut.name", f"an installed SUT: 'ray' needs the optional "
                                 f"extra ray — {EXTRA}", "ray")
         RayOptions.parse(workload)
+        refuse_optimizer(workload, registry, "ray")
         scheduler_args(workload)
         if workload.search.grouped:
             key = "search.fusion" if workload.search.fusion > 1 else "search.scaling"
@@ -199,6 +208,8 @@ class RaySUT(SUT):
         self.artifacts = ctx.work_dir / "models"
         self.tune_s = 0.0
         self.notes: list[str] = []
+        self.ledger = Ledger({})
+        self.window = (0.0, 0.0)
 
     # ------------------------------------------------------------------ deployment
 
@@ -310,10 +321,12 @@ class RaySUT(SUT):
         progress = Progress(expected=w.trial_budget)
         resources = {"cpu": w.workers.cpu, "gpu": 1 if w.workers.accelerator == "gpu" else 0}
         storage = self.opts.storage_path or str(self.ctx.work_dir / "tune")
+        self.ledger = Ledger.of(w, time.monotonic())
+        search = budgeted(self.search, self.ledger) if self.ledger.limits else self.search
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(ray_trial.run_trial,
                                                      setup=self._payload), resources),
-            tune_config=tune.TuneConfig(search_alg=self.search, scheduler=self.scheduler,
+            tune_config=tune.TuneConfig(search_alg=search, scheduler=self.scheduler,
                                         num_samples=w.trial_budget,
                                         max_concurrent_trials=w.workers.count,
                                         reuse_actors=True),
@@ -323,7 +336,10 @@ class RaySUT(SUT):
                 failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None)))
         t0 = time.monotonic()
-        self.results = tuner.fit()
+        try:
+            self.results = tuner.fit()
+        finally:
+            self.window = (t0, time.monotonic())
         self.tune_s = time.monotonic() - t0
         for running in list(self.running.values()):  # never heard of again: failed
             self._close(running, "failed", "the trial ended without a final report")
@@ -337,6 +353,7 @@ class RaySUT(SUT):
         assert self.workload is not None
         params = {d.name: trial.config.get(d.name) for d in self.workload.search.space}
         self.running[trial.trial_id] = _Running(number, slot, params, mono_ns())
+        self.ledger.start(number, time.monotonic())
 
     def _result(self, trial: Any, result: dict[str, Any], progress: Progress) -> None:
         running = self.running.get(trial.trial_id)
@@ -381,6 +398,7 @@ class RaySUT(SUT):
 
     def _close(self, running: _Running, state: str, error: str | None) -> None:
         self.running = {k: v for k, v in self.running.items() if v is not running}
+        self.ledger.finish(running.number, time.monotonic())
         value = running.values[-1] if running.values else None
         if value is not None and not math.isfinite(value):
             value = None
@@ -448,6 +466,9 @@ class RaySUT(SUT):
                                                   w.count),
             },
             "data": self.data.to_dict() if self.data else None,
+            "study": {"stopped_by": (f"budget.{self.ledger.stopped_by}"
+                                     if self.ledger.stopped_by else "search.trials"),
+                      "budget": self.ledger.summary(self.window[1])},
             "ray": {**self.cluster, "tune_fit_s": self.tune_s,
                     "scheduler": type(self.scheduler).__name__
                     if hasattr(self, "scheduler") else None,
@@ -459,6 +480,42 @@ class RaySUT(SUT):
                                "timeline with its reports"),
                     "notes": list(self.notes)},
         }
+
+
+def budgeted(search: Any, ledger: Ledger) -> Any:
+    """Tune's searcher, closed by the workload's budget: ``suggest`` answers FINISHED once
+    one more trial would pass it, so Tune starts none and lets the running ones finish."""
+    from ray.tune.search import Searcher
+
+    class Budgeted(Searcher):
+        def __init__(self, inner: Any, ledger: Ledger) -> None:
+            super().__init__(metric=inner.metric, mode=inner.mode)
+            self.inner = inner
+            self.ledger = ledger
+
+        def set_search_properties(self, metric: Any, mode: Any, config: Any,
+                                  **spec: Any) -> bool:
+            return bool(self.inner.set_search_properties(metric, mode, config, **spec))
+
+        def suggest(self, trial_id: str) -> Any:
+            if not self.ledger.admits(time.monotonic()):
+                return Searcher.FINISHED
+            return self.inner.suggest(trial_id)
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            self.inner.on_trial_result(trial_id, result)
+
+        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                              error: bool = False) -> None:
+            self.inner.on_trial_complete(trial_id, result, error)
+
+        def save(self, checkpoint_path: str) -> None:
+            self.inner.save(checkpoint_path)
+
+        def restore(self, checkpoint_path: str) -> None:
+            self.inner.restore(checkpoint_path)
+
+    return Budgeted(search, ledger)
 
 
 def _collector(sut: RaySUT, progress: Progress) -> Any:

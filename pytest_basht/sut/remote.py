@@ -319,14 +319,16 @@ class RemoteWorker:
             return
         self.set_state("ready", seq=seq)
         while True:
-            self._read_deployment()
+            dep = self._read_deployment()
             if self.is_closed() or self.dep_seq != seq or self.phase == "run":
                 break
             time.sleep(self.poll_s / 2)
         if self.phase != "run" or self.dep_seq != seq or self.closed or self.lost:
             self.set_state("idle")
             return
-        self.run(sc)
+        # the controller's start of the run, from which the workload's budget counts
+        started = (dep.scenario or {}).get("started_s") if dep is not None else None
+        self.run({**sc, "started_s": started if started is not None else time.time()})
 
     def run(self, sc: dict[str, Any]) -> None:
         """Optimize the scenario's study (again whenever a lost worker's trial is re-queued)
@@ -337,7 +339,8 @@ class RemoteWorker:
                                sampler=self.registry.get("samplers", sc["sampler"]),
                                pruner=self.registry.get("pruners", sc["pruner"]),
                                seed=sc["seed"], cap=sc["cap"], artifacts=str(self.artifacts),
-                               storage=self.url, heartbeat=self.heartbeat)
+                               storage=self.url, heartbeat=self.heartbeat,
+                               limits=sc.get("limits") or {}, started_s=sc["started_s"])
         storage = self.worker.storage(request)
         sink = StoreSink(self, storage, sc["study"])
         discarded = 0

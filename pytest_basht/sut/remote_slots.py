@@ -25,6 +25,7 @@ import optuna
 import pytest_basht.db as db
 from pytest_basht.records import TrialRecord
 from pytest_basht.search import trial_cap
+from pytest_basht.spend import limits_of
 from pytest_basht.sut import store as store_mod
 from pytest_basht.sut.base import Progress, SutError
 from pytest_basht.sut.fleet import FleetMeter, shift_span, shift_trial
@@ -196,7 +197,7 @@ class RemoteSlots:
             "seq": seq, "study": study, "workload": workload.given,
             "source": workload.source, "model": workload.model.name,
             "sampler": workload.search.sampler, "pruner": workload.search.pruner,
-            "seed": workload.seed, "cap": trial_cap(workload),
+            "seed": workload.seed, "cap": trial_cap(workload), "limits": limits_of(workload),
             "device": "cuda" if workload.workers.accelerator == "gpu" else "cpu"})
 
     def await_ready(self) -> None:
@@ -205,11 +206,13 @@ class RemoteSlots:
 
     # ------------------------------------------------------------------ run
 
-    def start_run(self) -> None:
+    def start_run(self, started_s: float) -> None:
+        """The run starts (``started_s``, wall clock: the remote workers count the
+        workload's budget from it)."""
         assert self.store is not None
         self.done = self.count == 0
         self._alone_since = None
-        self.store.set_phase("run")
+        self.store.start_run(started_s)
 
     def end_run(self) -> None:
         assert self.store is not None

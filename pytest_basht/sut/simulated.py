@@ -2,10 +2,14 @@
 
 ``sut: {name: simulated, options: {table: benchmarks/tables/mnist-ff-wide.csv}}`` runs any
 experiment's workload on the table instead of training: Optuna's own samplers and pruners
-ask and tell as in a real run of the ``optuna`` SUT, and every trial is answered from the
-table with its recorded values, time and energy, epoch by epoch (``simulation.replay``),
-in mfhpo-simulator's exact asynchronous order of wn workers (``simulation.schedule``).
-Without a table, a trainable with a built-in zero-cost benchmark (``mf-branin``) answers.
+ask and tell as in a real run of the ``optuna`` SUT (``simulation.replay``) — or, when
+``search.sampler`` names an ask-and-tell optimizer, that optimizer as in a real run of the
+``asktell`` SUT, multi-fidelity continuation included (``simulation.asktell``) — and every
+trial is answered from the table with its recorded values, time and energy, epoch by
+epoch, in mfhpo-simulator's exact asynchronous order of wn workers
+(``simulation.schedule``). Without a table, a trainable with a built-in zero-cost
+benchmark (``mf-branin``) answers. The workload's ``budget:`` and ``trial_timeout_s`` hold
+on the virtual clock.
 
 Every span and the energy timeline are in virtual time (``simulation.energy``), so every
 metric — JCT, energy, TWH, WR, waste, cost, CO2 — is what the recorded run's hardware
@@ -16,19 +20,26 @@ table's source runs (``lifecycle: recorded``) or none (``lifecycle: none``).
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_basht.energy.base import Allocation
 from pytest_basht.errors import WorkloadError
+from pytest_basht.optimizers.base import Optimizer
+from pytest_basht.optimizers.study import Study
 from pytest_basht.records import TrialRecord
 from pytest_basht.registry import Registry
+from pytest_basht.search import trial_cap
 from pytest_basht.simulation.answers import POLICIES, Answers, check_fits
+from pytest_basht.simulation.asktell import AskTellReplay
 from pytest_basht.simulation.curve import Curve
 from pytest_basht.simulation.energy import VirtualMeter
 from pytest_basht.simulation.replay import Replay, ReplayResult
 from pytest_basht.simulation.table import TableError, TrialTable, summarize
+from pytest_basht.spend import Ledger
+from pytest_basht.sut.asktell import check_optimizer
 from pytest_basht.sut.base import SUT, OwnMeter, SutContext
 from pytest_basht.workload import Workload
 
@@ -137,6 +148,8 @@ class SimulatedSUT(SUT):
     @classmethod
     def check(cls, workload: Workload, registry: Registry) -> None:
         opts = SimOptions.parse(workload)
+        if registry.optimizer(workload) is not None:
+            check_optimizer(workload, registry, cls.name)
         if opts.table is None:
             if opts.sampler_time == "recorded":
                 raise WorkloadError(workload.source, "sut.options.sampler_time",
@@ -180,7 +193,8 @@ class SimulatedSUT(SUT):
         self.answers: Answers | None = None
         self.benchmark: Any = None
         self.surrogate: Any = None
-        self.replay: Replay | None = None
+        self.replay: Replay | AskTellReplay | None = None
+        self.optimizer: Optimizer | None = None
         self.result: ReplayResult | None = None
         self.notes: list[str] = []
         self.setups = 0
@@ -205,6 +219,7 @@ class SimulatedSUT(SUT):
 
     def undeploy(self) -> None:
         self._phase("undeploy")
+        shutil.rmtree(self.ctx.work_dir, ignore_errors=True)  # an optimizer's own files
 
     def setup(self, workload: Workload) -> None:
         self.workload = workload
@@ -248,10 +263,20 @@ class SimulatedSUT(SUT):
     def run(self) -> list[TrialRecord]:
         w = self.workload
         assert w is not None
-        self.replay = Replay(w, self.ctx.registry, self._answer, longer=self._longer,
-                             study_name=f"{w.name}-{self.setups}",
-                             sampler_time_s=self._sampler_time_s(),
-                             progress=self.ctx.progress)
+        optimizer = self.ctx.registry.optimizer(w)
+        if optimizer is None:
+            self.replay = Replay(w, self.ctx.registry, self._answer, longer=self._longer,
+                                 study_name=f"{w.name}-{self.setups}",
+                                 sampler_time_s=self._sampler_time_s(),
+                                 progress=self.ctx.progress)
+        else:
+            files = self.ctx.work_dir / f"optimizer-{self.setups}"
+            files.mkdir(parents=True, exist_ok=True)
+            self.optimizer = optimizer(w, w.seed, files, self.ctx.registry)
+            study = Study(self.optimizer, Ledger.of(w, 0.0), trial_cap(w))
+            self.replay = AskTellReplay(w, study, self._answer, longer=self._longer,
+                                        sampler_time_s=self._sampler_time_s(),
+                                        progress=self.ctx.progress)
         start = self.meter.now_ns
         try:
             self.result = self.replay.run(start)
@@ -306,4 +331,25 @@ class SimulatedSUT(SUT):
         }
         wall = info["wall_s"]
         info["speedup"] = info["trials_window_s"] / wall if wall > 0 else None
-        return {"simulated": True, "simulation": info, "over_budget_discarded": r.discarded}
+        out: dict[str, Any] = {"simulated": True, "simulation": info,
+                               "over_budget_discarded": r.discarded}
+        study = self._study_record(r)
+        if study is not None:
+            out["study"] = study
+        if self.optimizer is not None:
+            out["optimizer"] = self.optimizer.describe()
+        return out
+
+    def _study_record(self, r: ReplayResult) -> dict[str, Any] | None:
+        """What stopped the study, and its spend against the workload's budget."""
+        ended = self.window[1] / 1e9
+        if isinstance(self.replay, AskTellReplay):
+            study = self.replay.study
+            return {**study.describe(), "continuation": True,
+                    "budget": study.ledger.summary(ended)}
+        if isinstance(self.replay, Replay):
+            ledger = self.replay.ledger
+            by = (f"budget.{ledger.stopped_by}" if ledger.stopped_by
+                  else "search.trials" if r.discarded else "sampler")
+            return {"stopped_by": by, "budget": ledger.summary(ended)}
+        return None

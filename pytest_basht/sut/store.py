@@ -201,6 +201,18 @@ class FleetStore:
     def set_phase(self, phase: str) -> None:
         self._update_deployment(phase=phase)
 
+    def start_run(self, started_s: float) -> None:
+        """The scenario's run starts now: its phase, and its start (wall clock), from which
+        every worker counts the workload's budget."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(deployments.c.scenario).where(
+                deployments.c.name == self.deployment)).first()
+            scenario = {**(row[0] if row is not None and row[0] else {}),
+                        "started_s": started_s}
+            conn.execute(deployments.update().where(
+                deployments.c.name == self.deployment).values(phase="run",
+                                                              scenario=scenario))
+
     def set_state(self, state: str) -> None:
         self._update_deployment(state=state)
 

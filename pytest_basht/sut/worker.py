@@ -3,9 +3,11 @@
 Started by the controller with one end of a socket pair. It pins itself to its cores and
 sets its thread count before importing torch, then serves the controller's requests
 (``sut.protocol``): ``Preload`` (import the trainable, at deploy), ``Setup`` (load the
-prepared data), ``Run`` (take trials from the shared study until the sampler or the budget
-stops it; in groups when fused or scaled, see ``group``), ``Test`` (evaluate a saved
-model), ``Retrain`` (train configurations at full width), ``Stop``.
+prepared data), ``Run`` (take trials from the shared study until the sampler, the trial
+budget or the workload's ``budget:`` stops it; in groups when fused or scaled, see
+``group``), ``Evaluate`` (one trial an ask-and-tell controller hands out, ``sut.asktell``),
+``Test`` (evaluate a saved model), ``Retrain`` (train configurations at full width),
+``Stop``.
 
 Every span and every epoch's value is streamed to the controller as it happens, so a
 trial killed mid-way (memory cap, timeout, crash) keeps the measurements made before.
@@ -129,6 +131,8 @@ class Worker:
                     return self.setup(request)
                 case protocol.Run():
                     return self.run(request, outbox)
+                case protocol.Evaluate():
+                    return self.evaluate(request, outbox)
                 case protocol.Test():
                     return self.test(request)
                 case protocol.Retrain():
@@ -183,12 +187,17 @@ class Worker:
         if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
             # a replacement worker joining late: every grid point has run
             return protocol.RunDone(0)
+        from pytest_basht.sut import study_budget
+
+        def over_budget(trial: optuna.Trial) -> bool:
+            return study_budget.refused(study, trial, request.limits, request.started_s)
+
         if workload.search.grouped:
             from pytest_basht.sut.group import GroupRunner
 
             runner = GroupRunner(trainable=self.trainable, workload=workload, study=study,
                                  cap=cap, artifacts=Path(request.artifacts), worker=self.wid,
-                                 send=outbox.send)
+                                 send=outbox.send, refused=over_budget)
             return protocol.RunDone(runner.run())
 
         class OverBudget(Exception):
@@ -199,7 +208,10 @@ class Worker:
 
         def objective(trial: optuna.Trial) -> float:
             nonlocal discarded
-            if (cap is not None and trial.number >= cap) or (closed is not None and closed()):
+            past_cap = cap is not None and trial.number >= cap
+            if past_cap or (closed is not None and closed()) or over_budget(trial):
+                if past_cap:
+                    trial.set_user_attr(study_budget.DISCARDED, "trials")
                 discarded += 1
                 study.stop()
                 raise OverBudget
@@ -236,6 +248,42 @@ class Worker:
 
     def run_trial(self, trial: Any, params: dict[str, Any], artifacts: Path,
                   outbox: protocol.Outbox) -> tuple[str, float, str | None, dict[str, Any]]:
+        """One trial of the shared study: its values go to the study's pruner."""
+
+        def judge(epoch: int, value: float) -> bool:
+            trial.report(value, epoch)
+            return not trial.should_prune()
+
+        return self.trial(trial.number, params, artifacts / f"trial-{trial.number}.pt",
+                          outbox, judge)
+
+    def evaluate(self, request: protocol.Evaluate, conn: Any) -> protocol.Evaluated:
+        """One trial of an ask-and-tell study: its epochs from ``start_epoch``, judged by
+        the controller after each report when it asks to (``Proceed``)."""
+
+        def judge(epoch: int, value: float) -> bool:
+            while True:
+                answer = conn.recv()
+                if isinstance(answer, protocol.Proceed) and answer.number == request.number:
+                    return answer.go
+
+        def path(name: str | None) -> Path | None:
+            return Path(name) if name is not None else None
+
+        *_, record = self.trial(request.number, request.params,
+                                Path(request.artifacts) / f"trial-{request.number}.pt", conn,
+                                judge if request.judged else None, epochs=request.epochs,
+                                start_epoch=request.start_epoch, resume=path(request.resume),
+                                checkpoint=path(request.checkpoint))
+        return protocol.Evaluated(record)
+
+    def trial(self, number: int, params: dict[str, Any], artifact: Path,
+              outbox: protocol.Outbox, judge: Callable[[int, float], bool] | None, *,
+              epochs: int | None = None, start_epoch: int = 0, resume: Path | None = None,
+              checkpoint: Path | None = None
+              ) -> tuple[str, float, str | None, dict[str, Any]]:
+        """Run the trainable on one configuration, streaming its start, spans and values to
+        ``outbox``; ``judge(epoch, value)`` may stop it after a report (pruned)."""
         import optuna
 
         from pytest_basht.lifecycle import Recorder, process_clock, recording
@@ -244,12 +292,14 @@ class Worker:
 
         workload = self.workload
         start_ns, cpu0 = process_clock()
-        outbox.send(protocol.TrialStarted(trial.number, params, start_ns))
+        outbox.send(protocol.TrialStarted(number, params, start_ns))
         recorder = Recorder(worker=self.wid,
                             sink=lambda s: outbox.send(protocol.SpanRecorded(s.to_dict())))
-        recorder.trial = trial.number
-        ctx = _Context(trial, params, workload, config_seed(workload.seed, params),
-                       artifacts / f"trial-{trial.number}.pt", recorder, outbox)
+        recorder.trial = number
+        ctx = _Context(number, params, workload, config_seed(workload.seed, params), artifact,
+                       recorder, outbox, judge)
+        ctx.epochs, ctx.start_epoch = epochs, start_epoch
+        ctx.resume, ctx.checkpoint = resume, checkpoint
 
         def objective() -> float:
             with recording(recorder):
@@ -259,20 +309,22 @@ class Worker:
                                             (TrialPruned, optuna.TrialPruned))
         end_ns, cpu1 = process_clock()
         record = TrialRecord(
-            number=trial.number, params=params, state=state,
+            number=number, params=params, state=state,
             value=value if math.isfinite(value) else None, worker=self.wid,
             start_ns=start_ns, end_ns=end_ns, intermediate=list(ctx.intermediate),
-            spans=recorder.take(), cpu_s=max(0.0, cpu1 - cpu0), error=error)
+            spans=recorder.take(), cpu_s=max(0.0, cpu1 - cpu0), error=error,
+            fidelity=epochs, resumed_from=start_epoch if resume is not None else None)
         return state, value, error, record.to_dict()
 
 
 class _Context(TrialContext):
-    """The worker's TrialContext: phases stream to the controller, values reach the pruner."""
+    """The worker's TrialContext: phases stream to the controller, values reach the judge
+    (the study's pruner, or the ask-and-tell controller)."""
 
-    def __init__(self, trial: Any, params: dict[str, Any], workload: Any, seed: int,
-                 artifact: Path, recorder: Any, outbox: protocol.Outbox) -> None:
-        self.trial = trial
-        self.number = trial.number
+    def __init__(self, number: int, params: dict[str, Any], workload: Any, seed: int,
+                 artifact: Path, recorder: Any, outbox: protocol.Outbox,
+                 judge: Callable[[int, float], bool] | None) -> None:
+        self.number = number
         self.params = params
         self.workload = workload
         self.seed = seed
@@ -280,6 +332,7 @@ class _Context(TrialContext):
         self.recorder = recorder
         self.intermediate: list[float] = []
         self._outbox = outbox
+        self._judge = judge
 
     def phase(self, name: str, *, epoch: int | None = None) -> Any:
         return self.recorder.span(name, epoch=epoch)
@@ -290,10 +343,9 @@ class _Context(TrialContext):
         value = float(value)
         self.intermediate.append(value)
         self._outbox.send(protocol.Reported(self.number, epoch, value, time.monotonic_ns()))
-        if not math.isfinite(value):
+        if not math.isfinite(value) or self._judge is None:
             return
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
+        if not self._judge(epoch, value):
             raise TrialPruned(f"pruned after epoch {epoch}")
 
 

@@ -71,13 +71,32 @@ def config_seed(seed: int, params: dict[str, Any]) -> int:
 
 
 class TrialContext(ABC):
-    """What a trainable sees of its trial."""
+    """What a trainable sees of its trial.
+
+    Multi-fidelity continuation (an ask-and-tell SUT): the trial trains epochs
+    ``start_epoch`` … ``epochs`` − 1 (``epoch_range()``). With ``resume`` set it first
+    loads the state an earlier trial of the same params saved after ``start_epoch``
+    epochs; with ``checkpoint`` set it saves its state there at the end, for a later trial
+    to resume. A trainable that honours these sets ``Trainable.resumable``.
+    """
 
     number: int
     params: dict[str, Any]
     workload: Workload
     seed: int
     artifact: Path
+    #: the epochs to reach (the fidelity asked); None: ``training.epochs``
+    epochs: int | None = None
+    #: the first epoch to train: > 0 when the trial resumes a saved state
+    start_epoch: int = 0
+    #: the state to load before training (saved by an earlier trial of these params)
+    resume: Path | None = None
+    #: where to save the state after training, for a later continuation (None: no need)
+    checkpoint: Path | None = None
+
+    def epoch_range(self) -> range:
+        """The epochs this trial trains."""
+        return epoch_range(self)
 
     @abstractmethod
     def phase(self, name: str, *, epoch: int | None = None) -> AbstractContextManager[Span]:
@@ -88,10 +107,20 @@ class TrialContext(ABC):
         """Report the validation value after ``epoch``; raises TrialPruned to stop."""
 
 
+def epoch_range(ctx: Any) -> range:
+    """The epochs a context's trial trains. A context that predates continuation (one a
+    test or an older SUT builds, without ``epochs`` and ``start_epoch``) trains them all."""
+    epochs = getattr(ctx, "epochs", None)
+    end = epochs if epochs is not None else ctx.workload.training.epochs
+    return range(getattr(ctx, "start_epoch", 0), end)
+
+
 class Trainable(ABC):
     """One kind of model training, registered by name."""
 
     name: ClassVar[str]
+    #: honours ``TrialContext.start_epoch``, ``resume`` and ``checkpoint`` (continuation)
+    resumable: ClassVar[bool] = False
 
     @classmethod  # noqa: B027 - an optional hook; the default accepts every workload
     def check(cls, workload: Workload) -> None:

@@ -5,7 +5,9 @@ Hyperparameters: ``layer_size``, ``layer_count`` (hidden layers, ReLU), ``learni
 (else ``training.batch_size``). With ``training.stop_at_target`` a trial ends after the
 first epoch whose validation accuracy meets ``goal.target``. Batches are cut from a seeded
 permutation of in-memory tensors (no DataLoader workers to oversubscribe the cores);
-``zero_grad`` every step; the loss is checked for finiteness once per epoch.
+``zero_grad`` every step; the loss is checked for finiteness once per epoch. A trial can
+be continued (multi-fidelity): its checkpoint holds the model, Adam's state and the batch
+order's generator, so a trial resumed after k epochs trains on as one that never stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pytest_basht.trainables.base import (
     Trainable,
     TrialContext,
     TrialDiverged,
+    epoch_range,
     iter_batches,
 )
 from pytest_basht.trainables.mnist import prepare_splits
@@ -120,6 +123,7 @@ def warm_up(device: str) -> None:
 
 class MnistFF(Trainable):
     name = "mnist-ff"
+    resumable = True
 
     def __init__(self) -> None:
         self.data: dict[str, torch.Tensor] = {}
@@ -185,8 +189,16 @@ class MnistFF(Trainable):
             optimizer = torch.optim.Adam(model.parameters(), lr=hp["learning_rate"],
                                          weight_decay=hp["weight_decay"],
                                          betas=(hp["beta1"], hp["beta2"]))
+            resume = getattr(ctx, "resume", None)  # see epoch_range: older contexts lack it
+            if resume is not None:  # a continuation: go on as if never interrupted
+                state = torch.load(resume, map_location=self.device, weights_only=True)
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                generator.set_state(state["generator"])
         value = math.nan
-        for epoch in range(training.epochs):
+        epochs = epoch_range(ctx)
+        epoch = epochs.start - 1
+        for epoch in epochs:
             with ctx.phase("trial.train", epoch=epoch):
                 loss = train_epoch(model, optimizer, d["x_train"], d["y_train"],
                                    batch_size, generator)
@@ -198,6 +210,10 @@ class MnistFF(Trainable):
             if training.stop_at_target and goal.met(value):
                 break  # time to accuracy: the job is done once it meets its target
         torch.save({"hyperparameters": hp, "state": model.state_dict()}, ctx.artifact)
+        checkpoint = getattr(ctx, "checkpoint", None)
+        if checkpoint is not None:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(), "epochs": epoch + 1}, checkpoint)
         return value
 
     def test(self, artifact: Path) -> float:

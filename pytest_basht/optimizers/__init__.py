@@ -1,0 +1,1 @@
+"""Ask-and-tell optimizers: SMAC3, DEHB, Syne Tune and Optuna behind one protocol."""
