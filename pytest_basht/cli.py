@@ -220,7 +220,8 @@ def _paired(args: argparse.Namespace) -> int:
         pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else \
             args.pytest_args
         return paired.main(args.baseline, pytest_args, pairs_count=args.pairs,
-                           thresholds=thresholds, work_dir=args.work_dir)
+                           thresholds=thresholds, work_dir=args.work_dir,
+                           sequential=args.sequential)
     except gate.ThresholdError as exc:
         print(f"basht: error: --fail-on: expected {exc}, got {args.fail_on!r}", file=sys.stderr)
     except BashtUsageError as exc:
@@ -373,14 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     p.set_defaults(func=_history)
     p = sub.add_parser(
-        "paired", help="run the baseline ref and this working tree alternately, N pairs, "
+        "paired", help="run the baseline ref and this working tree side by side, N pairs, "
         "and gate on the paired differences (exit 0 pass, 1 fail, 4 usage)",
         description="Check REF out into a temporary git worktree, run PYTEST_ARGS on it and "
-        "on the working tree in alternating order (N pairs), each run writing its own "
-        "report, and decide each gated metric on the pairs' ratios (Wilcoxon signed-rank, "
-        "needs ≥ 5 pairs). Writes paired.json and paired.md in the work directory.",
+        "on the working tree N times each (a pair's two runs at once, or with --sequential "
+        "one after the other in alternating order), each run writing its own report, and "
+        "decide each gated metric on the pairs' ratios (Wilcoxon signed-rank, needs ≥ 5 "
+        "pairs). Writes paired.json and paired.md in the work directory.",
         usage="basht paired --baseline REF [--pairs N] [--fail-on SPEC] [--work-dir DIR] "
-              "-- PYTEST_ARGS ...")
+              "[--sequential] -- PYTEST_ARGS ...")
     p.add_argument("--baseline", required=True, metavar="REF",
                    help="the git ref to compare against (a branch, tag or commit)")
     p.add_argument("--pairs", type=int, default=RECOMMENDED_PAIRS, metavar="N",
@@ -389,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                    "'trials.energy_kwh:+5%%,trials.cpu_s:+5%%'")
     p.add_argument("--work-dir", type=Path, metavar="DIR", help="where the runs' reports and "
                    "the verdict go (default: reports/paired/<time>)")
+    p.add_argument("--sequential", action="store_true", help="run a pair's two runs one "
+                   "after the other (default: at once, so that a neighbour's load hits both)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
                    help="after --: the benchmark command's pytest arguments")
     p.set_defaults(func=_paired)

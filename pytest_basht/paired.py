@@ -1,14 +1,19 @@
 """``basht paired``: run the baseline and the candidate side by side in one CI job.
 
 The baseline ref is checked out into a temporary git worktree; the benchmark command
-(``pytest`` and its arguments) runs N times on each side, alternating in counterbalanced
-order — baseline then candidate in odd pairs, candidate then baseline in even ones, so
-that a drift over the job (a warming machine, a neighbour's job starting) does not always
-favour one side. Each run writes its own report into the work directory; the reports are
-paired and decided by ``report.pairs``, whose verdict is written as paired.json and
-paired.md. Exit status: 0 the gate passed, 1 a regression or an undecided metric (or the
-candidate's benchmarks failed), 4 a usage error (a bad ref, arguments pytest refused, a
-baseline that does not run).
+(``pytest`` and its arguments) runs N times on each side. By default the two runs of a
+pair run at the same time (duet benchmarking): a neighbour's load that comes and goes
+hits both alike, and cancels in their ratio — on a 2-core runner with a busy loop coming
+and going, the spread of one pair's trial-energy ratio fell from ±31 % one after the other
+to ±2 % at once (benchmarks/perf/gate_power.py). Both runs' workers get the same core
+plan, so they share the cores evenly. ``sequential`` runs them one after the other
+instead (benchmarks that do not fit twice: GPU memory, large data), in counterbalanced
+order — baseline first in odd pairs, candidate first in even ones — so that a drift over
+the job does not always favour one side. Each run writes its own report into the work
+directory; the reports are paired and decided by ``report.pairs``, whose verdict is
+written as paired.json and paired.md. Exit status: 0 the gate passed, 1 a regression or
+an undecided metric (or the candidate's benchmarks failed), 4 a usage error (a bad ref,
+arguments pytest refused, a baseline that does not run).
 
 Both sides run with this interpreter, each from its own tree: that tree (and its ``src/``
 where there is one) goes first on PYTHONPATH, so the baseline imports its own code — its
@@ -86,24 +91,60 @@ def environment(root: Path) -> dict[str, str]:
     return env
 
 
-def run_side(side: Side, pair: int, pytest_args: Sequence[str], runs_dir: Path
-             ) -> tuple[pairs.Run, dict[str, Any] | None, str]:
-    """One benchmark run: its record, its report (None: none written) and its output."""
+@dataclass
+class Started:
+    """A benchmark run in flight, its output going to its log."""
+
+    side: Side
+    pair: int
+    report_dir: Path
+    process: subprocess.Popen[bytes]
+    start: float
+
+
+def start(side: Side, pair: int, pytest_args: Sequence[str], runs_dir: Path) -> Started:
     report_dir = runs_dir / f"{pair:02d}-{side.name}"
+    report_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pytest", *pytest_args, "--basht-report-dir",
                str(report_dir), "--basht-history", "off", "-p", "no:cacheprovider"]
-    start = time.monotonic()
-    done = subprocess.run(command, cwd=side.cwd, env=environment(side.root),
-                          capture_output=True, text=True)
-    seconds = time.monotonic() - start
-    output = done.stdout + done.stderr
-    report_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(report_dir / "pytest.log", output)
+    with (report_dir / "pytest.log").open("wb") as log:  # the child keeps its own handle
+        process = subprocess.Popen(command, cwd=side.cwd, env=environment(side.root),
+                                   stdout=log, stderr=subprocess.STDOUT)
+    return Started(side, pair, report_dir, process, time.monotonic())
+
+
+def finish(run: Started) -> tuple[pairs.Run, dict[str, Any] | None, str]:
+    """Wait for a run: its record, its report (None: none written) and its output."""
+    status = run.process.wait()
+    seconds = time.monotonic() - run.start
+    output = (run.report_dir / "pytest.log").read_text(errors="replace")
     try:
-        report = report_json.load(report_dir / "latest")
+        report = report_json.load(run.report_dir / "latest")
     except BashtUsageError:
         report = None
-    return pairs.Run(pair, side.name, str(report_dir), seconds, done.returncode), report, output
+    return (pairs.Run(run.pair, run.side.name, str(run.report_dir), seconds, status), report,
+            output)
+
+
+def run_pair(sides: dict[str, Side], pair: int, pytest_args: Sequence[str], runs_dir: Path,
+             sequential: bool) -> list[tuple[pairs.Run, dict[str, Any] | None, str]]:
+    """Both runs of a pair: at once, or one after the other (stopping at a failure)."""
+    order = ("baseline", "candidate") if pair % 2 else ("candidate", "baseline")
+    if not sequential:
+        started = [start(sides[name], pair, pytest_args, runs_dir) for name in order]
+        try:
+            return [finish(run) for run in started]
+        finally:  # interrupted while waiting: the other run must not outlive the job
+            for run in started:
+                if run.process.poll() is None:
+                    run.process.kill()
+                    run.process.wait()
+    done = []
+    for name in order:
+        done.append(finish(start(sides[name], pair, pytest_args, runs_dir)))
+        if done[-1][0].exit_status != 0 or done[-1][1] is None:
+            break
+    return done
 
 
 def _failure(run: pairs.Run, output: str) -> tuple[int, str]:
@@ -124,7 +165,7 @@ def default_work_dir(cwd: Path) -> Path:
 
 def main(baseline_ref: str, pytest_args: Sequence[str], *, pairs_count: int,
          thresholds: Sequence[Threshold], work_dir: Path | None = None,
-         cwd: Path | None = None) -> int:
+         sequential: bool = False, cwd: Path | None = None) -> int:
     """Run the paired job and print its verdict; returns the exit status."""
     cwd = (cwd or Path.cwd()).resolve()
     check_args(pytest_args)
@@ -149,51 +190,68 @@ def main(baseline_ref: str, pytest_args: Sequence[str], *, pairs_count: int,
         if not sides["baseline"].cwd.is_dir():
             raise BashtUsageError(f"{cwd.relative_to(root)}: not in the tree of "
                                   f"{baseline_ref}, so the baseline cannot run there")
-        return _run(sides, baseline_ref, commit, pytest_args, pairs_count, thresholds, work)
+        job = Job(sides, baseline_ref, commit, tuple(pytest_args), pairs_count,
+                  tuple(thresholds), work, sequential)
+        return job.run()
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root,
                        capture_output=True)
         subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True)
 
 
-def _run(sides: dict[str, Side], ref: str, commit: str, pytest_args: Sequence[str],
-         pairs_count: int, thresholds: Sequence[Threshold], work: Path) -> int:
-    runs: list[pairs.Run] = []
-    reports: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    problem: tuple[int, str] | None = None
-    print(f"basht paired: {ref} ({commit[:12]}) against the working tree, {pairs_count} "
-          f"pairs; reports in {work}", flush=True)
-    for pair in range(1, pairs_count + 1):
-        order = ("baseline", "candidate") if pair % 2 else ("candidate", "baseline")
-        got: dict[str, dict[str, Any]] = {}
-        for name in order:
-            run, report, output = run_side(sides[name], pair, pytest_args, work / "runs")
-            runs.append(run)
-            if run.exit_status != 0 or report is None:
-                problem = _failure(run, output)
+@dataclass(frozen=True)
+class Job:
+    """The pairs of one paired job, run and decided."""
+
+    sides: dict[str, Side]
+    ref: str
+    commit: str
+    pytest_args: tuple[str, ...]
+    pairs_count: int
+    thresholds: tuple[Threshold, ...]
+    work: Path
+    sequential: bool
+
+    def run(self) -> int:
+        runs: list[pairs.Run] = []
+        reports: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        problem: tuple[int, str] | None = None
+        how = "one after the other" if self.sequential else "both runs of a pair at once"
+        print(f"basht paired: {self.ref} ({self.commit[:12]}) against the working tree, "
+              f"{self.pairs_count} pairs, {how}; reports in {self.work}", flush=True)
+        begin = time.monotonic()
+        for pair in range(1, self.pairs_count + 1):
+            done = run_pair(self.sides, pair, self.pytest_args, self.work / "runs",
+                            self.sequential)
+            runs += [run for run, _, _ in done]
+            failed = next(((run, output) for run, report, output in done
+                           if run.exit_status != 0 or report is None), None)
+            if failed is not None:
+                problem = _failure(*failed)
                 break
-            got[name] = report
-        if problem is not None:
-            break
-        reports.append((got["baseline"], got["candidate"]))
-        print(f"pair {pair}/{pairs_count}: " + ", ".join(
-            f"{r.side} {r.seconds:.1f} s" for r in runs[-2:]), flush=True)
-    baseline = {"ref": ref, "commit": commit, "tree": str(sides["baseline"].root)}
-    candidate = {"label": "the working tree", "tree": str(sides["candidate"].root)}
-    try:
-        comparison = pairs.compare_pairs(reports, thresholds,
-                                         baseline_label=f"baseline {ref}",
-                                         current_label="the candidate")
-        error = problem[1] if problem else None
-    except CompareError as exc:
-        comparison = Comparison({"label": f"baseline {ref}"}, {},
-                                [t.text for t in thresholds], [])
-        error = problem[1] if problem else str(exc)
-    verdict = pairs.verdict_report(comparison, baseline=baseline, candidate=candidate,
-                                   runs=runs, pairs=pairs_count, error=error)
-    write_atomic(work / "paired.json", report_json.dumps(verdict))
-    write_atomic(work / "paired.md", pairs.markdown(verdict))
-    return _say(verdict, work, problem)
+            got = {run.side: report for run, report, _ in done if report is not None}
+            reports.append((got["baseline"], got["candidate"]))
+            print(f"pair {pair}/{self.pairs_count}: " + ", ".join(
+                f"{run.side} {run.seconds:.1f} s" for run, _, _ in done), flush=True)
+        minutes = (time.monotonic() - begin) / 60
+        try:
+            comparison = pairs.compare_pairs(reports, self.thresholds,
+                                             baseline_label=f"baseline {self.ref}",
+                                             current_label="the candidate")
+            error = problem[1] if problem else None
+        except CompareError as exc:
+            comparison = Comparison({"label": f"baseline {self.ref}"}, {},
+                                    [t.text for t in self.thresholds], [])
+            error = problem[1] if problem else str(exc)
+        verdict = pairs.verdict_report(
+            comparison, baseline={"ref": self.ref, "commit": self.commit,
+                                  "tree": str(self.sides["baseline"].root)},
+            candidate={"label": "the working tree", "tree": str(self.sides["candidate"].root)},
+            runs=runs, pairs=self.pairs_count, minutes=minutes,
+            concurrent=not self.sequential, error=error)
+        write_atomic(self.work / "paired.json", report_json.dumps(verdict))
+        write_atomic(self.work / "paired.md", pairs.markdown(verdict))
+        return _say(verdict, self.work, problem)
 
 
 def _say(verdict: dict[str, Any], work: Path, problem: tuple[int, str] | None) -> int:

@@ -362,7 +362,7 @@ def _noise(spread: noise.Spread | None, old_v: list[float], new_v: list[float]
     """The floor of this comparison (log units), where it comes from, and the spread used:
     the history's once it holds MIN_HISTORY samples, else the samples' own (≥ 3 a side)."""
     n, m = len(old_v), len(new_v)
-    if spread is not None and spread.samples >= noise.MIN_HISTORY:
+    if spread is not None and spread.value is not None and spread.samples >= noise.MIN_HISTORY:
         return (noise.floor(spread.value, n, m),
                 f"{spread.source}, {spread.samples} samples", spread)
     if min(n, m) >= MIN_SAMPLES:
@@ -536,7 +536,7 @@ def history_spreads(store: History, old: dict[str, Any], new: dict[str, Any],
                     keys: Iterable[str]) -> dict[tuple[str, str], noise.Spread]:
     """The history's spread of each metric of each scenario both reports hold: its samples
     on this run's machine fingerprint with the baseline's workload (the newest
-    HISTORY_WINDOW of them)."""
+    HISTORY_WINDOW of them; the run judged, if saved already, is not its own noise)."""
     old_s, _ = samples(old)
     new_s, _ = samples(new)
     machine_id = str(new["machine"].get("id", ""))
@@ -544,13 +544,12 @@ def history_spreads(store: History, old: dict[str, Any], new: dict[str, Any],
     for name in (n for n in new_s if n in old_s):
         found = [e.values for e in store.samples(
             name, machine_id, noise.workload_key(old_s[name][0].get("workload")),
-            limit=noise.HISTORY_WINDOW)]
+            limit=noise.HISTORY_WINDOW, exclude_run=new.get("run_id"))]
         for key in keys:
             values = [float(v[key]) for v in found if isinstance(v.get(key), (int, float))
                       and not isinstance(v.get(key), bool) and math.isfinite(v[key])]
-            value = noise.spread(values)
-            if value is not None:
-                out[(name, key)] = noise.Spread(value, len(values), "history")
+            if values:
+                out[(name, key)] = noise.Spread(noise.spread(values), len(values), "history")
     return out
 
 

@@ -378,13 +378,15 @@ class History:
         return out[:limit] if limit is not None else out
 
     def samples(self, scenario_id: str | None = None, machine_id: str | None = None,
-                workload: str | None = None, *, limit: int | None = None
-                ) -> list[SampleEntry]:
+                workload: str | None = None, *, limit: int | None = None,
+                exclude_run: str | None = None) -> list[SampleEntry]:
         """Complete samples, newest first: of one scenario, machine fingerprint and workload
-        (``noise.workload_key``) where those are given."""
+        (``noise.workload_key``) where those are given, and not of ``exclude_run``."""
         query = (select(SampleRow, RunRow.run_id).join(RunRow)
                  .where(SampleRow.status == "complete").order_by(SampleRow.id.desc())
                  .limit(limit))
+        if exclude_run is not None:
+            query = query.where(RunRow.run_id != exclude_run)
         for column, value in ((SampleRow.scenario_id, scenario_id),
                               (SampleRow.machine_id, machine_id),
                               (SampleRow.workload_key, workload)):

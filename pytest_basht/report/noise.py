@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-MAD_SIGMA = 1.4826  # MAD × this = the standard deviation, for a normal spread
+MAD_SIGMA = 1 / statistics.NormalDist().inv_cdf(0.75)  # ≈ 1.4826: MAD × this = σ if normal
 NOISE_Z = 2.0  # a floor of 2 standard errors: about 95 % of unchanged comparisons fall inside
 MIN_HISTORY = 5  # samples of a scenario in the history before its spread is used
 HISTORY_WINDOW = 20  # the newest samples that make the spread (the machine changes too)
@@ -37,7 +37,7 @@ RECOMMENDED_PAIRS = 8  # p down to 0.004, and one pair against the others still 
 class Spread:
     """The spread of a metric over ``samples`` measurements, and where they came from."""
 
-    value: float  # relative (log) standard deviation of one sample
+    value: float | None  # relative (log) standard deviation of one sample; None: one sample
     samples: int
     source: str  # "history", "these samples" or "pairs"
 

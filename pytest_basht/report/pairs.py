@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pytest_basht.report import noise
@@ -182,12 +182,13 @@ def compare_pairs(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],
 
 def verdict_report(comparison: Comparison, *, baseline: dict[str, Any],
                    candidate: dict[str, Any], runs: Sequence[Run], pairs: int,
-                   error: str | None = None) -> dict[str, Any]:
-    """What ``basht paired`` writes as paired.json: its sides, runs, cost and verdict."""
-    seconds = sum(r.seconds for r in runs)
+                   minutes: float, concurrent: bool, error: str | None = None
+                   ) -> dict[str, Any]:
+    """What ``basht paired`` writes as paired.json: its sides, runs, cost (the job's wall
+    minutes) and verdict."""
     out = {"kind": "paired", "baseline": baseline, "candidate": candidate,
-           "pairs": pairs, "runs": [r.__dict__ for r in runs], "minutes": seconds / 60,
-           "comparison": comparison.to_dict()}
+           "pairs": pairs, "concurrent": concurrent, "runs": [asdict(r) for r in runs],
+           "minutes": minutes, "comparison": comparison.to_dict()}
     if error is not None:
         out["comparison"].update(verdict="error", error=error)
     return clean(out)
@@ -199,8 +200,9 @@ def markdown(report: dict[str, Any]) -> str:
     base, cand = report["baseline"], report["candidate"]
     lines = ["# Paired benchmark runs", "",
              f"Baseline {base.get('ref')} ({str(base.get('commit'))[:12]}) against "
-             f"{cand.get('label')}: {report['pairs']} pairs, {len(report['runs'])} runs in "
-             f"{report['minutes']:.1f} minutes.", ""]
+             f"{cand.get('label')}: {report['pairs']} pairs "
+             f"({'both runs of a pair at once' if report['concurrent'] else 'one after the other'}"
+             f"), {len(report['runs'])} runs in {report['minutes']:.1f} minutes.", ""]
     if comparison.get("rows"):
         headers, rows = table(comparison)
         lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
