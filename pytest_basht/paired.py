@@ -105,8 +105,12 @@ class Started:
 def start(side: Side, pair: int, pytest_args: Sequence[str], runs_dir: Path) -> Started:
     report_dir = runs_dir / f"{pair:02d}-{side.name}"
     report_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pytest", *pytest_args, "--basht-report-dir",
-               str(report_dir), "--basht-history", "off", "-p", "no:cacheprovider"]
+    # One token each: pytest takes an option value it does not know yet for a path to find
+    # its rootdir and ini file from, which would put the candidate's config on the baseline.
+    command = [sys.executable, "-m", "pytest", *pytest_args, f"--basht-report-dir={report_dir}",
+               "--basht-history=off", "-p", "no:cacheprovider"]
+    if not any(arg.split("=", 1)[0] == "--rootdir" for arg in pytest_args):
+        command.append(f"--rootdir={side.root}")  # test ids alike on both sides
     with (report_dir / "pytest.log").open("wb") as log:  # the child keeps its own handle
         process = subprocess.Popen(command, cwd=side.cwd, env=environment(side.root),
                                    stdout=log, stderr=subprocess.STDOUT)

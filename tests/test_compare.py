@@ -183,7 +183,7 @@ def test_single_samples_past_the_threshold_are_undecided_and_say_what_would_deci
         "t::a energy_kwh: old 2 kWh → new 4 kWh (+100.0%, ×2; threshold +10%; noise floor "
         "unknown; threshold only (1 vs 1 samples; a significance test needs ≥ 3 on both "
         "sides)) — to decide: --basht-repeat 5 on both runs, 5 saved runs of this scenario "
-        "on this machine for a noise floor (0 so far), or basht paired --pairs 8 (docs/ci.md)")
+        "on this machine for a noise floor (0 so far), or basht paired --pairs 6 (docs/ci.md)")
     verdicts = {(r.scenario, r.metric): r.verdict for r in result.rows}
     assert verdicts[("t::a", "jct_ms")] == "ok" and verdicts[("t::a", "wte_kwh")] == "ok"
     assert verdicts[("t::b", "energy_kwh")] == "improvement"

@@ -82,7 +82,7 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
                r"\(\+([\d.]+)%, ×[\d.]+; threshold \+40%; noise floor unknown; threshold only "
                r"\(1 vs 1 samples.*\) — to decide: --basht-repeat 5 on both runs, 5 saved runs "
                r"of this scenario on this machine for a noise floor \(1 so far\), or basht "
-               r"paired --pairs 8 \(docs/ci\.md\)$")
+               r"paired --pairs 6 \(docs/ci\.md\)$")
     match = re.match(pattern, energy)
     assert match, energy
     assert float(match[1]) == pytest.approx(old["energy_kwh"], rel=1e-3)

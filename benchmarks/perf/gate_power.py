@@ -4,7 +4,8 @@ A throwaway git repository holds one scenario whose trainable does a fixed numbe
 loop iterations per trial (``work.txt``); its commit is the baseline. K unchanged
 candidates (the working tree as committed) and K candidates with +10 % of iterations
 (``--change``) are each decided by the recipe docs/ci.md recommends — ``basht paired
---pairs P --fail-on SPEC`` — while a busy loop the script starts itself runs on one core
+--pairs P --fail-on SPEC``, a pair's two runs at once (``--sequential``: one after the
+other) — while a busy loop the script starts itself runs on one core
 (``--load-core``, by default the core the trial worker is pinned to) for a few seconds, then
 pauses for a few, until the end. Unchanged and changed decisions alternate, so the load
 hits both kinds alike.
@@ -14,7 +15,7 @@ against the last candidate run (made apart, as main's saved run and a pull reque
 are), a threshold alone deciding (``energy_kwh:+10%,jct_ms:+20%`` as the issue's user
 gated, and the recipe's own keys).
 
-    python benchmarks/perf/gate_power.py --decisions 8 --pairs 8
+    python benchmarks/perf/gate_power.py --decisions 5 --pairs 6
 
 Prints the false-alarm rate, the detection rate and the CI minutes per decision, each
 decision's line as it finishes, and the spread of the pairs' ratios per gated metric.

@@ -30,7 +30,7 @@ NOISE_Z = 2.0  # a floor of 2 standard errors: about 95 % of unchanged compariso
 MIN_HISTORY = 5  # samples of a scenario in the history before its spread is used
 HISTORY_WINDOW = 20  # the newest samples that make the spread (the machine changes too)
 MIN_PAIRS = 5  # one-sided signed-rank: 1/2^5 = 0.031 is the first p below 0.05
-RECOMMENDED_PAIRS = 8  # p down to 0.004, and one pair against the others still decides
+RECOMMENDED_PAIRS = 6  # p down to 0.016; one pair against the others (by a little) still decides
 
 
 @dataclass(frozen=True)
