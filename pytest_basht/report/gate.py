@@ -225,7 +225,7 @@ def samples(report: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], li
 @dataclass(frozen=True)
 class Significance:
     p: float | None
-    significant: bool | None  # None: too few samples, the threshold alone decides
+    significant: bool | None  # None: too few samples for the test
     test: str
 
 
