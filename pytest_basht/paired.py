@@ -4,8 +4,8 @@ The baseline ref is checked out into a temporary git worktree; the benchmark com
 (``pytest`` and its arguments) runs N times on each side. By default the two runs of a
 pair run at the same time (duet benchmarking): a neighbour's load that comes and goes
 hits both alike, and cancels in their ratio — on a 2-core runner with a busy loop coming
-and going, the spread of one pair's trial-energy ratio fell from ±31 % one after the other
-to ±2 % at once (benchmarks/perf/gate_power.py). Both runs' workers get the same core
+and going, the spread of one pair's trial-energy ratio fell from ±19 % one after the other
+to ±3 % at once (benchmarks/perf/gate_power.py). Both runs' workers get the same core
 plan, so they share the cores evenly. ``sequential`` runs them one after the other
 instead (benchmarks that do not fit twice: GPU memory, large data), in counterbalanced
 order — baseline first in odd pairs, candidate first in even ones — so that a drift over
