@@ -23,6 +23,7 @@ own pytest-basht too, when pytest-basht is the project under test.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -201,6 +202,7 @@ def main(baseline_ref: str, pytest_args: Sequence[str], *, pairs_count: int,
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root,
                        capture_output=True)
         subprocess.run(["git", "worktree", "prune"], cwd=root, capture_output=True)
+        shutil.rmtree(tree.parent, ignore_errors=True)
 
 
 @dataclass(frozen=True)

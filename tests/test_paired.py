@@ -64,7 +64,8 @@ def test_an_unchanged_paired_run_passes(repo):
     [row] = [r for r in report["comparison"]["rows"] if r["metric"] == "trials.cpu_s"]
     assert row["n_old"] == 5 and row["noise"] == "pairs, 5"
     assert "## Runs" in (repo.path / "out" / "paired.md").read_text()
-    assert not list(repo.path.glob("**/basht-baseline-*"))  # the worktree lives elsewhere
+    tree = Path(report["baseline"]["tree"])  # elsewhere, and gone once the job is done
+    assert repo.path not in tree.parents and not tree.parent.exists()
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo.path, text=True,
                                capture_output=True).stdout
     assert len(worktrees.strip().splitlines()) == 1, worktrees  # removed at the end
