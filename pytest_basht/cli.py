@@ -1,6 +1,7 @@
 """The ``basht`` command: validate workloads, regenerate reports, export trial tables,
-list the run history, compare two runs with the same verdict as the pytest gate (exit 1
-on a regression), and show the state of Zeus batch size optimizer jobs."""
+list the run history and its noise, compare two runs with the same verdict as the pytest
+gate (exit 1 on a regression), run a baseline ref and the working tree in pairs and gate
+on them (``paired``), and show the state of Zeus batch size optimizer jobs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pytest_basht.errors import BashtUsageError
 from pytest_basht.report import gate, markdown
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import write_atomic
+from pytest_basht.report.noise import RECOMMENDED_PAIRS
 
 if TYPE_CHECKING:
     from pytest_basht.report.history import History
@@ -101,16 +103,22 @@ def _compare(args: argparse.Namespace) -> int:
     except gate.ThresholdError as exc:
         raise BashtUsageError(f"--fail-on: expected {exc}, got {args.fail_on!r}") from None
     paths = all(history.looks_like_path(ref) for ref in (args.old, args.new))
-    store = None if paths else _store(args)
+    # two files need no store, but its noise floors help: use one that is there already
+    there = args.history is not None or (Path.cwd() / history.DEFAULT_PATH).exists()
+    store = None if paths and not there else _store(args)
     try:
         old = history.resolve(args.old, store)
         new = history.resolve(args.new, store)
+        gate.check_report(old.report, old.label)
+        gate.check_report(new.report, new.label)
+        spreads = ({} if store is None or not thresholds else gate.history_spreads(
+            store, old.report, new.report, {t.key for t in thresholds}))
     finally:
         if store is not None:
             store.close()
     result = gate.compare(old.report, new.report, thresholds,
-                                 baseline_label=old.label, current_label=new.label,
-                                 any_machine=args.any_machine)
+                          baseline_label=old.label, current_label=new.label,
+                          any_machine=args.any_machine, spreads=spreads)
     comparison = report_json.clean(result.to_dict())
     headers, rows = gate.table(comparison)
     print(f"old: {old.label}\nnew: {new.label}")
@@ -119,6 +127,52 @@ def _compare(args: argparse.Namespace) -> int:
     for line in gate.gate_lines(comparison):
         print(line)
     return 1 if result.verdict == "fail" else 0
+
+
+def _noise(args: argparse.Namespace) -> int:
+    import statistics
+
+    from pytest_basht.report import noise
+
+    try:
+        keys = [gate.metric_key(k) for k in args.metric] or list(gate.SHOWN)
+    except gate.ThresholdError as exc:
+        raise BashtUsageError(f"--metric: expected {exc}") from None
+    store = _store(args)
+    if store is None:
+        raise BashtUsageError("--history off: the noise floor comes from a history store")
+    with store:
+        entries = store.samples(args.scenario)
+        shown = store.shown
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    for entry in entries:  # newest first: each group keeps its newest HISTORY_WINDOW
+        group = groups.setdefault((entry.scenario_id, entry.machine_id, entry.workload_key), [])
+        if len(group) < noise.HISTORY_WINDOW:
+            group.append(entry)
+    print(f"noise in {shown}: the newest {noise.HISTORY_WINDOW} samples of each scenario, "
+          f"machine and workload; a 1-vs-1 comparison is within noise up to the floor")
+    rows = []
+    for (scenario, machine_id, _), found in groups.items():
+        conditions = [e.conditions for e in found if e.conditions]
+        others = [c["others_cpu_pct"] for c in conditions if c.get("others_cpu_pct") is not None]
+        loads = [c["load_1m"] for c in conditions if c.get("load_1m") is not None]
+        for key in keys:
+            values = [e.values[key] for e in found if key in e.values]
+            spread = noise.spread(values)
+            rows.append([scenario, machine_id, str(len(values)), key,
+                         markdown.fmt(statistics.median(values)) if values else "—",
+                         "—" if spread is None else f"±{noise.as_pct(spread):.1f}%",
+                         "—" if spread is None else
+                         f"±{noise.as_pct(noise.floor(spread, 1, 1)):.1f}%",
+                         markdown.fmt(statistics.median(others)) if others else "—",
+                         markdown.fmt(statistics.median(loads)) if loads else "—"])
+    if rows:
+        print(tabulate(rows, headers=["scenario", "machine", "samples", "metric", "median",
+                                      "spread", "1-vs-1 floor", "others' CPU %", "load 1m"],
+                       disable_numparse=True))
+    else:
+        print("no samples saved" + (f" of {args.scenario}" if args.scenario else ""))
+    return 0
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -156,6 +210,23 @@ def _save(args: argparse.Namespace) -> int:
         print(f"saved run {entry.run_id}" + (f" as '{entry.name}'" if entry.name else "")
               + f" in {store.shown}")
     return 0
+
+
+def _paired(args: argparse.Namespace) -> int:
+    from pytest_basht import paired
+
+    try:
+        thresholds = gate.parse_fail_on(args.fail_on) if args.fail_on else []
+        pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else \
+            args.pytest_args
+        return paired.main(args.baseline, pytest_args, pairs_count=args.pairs,
+                           thresholds=thresholds, work_dir=args.work_dir,
+                           sequential=args.sequential)
+    except gate.ThresholdError as exc:
+        print(f"basht: error: --fail-on: expected {exc}, got {args.fail_on!r}", file=sys.stderr)
+    except BashtUsageError as exc:
+        print(f"basht: error: {exc}", file=sys.stderr)
+    return paired.EXIT_USAGE
 
 
 def _bso_store(args: argparse.Namespace) -> Any:
@@ -302,6 +373,36 @@ def main(argv: list[str] | None = None) -> int:
                    help="only runs of this machine's hardware")
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     p.set_defaults(func=_history)
+    p = sub.add_parser(
+        "paired", help="run the baseline ref and this working tree side by side, N pairs, "
+        "and gate on the paired differences (exit 0 pass, 1 fail, 4 usage)",
+        description="Check REF out into a temporary git worktree, run PYTEST_ARGS on it and "
+        "on the working tree N times each (a pair's two runs at once, or with --sequential "
+        "one after the other in alternating order), each run writing its own report, and "
+        "decide each gated metric on the pairs' ratios (Wilcoxon signed-rank, needs ≥ 5 "
+        "pairs). Writes paired.json and paired.md in the work directory.",
+        usage="basht paired --baseline REF [--pairs N] [--fail-on SPEC] [--work-dir DIR] "
+              "[--sequential] -- PYTEST_ARGS ...")
+    p.add_argument("--baseline", required=True, metavar="REF",
+                   help="the git ref to compare against (a branch, tag or commit)")
+    p.add_argument("--pairs", type=int, default=RECOMMENDED_PAIRS, metavar="N",
+                   help="pairs of runs (default %(default)s; ≥ 5 to decide at all)")
+    p.add_argument("--fail-on", metavar="SPEC", help="thresholds, e.g. "
+                   "'trials.energy_kwh:+5%%,trials.cpu_s:+5%%'")
+    p.add_argument("--work-dir", type=Path, metavar="DIR", help="where the runs' reports and "
+                   "the verdict go (default: reports/paired/<time>)")
+    p.add_argument("--sequential", action="store_true", help="run a pair's two runs one "
+                   "after the other (default: at once, so that a neighbour's load hits both)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
+                   help="after --: the benchmark command's pytest arguments")
+    p.set_defaults(func=_paired)
+    p = sub.add_parser("noise", help="the spread of each metric across saved runs: the gate's "
+                       "noise floor, with the load the runs had")
+    p.add_argument("--history", metavar="URL", help=history_help)
+    p.add_argument("--scenario", metavar="ID", help="only this scenario (its test id)")
+    p.add_argument("--metric", action="append", default=[], metavar="KEY",
+                   help="a metric to show (repeatable; default: jct_ms, energy_kwh, wte_kwh)")
+    p.set_defaults(func=_noise)
     p = sub.add_parser("save", help="save a run's report.json in the history")
     p.add_argument("run", help="a run directory or its report.json")
     p.add_argument("--name", help="a name to compare against later (e.g. main)")

@@ -23,6 +23,11 @@ Definitions (the report repeats them):
 * Zeus cost — η·E + (1−η)·P_max·T.
 * TTA / ETA — time and energy from deploy start until a validation value first met the
   target.
+* per phase — ``<phase>.time_ms``, ``<phase>.energy_kwh`` and ``<phase>.cpu_s`` for each
+  lifecycle phase (its span: wall time, the meter over its window × PUE, CPU seconds of the
+  run's processes), for ``trials`` (the trials window setup end → result collection start;
+  the energy and CPU seconds the trials themselves drew, summed) and for each trial phase
+  (``trial.train`` ...: summed over every trial's spans of that phase, so worker time).
 """
 
 from __future__ import annotations
@@ -50,6 +55,15 @@ UNITS = {
     "tta_ms": "ms", "eta_j": "J",
 }
 TABLE2_KEYS = tuple(UNITS)
+
+#: The phases with gateable figures: the lifecycle's, the trials window, each trial phase.
+PHASE_NAMES = (Phase.DEPLOY.value, Phase.SETUP.value, "trials", Phase.RESULT_COLLECTION.value,
+               Phase.TEST.value, Phase.METRIC_COLLECTION.value, Phase.UNDEPLOY.value,
+               Phase.TRIAL_LOAD.value, Phase.TRIAL_TRAIN.value, Phase.TRIAL_VALIDATE.value)
+PHASE_MEASURES = {"time_ms": "ms", "energy_kwh": "kWh", "cpu_s": "s"}
+PHASE_UNITS = {f"{phase}.{measure}": unit for phase in PHASE_NAMES
+               for measure, unit in PHASE_MEASURES.items()}
+PHASE_KEYS = tuple(PHASE_UNITS)
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class Metrics:
     worker_hours: float = 0.0
     provisional: bool = False
     waste: dict[str, WasteFigures] = field(default_factory=dict)
+    phases: dict[str, float | None] = field(default_factory=dict)  # PHASE_KEYS
 
     def table2(self) -> dict[str, float | None]:
         return {k: getattr(self, k) for k in TABLE2_KEYS}
@@ -215,6 +230,51 @@ def timeline_pieces(ts: Sequence[int], joules: Sequence[float], lo: int, hi: int
     return out
 
 
+# ----------------------------------------------------------------------------- per phase
+
+
+def _figures(spans: Iterable[Span], pue: float) -> tuple[float, float, float]:
+    """(time ms, energy kWh × PUE, CPU s) summed over spans."""
+    ms = kwh = cpu = 0.0
+    for s in spans:
+        ms += max(0, s.end_ns - s.start_ns) / 1e6
+        kwh += (s.energy_j or 0.0) * pue / J_PER_KWH
+        cpu += s.cpu_s
+    return ms, kwh, cpu
+
+
+def phase_metrics(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRecord]
+                  ) -> dict[str, float | None]:
+    """Time, energy and CPU seconds of each phase (``PHASE_KEYS``); None where a phase did
+    not happen. The ``trials`` window runs from setup end to result collection start (the
+    first trial's start to the last one's end when those spans are missing); its energy and
+    CPU are what the trials drew — their attributed shares, not the idle slots (WR)."""
+    pue = workload.energy.pue
+    out: dict[str, float | None] = dict.fromkeys(PHASE_KEYS)
+
+    def put(phase: str, figures: tuple[float, float, float]) -> None:
+        for measure, value in zip(PHASE_MEASURES, figures, strict=True):
+            out[f"{phase}.{measure}"] = value
+
+    for phase in (Phase.DEPLOY, Phase.SETUP, Phase.RESULT_COLLECTION, Phase.TEST,
+                  Phase.METRIC_COLLECTION, Phase.UNDEPLOY):
+        span = _span(spans, phase)
+        if span is not None:
+            put(phase.value, _figures([span], pue))
+    setup, collect = _span(spans, Phase.SETUP), _span(spans, Phase.RESULT_COLLECTION)
+    if trials or (setup and collect):
+        lo = setup.end_ns if setup else min(t.start_ns for t in trials)
+        hi = collect.start_ns if collect else max(t.end_ns for t in trials)
+        put("trials", (max(0, hi - lo) / 1e6,
+                       sum(_trial_energy(t) for t in trials) * pue / J_PER_KWH,
+                       sum(t.cpu_s for t in trials)))
+    for phase in (Phase.TRIAL_LOAD, Phase.TRIAL_TRAIN, Phase.TRIAL_VALIDATE):
+        found = [s for t in trials for s in t.spans if s.phase == phase.value]
+        if found:
+            put(phase.value, _figures(found, pue))
+    return out
+
+
 # ----------------------------------------------------------------------------- Table 2
 
 
@@ -296,7 +356,8 @@ def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRec
         wr_pct=wr_pct, zeus_cost=zeus_cost, tta_ms=tta_ms, eta_j=eta_j, trials=n,
         complete=states.count("complete"), pruned=states.count("pruned"),
         failed=states.count("failed"), duplicate=waste["duplicate"].trials,
-        worker_hours=worker_hours, provisional=undeploy is None, waste=waste)
+        worker_hours=worker_hours, provisional=undeploy is None, waste=waste,
+        phases=phase_metrics(workload, spans, trials))
 
 
 def finite(value: float | None) -> bool:

@@ -19,6 +19,7 @@ from pytest_basht.errors import BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
 from pytest_basht.report import files, terminal
 from pytest_basht.report import json as report_json
+from pytest_basht.report.gate import exit_status
 from pytest_basht.runner import Deployment, TrialRunner
 from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, repeat_id, variant_of
 from pytest_basht.session import BashtSession
@@ -30,6 +31,7 @@ SESSION = pytest.StashKey[BashtSession]()
 WRITTEN = pytest.StashKey[str]()
 REPORT = pytest.StashKey[dict[str, Any]]()
 FINISH = pytest.StashKey[list[tuple[str, bool]]]()  # (terminal line, red?) after the table
+GATE_FAILED = "basht gate failed"  # counted in pytest's last line: "1 passed, 1 basht gate ..."
 XDIST_KEY = "basht_records"
 RECORD_ATTR = "basht_record"  # on a worker's teardown report: the scenario's record (JSON)
 STARTED_ATTR = "basht_scenario"  # on a worker's setup report: the worker id
@@ -170,7 +172,9 @@ def _basht_undeploy(request: pytest.FixtureRequest) -> Iterator[None]:
 def deployed_sut(request: pytest.FixtureRequest, basht_workload: Workload,
                  _basht_undeploy: None) -> Deployment:
     """The deployment for this workload's SUT key (deployed once, reused by equal keys)."""
-    return _session(request.config).engines.get(basht_workload).deployments.get(basht_workload)
+    session = _session(request.config)
+    session.begin_scenario(request.node.nodeid)  # its conditions are sampled from here
+    return session.engines.get(basht_workload).deployments.get(basht_workload)
 
 
 @pytest.fixture
@@ -188,7 +192,6 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
     spec = ScenarioSpec.from_item(request.node)
     nodeid = request.node.nodeid
     engine = session.engines.get(basht_workload)
-    session.engines.begin_scenario(nodeid)
     return TrialRunner(basht_workload, engine.deployments,
                        on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant,
                                                               repeat=basht_repeat))
@@ -307,6 +310,7 @@ def _finish(session: pytest.Session, state: BashtSession, exitstatus: int) -> No
     except Exception as exc:  # the records are kept; their undeploy is missing, and said so
         state.notes.append(f"undeploy failed ({type(exc).__name__}: {exc}): the records of "
                            "the scenarios on that deployment stay provisional")
+    state.conditions.stop()
     state.engines.finish_live(state.options.pushgateway)
     records = state.records()
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
@@ -373,9 +377,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if written is None:
         return
     terminalreporter.write_sep("=", "basht")
-    for line in terminal.summary(written, config.stash.get(REPORT, None),
-                                 config.stash.get(FINISH, [])):
+    report = config.stash.get(REPORT, None)
+    for line in terminal.summary(written, report, config.stash.get(FINISH, [])):
         terminalreporter.write_line(line.text, **line.markup())
+    comparison = (report or {}).get("comparison")
+    if comparison and exit_status(comparison):  # so that pytest's last line says so too
+        terminalreporter.stats.setdefault(GATE_FAILED, []).append(comparison["verdict"])
 
 
 # ------------------------------------------------------------------------- progress

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 import pytest_basht.budget as budget_mod
 import pytest_basht.machine as machine
 import pytest_basht.wiring as wiring
+from pytest_basht.conditions import ConditionsRecorder
 from pytest_basht.energy.monitor import EnergyMonitor
+from pytest_basht.energy.trace import scenario_start
 from pytest_basht.engines import Engines
 from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
@@ -59,6 +61,7 @@ class Scenario:
     repeat: int = 1
     scenario_id: str | None = None
     sweep: dict[str, Any] | None = None  # the sweep it is a step of, and its position
+    conditions: dict[str, Any] | None = None  # the load it ran under (conditions.summarize)
 
 
 @dataclass
@@ -94,6 +97,7 @@ class BashtSession:
     engines: Engines = field(init=False)
     gate: Gate = field(init=False)
     _plugins: Any = None
+    conditions: ConditionsRecorder = field(init=False)
     _registry: Registry | None = None
     _history: SessionHistory | None = None
 
@@ -105,6 +109,8 @@ class BashtSession:
         self.engines = Engines(lambda: self.registry, o.meter_context, self.signals,
                                self.notes, workers=self.workers, line=self.progress_factory)
         self.gate = Gate(o.compare, tuple(o.fail_on or ()), bool(o.compare_any_machine))
+        # under xdist the run's process tree is the controller's (the worker's parent)
+        self.conditions = ConditionsRecorder(os.getppid() if self.worker else os.getpid())
 
     @property
     def plugins(self) -> Any:
@@ -138,14 +144,24 @@ class BashtSession:
 
     # -------------------------------------------------------------- scenarios
 
+    def begin_scenario(self, test_id: str) -> None:
+        """A scenario starts: its conditions are sampled from now (and once a second)."""
+        self.conditions.start()
+        self.conditions.sample()
+        self.engines.begin_scenario(test_id)
+
     def add_result(self, test_id: str, result: RunResult, spec: ScenarioSpec,
                    variables: dict[str, Any], *, repeat: int = 1) -> None:
         experiment = spec.experiment or result.workload.experiment
+        conditions = self.conditions.summary(scenario_start(result.spans, result.trials),
+                                             workers=result.workload.workers.count,
+                                             processes=self.workers)
         self.scenarios[test_id] = Scenario(test_id, experiment, variables, result=result,
                                            repeat=repeat,
                                            scenario_id=scenario_id(test_id, repeat,
                                                                    self.options.repeat or 1),
-                                           sweep=self.sweeps.info(test_id))
+                                           sweep=self.sweeps.info(test_id),
+                                           conditions=conditions)
         self.engines.scenario_done(test_id, result)
 
     def add_record(self, record: dict[str, Any]) -> None:
@@ -195,6 +211,8 @@ class BashtSession:
         record["repeat"] = sc.repeat
         record["placement"] = {"worker": self.worker or "main", "pid": os.getpid(),
                                "host": platform.node()}
+        if sc.conditions is not None:
+            record["conditions"] = report_json.clean(sc.conditions)
         try:
             self.plugins.pytest_basht_update_scenario(config=self.config, scenario=record)
         except Exception as exc:  # a third party's hook must not cost the record

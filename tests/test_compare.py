@@ -106,7 +106,7 @@ def test_goal_metrics_are_worse_against_the_goal_direction():
     gate = parse_fail_on("test_score:2%")
     dropped = compare(report(scenario("t::a", score=0.90)), report(scenario("t::a", score=0.85)),
                       gate)
-    assert dropped.verdict == "fail" and dropped.regressions[0].metric == "test_score"
+    assert dropped.verdict == "fail" and dropped.undecided[0].metric == "test_score"
     rose = compare(report(scenario("t::a", score=0.90)), report(scenario("t::a", score=0.95)),
                    gate)
     assert rose.verdict == "pass"
@@ -148,9 +148,10 @@ def test_a_change_past_the_threshold_but_within_the_noise_is_marked_not_failed()
     new = samples("t::a", "energy_kwh", [1.2, 0.8, 1.5, 1.25, 1.1])  # median +20%
     result = compare(report(*old), report(*new), parse_fail_on("energy_kwh:+10%"))
     [row] = [r for r in result.rows if r.metric == "energy_kwh"]
-    assert row.verdict == "~" and row.p is not None and row.p >= 0.05
+    assert row.verdict == "within noise" and row.p is not None and row.p >= 0.05
+    assert row.noise == "these samples" and row.noise_pct > 20
     assert result.verdict == "pass"
-    assert any(line.startswith("~ t::a energy_kwh") for line in
+    assert any(line.startswith("within noise: t::a energy_kwh") for line in
                gate_lines(report_json.clean(result.to_dict())))
 
 
@@ -167,29 +168,29 @@ def test_a_significant_change_past_the_threshold_fails():
 # ----------------------------------------------------------------------------- verdicts
 
 
-def test_single_samples_are_judged_by_the_threshold_and_the_report_says_so():
+def test_single_samples_past_the_threshold_are_undecided_and_say_what_would_decide():
     gate = parse_fail_on("energy_kwh:+10%,jct_ms:+20%,wte_kwh:+0.5")
     old = report(scenario("t::a", energy_kwh=2.0, jct_ms=100.0, wte_kwh=0.0),
                  scenario("t::b", energy_kwh=2.0))
     new = report(scenario("t::a", energy_kwh=4.0, jct_ms=110.0, wte_kwh=0.4),
                  scenario("t::b", energy_kwh=1.0))
     result = compare(old, new, gate, baseline_label="baseline main")
-    assert result.verdict == "fail"
-    [reg] = result.regressions
-    assert (reg.scenario, reg.metric, reg.ratio, reg.change_pct) == ("t::a", "energy_kwh", 2.0,
+    assert result.verdict == "fail" and not result.regressions
+    [und] = result.undecided
+    assert (und.scenario, und.metric, und.ratio, und.change_pct) == ("t::a", "energy_kwh", 2.0,
                                                                      100.0)
-    assert regression_line(reg) == (
-        "t::a energy_kwh: old 2 kWh → new 4 kWh (+100.0%, ×2; threshold +10%; threshold only "
-        "(1 vs 1 samples; a significance test needs ≥ 3 on both sides))")
+    assert regression_line(und) == (
+        "t::a energy_kwh: old 2 kWh → new 4 kWh (+100.0%, ×2; threshold +10%; noise floor "
+        "unknown; threshold only (1 vs 1 samples; a significance test needs ≥ 3 on both "
+        "sides)) — to decide: --basht-repeat 5 on both runs, 5 saved runs of this scenario "
+        "on this machine for a noise floor (0 so far), or basht paired --pairs 6 (docs/ci.md)")
     verdicts = {(r.scenario, r.metric): r.verdict for r in result.rows}
     assert verdicts[("t::a", "jct_ms")] == "ok" and verdicts[("t::a", "wte_kwh")] == "ok"
-    assert verdicts[("t::b", "energy_kwh")] == "improved"
-    assert any("fewer than 3 samples on a side, so the threshold alone decides" in n
-               for n in result.notes)
+    assert verdicts[("t::b", "energy_kwh")] == "improvement"
     lines = gate_lines(json.loads(json.dumps(report_json.clean(result.to_dict()))))
-    assert lines[0] == ("basht gate: FAIL — 1 regression(s) past "
+    assert lines[0] == ("basht gate: FAIL — 1 undecided (not told from noise) past "
                         "energy_kwh:+10%,jct_ms:+20%,wte_kwh:+0.5 against baseline main")
-    assert lines[1] == "REGRESSION " + regression_line(reg)
+    assert lines[1] == "UNDECIDED " + regression_line(und)
 
 
 def test_several_thresholds_on_one_key_must_all_be_passed():
@@ -199,7 +200,7 @@ def test_several_thresholds_on_one_key_must_all_be_passed():
     assert small.verdict == "pass"  # +30% but only +0.3 kWh
     big = compare(report(scenario("t::a", energy_kwh=1.0)),
                   report(scenario("t::a", energy_kwh=1.6)), gate)
-    assert big.verdict == "fail" and big.regressions[0].threshold == "+10% and +0.5 kWh"
+    assert big.verdict == "fail" and big.undecided[0].threshold == "+10% and +0.5 kWh"
 
 
 def test_a_metric_that_lost_its_value_is_a_regression():
@@ -304,7 +305,7 @@ def test_the_gate_judges_the_report_and_says_how_the_run_ends():
     judged = gate.judge(worse)
     assert judged is not None and exit_status(judged) == EXIT_TESTS_FAILED
     lines = alarms(judged)
-    assert lines[0][0].startswith("basht gate: FAIL") and lines[1][0].startswith("REGRESSION")
+    assert lines[0][0].startswith("basht gate: FAIL") and lines[1][0].startswith("UNDECIDED")
     assert [red for _, red in lines] == [True, True] + [False] * (len(lines) - 2)  # notes
     broken = report(scenario("t::other"))
     judged = gate.judge(broken)

@@ -13,6 +13,7 @@ import sqlalchemy.dialects.postgresql  # noqa: F401  (loaded once, not per in-pr
 from busy_trainable import BUSY_CONFTEST, BUSY_WORKLOAD, SCENARIO
 
 from pytest_basht.report import json as report_json
+from pytest_basht.report.markdown import fmt
 
 GATE = "energy_kwh:+40%,twh_kwh:+40%"  # doubled work measured +84% / +108%; reruns +15%
 WORK_S = 1.2  # CPU seconds per trial; the scenario runs 2 trials
@@ -50,21 +51,38 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
     assert re.search(r"history: saved run \S+ as 'base' in sqlite:///", first.stdout.str())
     base = latest(busy)
     old = base["scenarios"][0]["metrics"]
+    # the load it ran under: in report.json, and in the history (basht noise shows it)
+    conditions = base["scenarios"][0]["conditions"]
+    assert conditions["samples"] >= 1 and conditions["cpus"] >= 1
+    assert conditions["others_cpu_pct"] >= 0 and conditions["load_1m"] is not None
+    assert (conditions["workers"], conditions["processes"]) == (1, 1)
+    noise = cli(busy, "noise", "--metric", "trials.cpu_s")
+    assert noise.ret == 0, output(noise)
+    [shown] = [line for line in noise.outlines if line.startswith("test_busy.py::test_busy ")]
+    assert shown.split()[2:4] == ["1", "trials.cpu_s"]  # 1 sample so far
+    assert shown.split()[-2] == fmt(conditions["others_cpu_pct"])
 
+    # One sample each side cannot tell a change from noise: undecided, and it says why.
     (busy.path / "work.txt").write_text(str(2 * WORK_S))
     doubled = run(busy, "--basht-compare", "base", "--basht-fail-on", GATE)
     out = output(doubled)
     assert doubled.ret == 1, out
     assert "Traceback" not in out
-    assert "basht gate: FAIL — 2 regression(s) past energy_kwh:+40%,twh_kwh:+40%" in out
+    assert "basht gate: FAIL — 2 undecided (not told from noise) past " \
+           "energy_kwh:+40%,twh_kwh:+40%" in out
+    assert re.search(r"=+ 1 passed, 1 basht gate failed in [\d.]+s", doubled.outlines[-1]), \
+        doubled.outlines[-1]
     report = latest(busy)
     new = report["scenarios"][0]["metrics"]
     assert new["energy_kwh"] > 1.4 * old["energy_kwh"] and new["twh_kwh"] > 1.4 * old["twh_kwh"]
-    lines = [line for line in out.splitlines() if line.startswith("REGRESSION ")]
+    lines = [line for line in out.splitlines() if line.startswith("UNDECIDED ")]
     assert len(lines) == 2, out
     energy = next(line for line in lines if " energy_kwh: " in line)
-    pattern = (r"^REGRESSION test_busy\.py::test_busy energy_kwh: old (\S+) kWh → new (\S+) kWh "
-               r"\(\+([\d.]+)%, ×[\d.]+; threshold \+40%; threshold only \(1 vs 1 samples")
+    pattern = (r"^UNDECIDED test_busy\.py::test_busy energy_kwh: old (\S+) kWh → new (\S+) kWh "
+               r"\(\+([\d.]+)%, ×[\d.]+; threshold \+40%; noise floor unknown; threshold only "
+               r"\(1 vs 1 samples.*\) — to decide: --basht-repeat 5 on both runs, 5 saved runs "
+               r"of this scenario on this machine for a noise floor \(1 so far\), or basht "
+               r"paired --pairs 6 \(docs/ci\.md\)$")
     match = re.match(pattern, energy)
     assert match, energy
     assert float(match[1]) == pytest.approx(old["energy_kwh"], rel=1e-3)
@@ -78,7 +96,7 @@ def test_twice_the_cpu_work_fails_the_gate_and_an_unchanged_rerun_passes(busy):
     run_dir = str(busy.path / "reports" / report["run_id"])
     verdict = cli(busy, "compare", "base", run_dir, "--fail-on", GATE)
     assert verdict.ret == 1
-    assert [line for line in verdict.outlines if line.startswith("REGRESSION ")] == lines
+    assert [line for line in verdict.outlines if line.startswith("UNDECIDED ")] == lines
     other = dict(base, machine={**base["machine"], "cpu_model": "Another CPU", "id": "x"})
     (busy.path / "other.json").write_text(json.dumps(other))
     refused = cli(busy, "compare", "other.json", run_dir, "--fail-on", GATE)

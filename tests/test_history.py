@@ -153,8 +153,9 @@ def test_history_save_and_compare_commands(tmp_path, monkeypatch, capsys):
 
     assert cli.main(["compare", "main", "last", "--fail-on", "energy_kwh:+50%"]) == 1
     out = capsys.readouterr().out
-    assert "basht gate: FAIL — 1 regression(s) past energy_kwh:+50% against run run-1" in out
-    assert "REGRESSION t.py::test_a energy_kwh: old 2.778e-06 kWh → new 5.556e-06 kWh " \
+    assert "basht gate: FAIL — 1 undecided (not told from noise) past energy_kwh:+50% against " \
+        "run run-1" in out
+    assert "UNDECIDED t.py::test_a energy_kwh: old 2.778e-06 kWh → new 5.556e-06 kWh " \
            "(+100.0%, ×2; threshold +50%" in out
     assert cli.main(["compare", "last", "main", "--fail-on", "energy_kwh:+50%"]) == 0
     assert "basht gate: PASS" in capsys.readouterr().out

@@ -24,6 +24,8 @@ def test_history_on_postgresql(postgres_server, tmp_path):  # noqa: F811
         assert [r.run_id for r in store.runs()] == ["run-2", "run-1"]
         assert store.find("main").run_id == "run-1" and store.find("last").run_id == "run-2"
         assert store.report("run-2")["scenarios"][0]["metrics"]["energy_j"] == 12.0
+        samples = store.samples("t.py::test_a", exclude_run="run-2")  # the noise floor's
+        assert [(e.run_id, e.values["energy_j"]) for e in samples] == [("run-1", 10.0)]
     # What other tools see: plain tables, queryable with SQL.
     dsn = postgres_server.dsn("history_unit")
     with psycopg.connect(dsn) as conn:

@@ -23,9 +23,9 @@ LAYERS: dict[str, int] = {
     # 2: the workload, the lifecycle, the hook specifications, the registry (dicts only)
     "workload": 2, "lifecycle": 2, "hookspecs": 2, "registry": 2,
     # 3: meters, trainables, search spaces, ask-and-tell optimizers, metrics, budgets and
-    # study budgets, scenarios, storage
+    # study budgets, scenarios, storage, run conditions
     "energy": 3, "trainables": 3, "search": 3, "optimizers": 3, "metrics": 3, "budget": 3,
-    "spend": 3, "scenarios": 3, "sweep": 3, "db": 3,
+    "spend": 3, "scenarios": 3, "sweep": 3, "db": 3, "conditions": 3,
     # 4: systems under test and the simulator they may replay on
     "simulation": 4, "sut": 4,
     # 5: one scenario driven, its result as plain data, the session's meters and deployments
@@ -35,7 +35,8 @@ LAYERS: dict[str, int] = {
     # 7: feature packages that plug in through hooks, as a third party would
     "zeus": 7, "hydro": 7,
     # 8: the top: wiring, the session coordinator, options, the CLI, the pytest plugin
-    "wiring": 8, "session": 8, "xdist_tracker": 8, "options": 8, "cli": 8, "plugin": 8, "": 8,
+    "wiring": 8, "session": 8, "xdist_tracker": 8, "options": 8, "cli": 8, "plugin": 8,
+    "paired": 8, "": 8,
 }
 
 

@@ -98,3 +98,29 @@ def test_no_trials_is_finite():
                         flat_trace(10, 0, 2))
     assert m.twh_kwh == 0 and m.trial_power_w == 0 and m.wr_pct == 0
     assert m.energy_j == pytest.approx(20)
+
+
+def test_per_phase_figures_known_answers(scenario):
+    phases = metrics.compute(*scenario).phases
+    approx = pytest.approx
+    assert set(phases) == set(metrics.PHASE_KEYS)
+    assert phases["deploy.time_ms"] == approx(1000)
+    assert phases["deploy.energy_kwh"] == approx(10 * 1.5 / 3.6e6)
+    assert phases["undeploy.energy_kwh"] == approx(10 * 1.5 / 3.6e6)
+    assert phases["setup.time_ms"] == approx(1000) and phases["setup.energy_kwh"] == 0
+    assert phases["trials.time_ms"] == approx(8000)          # setup end 2 s → collection 10 s
+    assert phases["trials.energy_kwh"] == approx(320 * 1.5 / 3.6e6)   # the trials' own energy
+    assert phases["trials.cpu_s"] == approx(4 + 2 + 4 + 3.5)
+    assert phases["metric_collection.time_ms"] == approx(1000)
+    assert phases["trial.validate.time_ms"] == 0  # the hand-built validations take no time
+    assert phases["trial.train.time_ms"] is None  # no trial recorded that phase
+
+
+def test_per_phase_trials_window_without_lifecycle_spans():
+    workload = wl.from_mapping({"workers": {"count": 1}})
+    t0, t1 = trial(0, 0, 1, 3, energy=36.0), trial(1, 0, 3, 7, energy=72.0)
+    phases = metrics.phase_metrics(workload, [], [t0, t1])
+    assert phases["trials.time_ms"] == pytest.approx(6000)  # first start → last end
+    assert phases["trials.energy_kwh"] == pytest.approx(108 / 3.6e6)
+    assert phases["deploy.time_ms"] is None and phases["setup.energy_kwh"] is None
+    assert all(v is None for v in metrics.phase_metrics(workload, [], []).values())

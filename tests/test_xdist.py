@@ -95,6 +95,10 @@ def test_parallel_report_equals_the_serial_one_apart_from_timings(fake):
         assert not sc["metrics"]["provisional"]  # the final records replaced the early ones
     assert "concurrency: up to 2 scenarios shared the machine" in parallel_run.stdout.str()
     assert parallel["lost"] == []
+    # Each worker recorded the load over its scenarios, the other worker's as the run's own.
+    assert {s["conditions"]["processes"] for s in serial["scenarios"]} == {1}
+    assert {s["conditions"]["processes"] for s in parallel["scenarios"]} == {2}
+    assert all(s["conditions"]["samples"] >= 1 for s in parallel["scenarios"])
 
     # JUnit XML, written by the controller, carries each scenario's metrics as properties.
     cases = {c.get("name"): c for c in ET.parse(fake.path / "junit.xml").iter("testcase")}

@@ -4,16 +4,31 @@ and ``Gate``, a pytest run's: its baseline loaded before any test, its report ju
 A threshold says how much worse a metric may get, relative (``energy_kwh:+10%``) or in
 the metric's own unit (``energy_kwh:+0.001``); several thresholds on one key must all be
 passed (``energy_kwh:+10%,energy_kwh:+0.0001``: 10% worse *and* 0.1 Wh more). Every
-Table 2 metric is worse when it rises; ``best_value`` and ``test_score`` are worse when
-they move against the scenario's goal direction.
+Table 2 metric and every per-phase metric (``trials.energy_kwh``, ``deploy.time_ms``, ...)
+is worse when it rises; ``best_value`` and ``test_score`` are worse when they move against
+the scenario's goal direction.
 
-Samples are the repeats of a scenario (``--basht-repeat``): the centre of each side is
-its median. As in asv, a change past its threshold is a regression only when it is also
-significant: with ≥ 3 samples on both sides a one-sided Mann–Whitney U test (scipy) must
-give p < 0.05. 3 + 3 samples cannot give p < 0.05 (the smallest exact p is 0.05), so there
-every new sample must be worse than every old one. With fewer than 3 samples on a side the
-threshold alone decides, and the row says so. ``~`` marks a change past the threshold
-that is not significant.
+Samples are the repeats of a scenario (``--basht-repeat``): the centre of each side is its
+median. The rule for a metric with thresholds (``report.noise`` defines spread and floor):
+
+1. Not past its threshold: ``ok``. Past it in the better direction: ``improvement``, or
+   ``within noise`` as below.
+2. Past it and the change is inside the noise floor: ``within noise (±x %)``. The floor
+   is NOISE_Z × spread × √(1/n_old + 1/n_new); the spread comes from the history (the
+   newest HISTORY_WINDOW runs of this scenario, machine fingerprint and workload, once it
+   holds MIN_HISTORY of them: noise between runs, load included), else from the samples
+   themselves when both sides have ≥ 3.
+3. Past the floor, with ≥ 3 samples on both sides: a one-sided Mann–Whitney U test (scipy)
+   decides, as in asv: p < 0.05 is a ``regression``, otherwise ``undecided``. 3 + 3
+   samples cannot give p < 0.05 (the smallest exact p is 0.05), so there every new sample
+   must be worse than every old one.
+4. Past the floor from the history with fewer samples: ``regression``.
+5. No floor and fewer than 3 samples on a side: ``undecided`` — one sample cannot tell a
+   change from noise — with what would decide it.
+
+``regression`` and ``undecided`` fail the gate (an undecided gate cannot rule the
+regression out, and says what to run); ``basht paired`` decides the same way on paired
+runs (``report.pairs``).
 """
 
 from __future__ import annotations
@@ -22,22 +37,23 @@ import difflib
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_basht.errors import BashtUsageError, OptionError
 from pytest_basht.machine import fingerprint
-from pytest_basht.metrics import TABLE2_KEYS, UNITS
+from pytest_basht.metrics import PHASE_KEYS, PHASE_NAMES, PHASE_UNITS, TABLE2_KEYS, UNITS
+from pytest_basht.report import noise
 from pytest_basht.report.json import clean
 
 if TYPE_CHECKING:
-    from pytest_basht.report.history import Resolved, SessionHistory
+    from pytest_basht.report.history import History, Resolved, SessionHistory
 
 ALPHA = 0.05
 MIN_SAMPLES = 3
 GOAL_KEYS = ("best_value", "test_score")
-KEYS = (*TABLE2_KEYS, *GOAL_KEYS)
+KEYS = (*TABLE2_KEYS, *PHASE_KEYS, *GOAL_KEYS)
 SHOWN = ("jct_ms", "energy_kwh", "wte_kwh")  # compared even when no threshold names them
 ALIASES = {
     "jct": "jct_ms", "energy": "energy_kwh", "twh": "twh_kwh", "power": "trial_power_w",
@@ -49,6 +65,8 @@ ALIASES = {
 FINGERPRINT_KEYS = ("cpu_model", "cores", "memory_gb", "accelerators", "meter_source")
 HARDWARE_KEYS = FINGERPRINT_KEYS[:-1]
 _NUMBER = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+#: Others' CPU (% of the machine) that differs this much between the sides is called out.
+LOAD_GAP_PCT = 20.0
 
 
 class ThresholdError(ValueError):
@@ -60,6 +78,10 @@ class CompareError(BashtUsageError):
 
 
 # ----------------------------------------------------------------------------- thresholds
+
+
+def unit_of(key: str) -> str:
+    return UNITS.get(key) or PHASE_UNITS.get(key, "")
 
 
 def worse_when_higher(key: str, goal_direction: str = "maximize") -> bool:
@@ -94,8 +116,13 @@ class Threshold:
 
     @property
     def shown(self) -> str:
-        unit = "" if self.relative else UNITS.get(self.key, "")
+        unit = "" if self.relative else unit_of(self.key)
         return f"{self.limit} {unit}".rstrip()
+
+    @property
+    def log_amount(self) -> float | None:
+        """A relative threshold on the scale of ``noise`` floors (ln(1 + amount))."""
+        return math.log1p(self.amount) if self.relative else None
 
     @property
     def text(self) -> str:
@@ -103,7 +130,8 @@ class Threshold:
         return f"{self.key}:{self.limit}"
 
 
-def _key(name: str) -> str:
+def metric_key(name: str) -> str:
+    """A metric key from its name or short name (a ThresholdError names the keys)."""
     name = name.strip()
     if name in KEYS:
         return name
@@ -112,7 +140,9 @@ def _key(name: str) -> str:
     near = difflib.get_close_matches(name, [*KEYS, *ALIASES], n=1)
     hint = f" (did you mean '{near[0]}'?)" if near else ""
     raise ThresholdError(f"a metric key such as {', '.join(KEYS[:3])}, ... — unknown "
-                         f"'{name}'{hint}; keys: {', '.join(KEYS)}")
+                         f"'{name}'{hint}; keys: {', '.join((*TABLE2_KEYS, *GOAL_KEYS))}, "
+                         f"and per phase PHASE.time_ms, PHASE.energy_kwh or PHASE.cpu_s "
+                         f"for PHASE in {', '.join(PHASE_NAMES)}")
 
 
 def parse_threshold(item: str) -> Threshold:
@@ -121,7 +151,7 @@ def parse_threshold(item: str) -> Threshold:
     if not sep or not amount.strip():
         raise ThresholdError(f"KEY:THRESHOLD items like energy_kwh:+10% or energy_kwh:+0.001 "
                              f"— '{item.strip()}' has no threshold")
-    key = _key(name)
+    key = metric_key(name)
     text = amount.strip()
     sign, body = (text[0], text[1:]) if text[:1] in "+-" else ("", text)
     relative = body.endswith("%")
@@ -153,7 +183,12 @@ def scenario_key(scenario: dict[str, Any]) -> str:
 
 
 def value_of(scenario: dict[str, Any], key: str) -> float | None:
-    raw = scenario.get(key) if key in GOAL_KEYS else scenario["metrics"].get(key)
+    if key in GOAL_KEYS:
+        raw = scenario.get(key)
+    elif key in PHASE_UNITS:
+        raw = (scenario["metrics"].get("phases") or {}).get(key)
+    else:
+        raw = scenario["metrics"].get(key)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
         return None
     return float(raw)
@@ -190,7 +225,7 @@ def samples(report: dict[str, Any]) -> tuple[dict[str, list[dict[str, Any]]], li
 @dataclass(frozen=True)
 class Significance:
     p: float | None
-    significant: bool | None  # None: too few samples, the threshold alone decides
+    significant: bool | None  # None: too few samples for the test
     test: str
 
 
@@ -217,6 +252,27 @@ def significance(old: Sequence[float], new: Sequence[float], higher_is_worse: bo
                         f"{p_min:.3g}); every new sample must be worse than every old one")
 
 
+def decide(*, worse: bool, better: bool, change: float | None, floor: float | None,
+           significant: bool | None) -> str:
+    """The verdict of a metric with thresholds (the rule in this module's docstring).
+
+    ``worse``/``better``: past every threshold in that direction; ``change``: ln(new/old);
+    ``floor``: the noise floor on that scale (None: unknown); ``significant``: what a rank
+    test said about the direction the change went (None: too few samples for one)."""
+    inside = floor is not None and change is not None and abs(change) <= floor
+    if worse:
+        if inside:
+            return "within noise"
+        if significant is None:
+            return "regression" if floor is not None else "undecided"
+        return "regression" if significant else "undecided"
+    if better:
+        if inside:
+            return "within noise"
+        return "ok" if significant is False else "improvement"
+    return "ok"
+
+
 # ----------------------------------------------------------------------------- comparison
 
 
@@ -234,7 +290,11 @@ class Row:
     threshold: str | None
     p: float | None
     test: str
-    verdict: str  # regression | ~ | improved | ok | missing | no baseline | shown
+    # regression | undecided | within noise | improvement | ok | missing | no baseline | shown
+    verdict: str
+    noise_pct: float | None = None  # the noise floor, ± this % (None: unknown)
+    noise: str = ""  # where the floor comes from
+    advice: str | None = None  # what would decide an undecided row
 
     @property
     def gated(self) -> bool:
@@ -257,15 +317,20 @@ class Comparison:
         return [r for r in self.rows if r.gated and r.verdict in ("regression", "missing")]
 
     @property
+    def undecided(self) -> list[Row]:
+        return [r for r in self.rows if r.gated and r.verdict == "undecided"]
+
+    @property
     def verdict(self) -> str:
         if not self.thresholds:
             return "compared"
-        return "fail" if self.regressions else "pass"
+        return "fail" if self.regressions or self.undecided else "pass"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdict"] = self.verdict
         out["regressions"] = [regression_line(r) for r in self.regressions]
+        out["undecided"] = [regression_line(r) for r in self.undecided]
         return out
 
 
@@ -292,8 +357,36 @@ def refuse_other_machine(old: dict[str, Any], new: dict[str, Any], baseline_labe
             "--basht-compare-any-machine to compare anyway")
 
 
+def _noise(spread: noise.Spread | None, old_v: list[float], new_v: list[float]
+           ) -> tuple[float | None, str, noise.Spread | None]:
+    """The floor of this comparison (log units), where it comes from, and the spread used:
+    the history's once it holds MIN_HISTORY samples, else the samples' own (≥ 3 a side)."""
+    n, m = len(old_v), len(new_v)
+    if spread is not None and spread.value is not None and spread.samples >= noise.MIN_HISTORY:
+        return (noise.floor(spread.value, n, m),
+                f"{spread.source}, {spread.samples} samples", spread)
+    if min(n, m) >= MIN_SAMPLES:
+        pooled = noise.pooled_spread(old_v, new_v)
+        if pooled is not None:
+            own = noise.Spread(pooled, n + m, "these samples")
+            return noise.floor(pooled, n, m), "these samples", own
+    return None, "", None
+
+
+def _advice(verdict: str, n: int, m: int, spread: noise.Spread | None) -> str | None:
+    if verdict != "undecided":
+        return None
+    have = spread.samples if spread is not None and spread.source == "history" else 0
+    more = (f"--basht-repeat 5 on both runs, {noise.MIN_HISTORY} saved runs of this "
+            f"scenario on this machine for a noise floor ({have} so far)")
+    if min(n, m) >= MIN_SAMPLES:
+        more = f"more samples (--basht-repeat {2 * max(n, m)} on both runs)"
+    return f"to decide: {more}, or basht paired --pairs {noise.RECOMMENDED_PAIRS} (docs/ci.md)"
+
+
 def _row(name: str, key: str, old_s: list[dict[str, Any]], new_s: list[dict[str, Any]],
-         thresholds: list[Threshold], alpha: float) -> Row | None:
+         thresholds: list[Threshold], alpha: float, spread: noise.Spread | None = None
+         ) -> Row | None:
     direction = (new_s or old_s)[0].get("workload", {}).get("goal", {}).get("direction",
                                                                             "maximize")
     worse_up = worse_when_higher(key, direction)
@@ -302,7 +395,7 @@ def _row(name: str, key: str, old_s: list[dict[str, Any]], new_s: list[dict[str,
     old = statistics.median(old_v) if old_v else None
     new = statistics.median(new_v) if new_v else None
     shown = " and ".join(t.shown for t in thresholds) or None
-    unit = UNITS.get(key, "")
+    unit = unit_of(key)
     if old is None and new is None:
         return None
     if old is None or new is None:
@@ -312,29 +405,70 @@ def _row(name: str, key: str, old_s: list[dict[str, Any]], new_s: list[dict[str,
                    test, verdict if (shown or verdict == "no baseline") else "shown")
     ratio = new / old if old != 0 else None
     change_pct = (new - old) / abs(old) * 100 if old != 0 else None
+    floor, source, used = _noise(spread, old_v, new_v)
+    noise_pct = noise.as_pct(floor) if floor is not None else None
     sig = significance(old_v, new_v, worse_up, alpha)
     if not thresholds:
         return Row(name, key, unit, old, new, len(old_v), len(new_v), ratio, change_pct, None,
-                   sig.p, sig.test, "shown")
+                   sig.p, sig.test, "shown", noise_pct, source)
     worse = all(t.exceeded(old, new, worse_up) for t in thresholds)
     better = all(t.exceeded(old, new, not worse_up) for t in thresholds)
-    if worse:
-        verdict = "~" if sig.significant is False else "regression"
-    elif better:
-        improved = significance(old_v, new_v, not worse_up, alpha).significant is not False
-        verdict = "improved" if improved else "ok"
-    else:
-        verdict = "ok"
+    if better:
+        sig = significance(old_v, new_v, not worse_up, alpha)
+    test = sig.test
+    if sig.significant is None and floor is not None:
+        test = (f"noise floor only ({len(old_v)} vs {len(new_v)} samples; a significance "
+                f"test needs ≥ {MIN_SAMPLES} on both sides)")
+    verdict = decide(worse=worse, better=better, change=noise.log_change(old, new),
+                     floor=floor, significant=sig.significant)
     return Row(name, key, unit, old, new, len(old_v), len(new_v), ratio, change_pct, shown,
-               sig.p, sig.test, verdict)
+               sig.p, test, verdict, noise_pct, source,
+               _advice(verdict, len(old_v), len(new_v), used or spread))
+
+
+def workload_notes(name: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """A scenario whose workload differs between the sides: a change in what is measured."""
+    changes = noise.workload_changes(old.get("workload"), new.get("workload"))
+    if not changes:
+        return []
+    return [f"the workload of {name} changed between baseline and candidate "
+            f"({'; '.join(changes)}): the comparison measures that change too"]
+
+
+def _load(records: list[dict[str, Any]]) -> tuple[float, float | None] | None:
+    """The median others' CPU % and load average of records that carry conditions."""
+    found = [r["conditions"] for r in records if isinstance(r.get("conditions"), dict)]
+    others = [c["others_cpu_pct"] for c in found if c.get("others_cpu_pct") is not None]
+    if not others:
+        return None
+    loads = [c["load_1m"] for c in found if c.get("load_1m") is not None]
+    return statistics.median(others), statistics.median(loads) if loads else None
+
+
+def conditions_notes(name: str, old_s: list[dict[str, Any]], new_s: list[dict[str, Any]]
+                     ) -> list[str]:
+    """Sides that ran under clearly different load: their difference may be the load's."""
+    old, new = _load(old_s), _load(new_s)
+    if old is None or new is None or abs(old[0] - new[0]) < LOAD_GAP_PCT:
+        return []
+
+    def shown(side: tuple[float, float | None]) -> str:
+        load = "" if side[1] is None else f", load {side[1]:.2f}"
+        return f"others' CPU {side[0]:.0f}%{load}"
+
+    return [f"{name} ran under different load: baseline {shown(old)}, this run {shown(new)} "
+            "(of the machine's CPU, outside the run): a difference may be the load's"]
 
 
 def compare(old: dict[str, Any], new: dict[str, Any], thresholds: Sequence[Threshold] = (),
             *, baseline_label: str = "the baseline", current_label: str = "this run",
-            any_machine: bool = False, alpha: float = ALPHA) -> Comparison:
-    """Compare every scenario present in both reports on the thresholds' keys (and SHOWN)."""
+            any_machine: bool = False, alpha: float = ALPHA,
+            spreads: Mapping[tuple[str, str], noise.Spread] | None = None) -> Comparison:
+    """Compare every scenario present in both reports on the thresholds' keys (and SHOWN);
+    ``spreads`` holds the history's spread per (scenario, metric), if any."""
     check_report(old, baseline_label)
     check_report(new, current_label)
+    spreads = spreads or {}
     notes: list[str] = []
     if any_machine:
         diffs = machine_differences(old["machine"], new["machine"])
@@ -357,7 +491,8 @@ def compare(old: dict[str, Any], new: dict[str, Any], thresholds: Sequence[Thres
     keys = [*by_key, *(k for k in SHOWN if k not in by_key)]
     common = [name for name in new_s if name in old_s]
     rows = [row for name in common for key in keys
-            if (row := _row(name, key, old_s[name], new_s[name], by_key.get(key, []), alpha))]
+            if (row := _row(name, key, old_s[name], new_s[name], by_key.get(key, []), alpha,
+                            spreads.get((name, key))))]
     if thresholds and not common:
         raise CompareError(f"nothing to compare: no scenario of {current_label} is in "
                            f"{baseline_label} (baseline scenarios: "
@@ -372,16 +507,50 @@ def compare(old: dict[str, Any], new: dict[str, Any], thresholds: Sequence[Thres
     if unchecked:
         notes.append("not checked, no value in the baseline: "
                      + ", ".join(f"{r.scenario} {r.metric}" for r in unchecked))
-    few = sorted({r.scenario for r in rows if r.gated and r.test.startswith("threshold only")})
-    if few:
-        notes.append(f"{len(few)} scenario(s) have fewer than {MIN_SAMPLES} samples on a side, "
-                     "so the threshold alone decides for them (--basht-repeat 5 on both runs "
-                     "adds a significance test)")
+    for name in common:
+        notes += workload_notes(name, old_s[name][0], new_s[name][0])
+        notes += conditions_notes(name, old_s[name], new_s[name])
+    notes += blind_notes(rows, thresholds)
     return Comparison(
         baseline=_run_info(old, baseline_label), current=_run_info(new, current_label),
         thresholds=[t.text for t in thresholds], rows=rows, alpha=alpha,
         only_baseline=[n for n in old_s if n not in new_s],
         only_current=[n for n in new_s if n not in old_s], notes=notes)
+
+
+def blind_notes(rows: Sequence[Row], thresholds: Sequence[Threshold]) -> list[str]:
+    """Metrics whose noise floor is wider than their relative threshold: that gate cannot
+    see a change of the threshold's size on this machine."""
+    relative = {t.key: t.amount * 100 for t in thresholds if t.relative}
+    out = []
+    for r in rows:
+        limit = relative.get(r.metric)
+        if r.gated and limit is not None and r.noise_pct is not None and r.noise_pct > limit:
+            out.append(f"the noise floor of {r.scenario} {r.metric} (±{r.noise_pct:.1f}%, "
+                       f"{r.noise}) is wider than its threshold (+{limit:g}%): this gate "
+                       "cannot see a change of that size here; basht paired can (docs/ci.md)")
+    return out
+
+
+def history_spreads(store: History, old: dict[str, Any], new: dict[str, Any],
+                    keys: Iterable[str]) -> dict[tuple[str, str], noise.Spread]:
+    """The history's spread of each metric of each scenario both reports hold: its samples
+    on this run's machine fingerprint with the baseline's workload (the newest
+    HISTORY_WINDOW of them; the run judged, if saved already, is not its own noise)."""
+    old_s, _ = samples(old)
+    new_s, _ = samples(new)
+    machine_id = str(new["machine"].get("id", ""))
+    out: dict[tuple[str, str], noise.Spread] = {}
+    for name in (n for n in new_s if n in old_s):
+        found = [e.values for e in store.samples(
+            name, machine_id, noise.workload_key(old_s[name][0].get("workload")),
+            limit=noise.HISTORY_WINDOW, exclude_run=new.get("run_id"))]
+        for key in keys:
+            values = [float(v[key]) for v in found if isinstance(v.get(key), (int, float))
+                      and not isinstance(v.get(key), bool) and math.isfinite(v[key])]
+            if values:
+                out[(name, key)] = noise.Spread(noise.spread(values), len(values), "history")
+    return out
 
 
 # ----------------------------------------------------------------------------- output
@@ -409,35 +578,44 @@ def fmt_change(row: Row) -> str:
     return f"{row.change_pct:+.1f}%"
 
 
+def fmt_noise(row: Row) -> str:
+    return "unknown" if row.noise_pct is None else f"±{row.noise_pct:.1f}%"
+
+
 def regression_line(row: Row) -> str:
-    """One line a CI log shows: scenario, metric, old, new, change, threshold."""
+    """One line a CI log shows: scenario, metric, old, new, change, threshold, noise floor,
+    test (and what would decide an undecided one)."""
     if row.new is None:
         return (f"{row.scenario} {row.metric}: old {fmt_value(row.old, row.unit)}, new — "
                 f"(no value in this run; threshold {row.threshold})")
     ratio = f", ×{row.ratio:.3g}" if row.ratio is not None else ""
+    floor = ("noise floor unknown" if row.noise_pct is None
+             else f"noise ±{row.noise_pct:.1f}% ({row.noise})")
+    advice = f" — {row.advice}" if row.advice else ""
     return (f"{row.scenario} {row.metric}: old {fmt_value(row.old, row.unit)} → new "
             f"{fmt_value(row.new, row.unit)} ({fmt_change(row)}{ratio}; threshold "
-            f"{row.threshold}; {row.test})")
+            f"{row.threshold}; {floor}; {row.test}){advice}")
 
 
 def table(comparison: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The comparison as rows (from its ``to_dict`` form, as stored in report.json)."""
-    headers = ["scenario", "metric", "old", "new", "ratio", "change", "threshold", "p",
-               "verdict", "n old/new"]
+    headers = ["scenario", "metric", "old", "new", "ratio", "change", "noise", "threshold",
+               "p", "verdict", "n old/new"]
     rows = []
     for r in comparison["rows"]:
         row = Row(**r)
         rows.append([
             row.scenario.split("::")[-1], row.metric, fmt_value(row.old), fmt_value(row.new),
             "—" if row.ratio is None else f"{row.ratio:.3f}", fmt_change(row),
-            row.threshold or "", "—" if row.p is None else f"{row.p:.3g}",
+            fmt_noise(row), row.threshold or "", "—" if row.p is None else f"{row.p:.3g}",
             {"shown": "", "ok": ""}.get(row.verdict, row.verdict), f"{row.n_old}/{row.n_new}"])
     return headers, rows
 
 
 def gate_lines(comparison: dict[str, Any]) -> list[str]:
     """What the terminal (and ``basht compare``) says: the verdict, then one line per
-    regression, per change that is past its threshold but not significant, and per note."""
+    regression, per undecided change (with what would decide it), per change past its
+    threshold but within the noise, and per note."""
     label = comparison.get("baseline", {}).get("label", "the baseline")
     if comparison["verdict"] == "error":
         return [f"basht gate: ERROR — {comparison['error']}"]
@@ -445,17 +623,23 @@ def gate_lines(comparison: dict[str, Any]) -> list[str]:
     thresholds = ",".join(comparison["thresholds"])
     scenarios = len({r.scenario for r in rows})
     regressions = [r for r in rows if r.gated and r.verdict in ("regression", "missing")]
+    undecided = [r for r in rows if r.gated and r.verdict == "undecided"]
+    noisy = [r for r in rows if r.gated and r.verdict == "within noise"]
     if comparison["verdict"] == "compared":
         lines = [f"basht compare: {scenarios} scenario(s) compared with {label} (no "
                  "thresholds given, so no gate)"]
-    elif regressions:
-        lines = [f"basht gate: FAIL — {len(regressions)} regression(s) past {thresholds} "
-                 f"against {label}"]
+    elif regressions or undecided:
+        counts = ", ".join(text for n, text in (
+            (regressions, f"{len(regressions)} regression(s)"),
+            (undecided, f"{len(undecided)} undecided (not told from noise)")) if n)
+        lines = [f"basht gate: FAIL — {counts} past {thresholds} against {label}"]
         lines += [f"REGRESSION {regression_line(r)}" for r in regressions]
+        lines += [f"UNDECIDED {regression_line(r)}" for r in undecided]
     else:
-        lines = [f"basht gate: PASS — {scenarios} scenario(s) within {thresholds} of {label}"]
-    lines += [f"~ {regression_line(r)}: past the threshold, not significant"
-              for r in rows if r.verdict == "~"]
+        within = f"; {len(noisy)} past it within the noise" if noisy else ""
+        lines = [f"basht gate: PASS — {scenarios} scenario(s) within {thresholds} of "
+                 f"{label}{within}"]
+    lines += [f"within noise: {regression_line(r)}" for r in noisy]
     if comparison.get("only_baseline"):
         lines.append("note: in the baseline, not in this run: "
                      + ", ".join(comparison["only_baseline"]))
@@ -468,8 +652,9 @@ def gate_lines(comparison: dict[str, Any]) -> list[str]:
 
 # ----------------------------------------------------------------------------- a run's gate
 
-#: Terminal lines the gate says in red: a failed or broken gate, and each regression.
-ALARMING = ("basht gate: FAIL", "basht gate: ERROR", "REGRESSION")
+#: Terminal lines the gate says in red: a failed or broken gate, each regression and each
+#: change it could not decide.
+ALARMING = ("basht gate: FAIL", "basht gate: ERROR", "REGRESSION", "UNDECIDED")
 EXIT_TESTS_FAILED = 1  # pytest.ExitCode.TESTS_FAILED: the gate failed
 
 
@@ -482,6 +667,7 @@ class Gate:
     thresholds: tuple[Threshold, ...] = ()
     any_machine: bool = False
     baseline: Resolved | None = None
+    history: SessionHistory | None = None  # where the noise floors come from
 
     @property
     def label(self) -> str:
@@ -497,6 +683,7 @@ class Gate:
     def load(self, history: SessionHistory) -> None:
         """Find and check the baseline now (a usage error before any test): a report file,
         or a run in ``history`` measured on this machine (unless ``any_machine``)."""
+        self.history = history
         if self.ref is None:
             return
         from pytest_basht.report import history as history_mod  # SQLAlchemy loads on use
@@ -516,15 +703,35 @@ class Gate:
         if self.baseline is None:
             return None
         try:
+            check_report(report, "this run")
+            spreads, problem = self.spreads(report)
             result = compare(self.baseline.report, report, self.thresholds,
-                             baseline_label=self.label, any_machine=self.any_machine)
+                             baseline_label=self.label, any_machine=self.any_machine,
+                             spreads=spreads)
         except BashtUsageError as exc:
             out = {"verdict": "error", "error": str(exc), "baseline": {"label": self.label},
                    "thresholds": [t.text for t in self.thresholds], "rows": []}
         else:
+            if problem is not None:
+                result.notes.append(problem)
             out = result.to_dict()
         report["comparison"] = clean(out)
         return report["comparison"]
+
+    def spreads(self, report: dict[str, Any]
+                ) -> tuple[dict[tuple[str, str], noise.Spread], str | None]:
+        """The history's spreads for the gated metrics, and why there are none if the
+        store failed (the gate then decides without them)."""
+        if not self.thresholds or self.history is None or self.baseline is None:
+            return {}, None
+        try:
+            store = self.history.store()
+            if store is None:
+                return {}, None
+            return history_spreads(store, self.baseline.report, report,
+                                   {t.key for t in self.thresholds}), None
+        except BashtUsageError as exc:
+            return {}, f"no noise floor from the history ({exc})"
 
 
 def alarms(comparison: dict[str, Any]) -> list[tuple[str, bool]]:

@@ -4,8 +4,11 @@ SQLite by default (``.basht/history.sqlite`` under the rootdir); any SQLAlchemy 
 team's shared store (``postgresql://user@host/db``, through psycopg 3). A run is one row
 holding its whole report.json, with the columns a listing or a query needs (name, machine,
 git commit, energy); each scenario is a row too, with its Table 2 metrics as JSON, so
-later tools can query history without parsing reports. URLs are read, connected to and
-shown (never with a password) as every store's are (``db``).
+later tools can query history without parsing reports. Each scenario is also a *sample*
+(``basht_samples``): its machine fingerprint, a hash of its resolved workload, every
+gateable value (Table 2, per phase, best value, test score) and the conditions it ran
+under — what the gate's noise floor is computed from (``samples``). URLs are read,
+connected to and shown (never with a password) as every store's are (``db``).
 
 A reference (``--basht-compare REF``, ``basht compare OLD NEW``) is a report.json or run
 directory, a saved name (its newest run), a run id, or ``last`` / ``last~N`` (the newest
@@ -22,13 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, exc, func, select
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, exc, func, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import pytest_basht.db as db
 from pytest_basht.errors import BashtUsageError, OptionError
 from pytest_basht.report import json as report_json
+from pytest_basht.report.noise import workload_key
 
 DEFAULT_PATH = Path(".basht") / "history.sqlite"
 OFF = ("off", "none", "false", "0")
@@ -64,6 +68,7 @@ class RunRow(Base):
     report: Mapped[str] = mapped_column(Text)
     scenarios: Mapped[list[ScenarioRow]] = relationship(back_populates="run",
                                                         cascade="all, delete-orphan")
+    samples: Mapped[list[SampleRow]] = relationship(cascade="all, delete-orphan")
 
 
 class ScenarioRow(Base):
@@ -81,6 +86,38 @@ class ScenarioRow(Base):
     jct_ms: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     run: Mapped[RunRow] = relationship(back_populates="scenarios")
+
+
+class SampleRow(Base):
+    """One scenario record as a sample of its metrics: what the noise floor is made of.
+
+    A table of its own (not columns of ``basht_scenarios``), so that a store made by an
+    older pytest-basht gains it on open; runs saved before it have no samples."""
+
+    __tablename__ = "basht_samples"
+    __table_args__ = (Index("ix_basht_samples_identity", "machine_id", "workload_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_pk: Mapped[int] = mapped_column(ForeignKey("basht_runs.id", ondelete="CASCADE"),
+                                        index=True)
+    scenario_id: Mapped[str] = mapped_column(Text)
+    machine_id: Mapped[str] = mapped_column(String(64))
+    workload_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    conditions: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    load_1m: Mapped[float | None] = mapped_column(Float)
+    others_cpu_pct: Mapped[float | None] = mapped_column(Float)
+    steal_pct: Mapped[float | None] = mapped_column(Float)
+
+
+def sample_values(scenario: dict[str, Any]) -> dict[str, float]:
+    """Every gateable number of a scenario record: Table 2, per phase, best value, score."""
+    metrics = scenario.get("metrics") or {}
+    found = {**metrics, **(metrics.get("phases") or {}),
+             "best_value": scenario.get("best_value"), "test_score": scenario.get("test_score")}
+    return {k: float(v) for k, v in found.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 @dataclass(frozen=True)
@@ -101,6 +138,18 @@ class RunEntry:
     def of(cls, row: RunRow) -> RunEntry:
         return cls(row.run_id, row.name, row.created_utc, row.machine_id, row.meter_source,
                    row.git_commit, row.status, row.n_scenarios, row.energy_j)
+
+
+@dataclass(frozen=True)
+class SampleEntry:
+    """One saved sample: which run, scenario, machine and workload; its values and load."""
+
+    run_id: str
+    scenario_id: str
+    machine_id: str
+    workload_key: str
+    values: dict[str, float]
+    conditions: dict[str, Any] | None
 
 
 def is_off(value: str | None) -> bool:
@@ -195,6 +244,14 @@ class History:
                 outcome=sc.get("outcome", ""), energy_j=m.get("energy_j"),
                 jct_ms=m.get("jct_ms"),
                 metrics={k: v for k, v in m.items() if not isinstance(v, dict)}))
+            conditions = sc.get("conditions") if isinstance(sc.get("conditions"), dict) else {}
+            row.samples.append(SampleRow(
+                scenario_id=sc.get("scenario_id") or sc["test_id"],
+                machine_id=machine.get("id", ""), workload_key=workload_key(sc.get("workload")),
+                status=sc.get("status", "complete"), values=sample_values(sc),
+                conditions=conditions or None, load_1m=conditions.get("load_1m"),
+                others_cpu_pct=conditions.get("others_cpu_pct"),
+                steal_pct=conditions.get("steal_pct")))
         try:
             with Session(self.engine) as session, session.begin():
                 if session.scalar(select(RunRow.id).where(RunRow.run_id == row.run_id)):
@@ -228,6 +285,30 @@ class History:
             raise HistoryError(f"history store {self.shown}: cannot list runs "
                                f"({db.reason(e)})") from None
         return out[:limit] if limit is not None else out
+
+    def samples(self, scenario_id: str | None = None, machine_id: str | None = None,
+                workload: str | None = None, *, limit: int | None = None,
+                exclude_run: str | None = None) -> list[SampleEntry]:
+        """Complete samples, newest first: of one scenario, machine fingerprint and workload
+        (``noise.workload_key``) where those are given, and not of ``exclude_run``."""
+        query = (select(SampleRow, RunRow.run_id).join(RunRow)
+                 .where(SampleRow.status == "complete").order_by(SampleRow.id.desc())
+                 .limit(limit))
+        if exclude_run is not None:
+            query = query.where(RunRow.run_id != exclude_run)
+        for column, value in ((SampleRow.scenario_id, scenario_id),
+                              (SampleRow.machine_id, machine_id),
+                              (SampleRow.workload_key, workload)):
+            if value is not None:
+                query = query.where(column == value)
+        try:
+            with Session(self.engine) as session:
+                return [SampleEntry(run_id, r.scenario_id, r.machine_id, r.workload_key,
+                                    dict(r.values), r.conditions)
+                        for r, run_id in session.execute(query)]
+        except exc.SQLAlchemyError as e:
+            raise HistoryError(f"history store {self.shown}: cannot read samples "
+                               f"({db.reason(e)})") from None
 
     def count(self) -> int:
         with Session(self.engine) as session:
