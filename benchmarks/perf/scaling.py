@@ -56,7 +56,7 @@ from pytest_basht.records import mono_ns
 from pytest_basht.registry import Registry
 from pytest_basht.report import assemble, files
 from pytest_basht.report import json as report_json
-from pytest_basht.report.history import History
+from pytest_basht.report.history import SessionHistory
 from pytest_basht.runner import Deployments, TrialRunner
 from pytest_basht.sut.limits import plan_cpus
 
@@ -107,8 +107,9 @@ def sim_once(trials: int, workers: int, out_dir: Path, registry: Registry
         meters=[monitor.describe()])
     report = assemble.build([record], [], facts)
     run_dir = files.write_report(report, out_dir / "reports")
-    with History(f"sqlite:///{out_dir / 'history.sqlite'}") as history:
-        history.save(report, path=run_dir / "report.json")
+    history = SessionHistory(f"sqlite:///{out_dir / 'history.sqlite'}", out_dir)
+    history.save(report, run_dir / "report.json")
+    history.close()
     t2 = time.perf_counter()
     replay_s = result.sut["simulation"]["wall_s"]
     return {"trials": len(result.trials), "replay_s": replay_s,
