@@ -9,16 +9,21 @@ pruner, 8 workers), each size in a fresh process, its wall time split three ways
 - report files: the report assembled, report.json, report.md, trials.csv and the plots
   written, and the run saved in an SQLite history — what ``session.finish`` does.
 
-Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that process, and its growth
-over the RSS after imports (``/proc/self/statm``), per trial.
+Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that process; KB/trial is
+its growth over the next smaller size per added trial (the constant part, torch and
+matplotlib imported, cancels out).
 
 (b) The ``optuna`` SUT with a no-op trainable (``noop_trainable.py``) against plain Optuna
 running the same objective in the same number of worker processes, pinned the same way,
-sharing one ``JournalStorage`` file: alternating plain, basht, plain, basht, each in a
-fresh process. Timed from the moment every worker is ready (basht: setup's end; plain: a
-barrier after each worker loaded the study) until the trials are recorded (basht: the
-scenario's result with its attribution and metrics; plain: the last worker's exit). The
-difference per trial is the ``optuna`` SUT's own overhead.
+sharing one ``JournalStorage`` file (on tmpfs where there is one): alternating plain,
+basht, plain, basht, each in a fresh process. Timed from the moment every worker is
+ready (basht: setup's end; plain: a barrier after each worker loaded the study) until the
+trials are recorded (basht: the scenario's result with its attribution and metrics;
+plain: the last worker's exit), in wall seconds and in CPU seconds of every process
+(psutil and getrusage). The difference per trial is the ``optuna`` SUT's own overhead.
+With one worker it is the harness alone; with several, Optuna's journal lock (it polls
+every millisecond) makes the wall time depend on how often workers collide, and the
+harness's work between trials can make collisions rarer — so both are printed.
 
     python benchmarks/perf/scaling.py                      # both, 100 / 1,000 / 10,000
     python benchmarks/perf/scaling.py --sim 100,1000 --real 100 --rounds 1
@@ -52,7 +57,6 @@ from pytest_basht import machine, wiring
 from pytest_basht import workload as wl
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.records import mono_ns
 from pytest_basht.registry import Registry
 from pytest_basht.report import assemble, files
 from pytest_basht.report import json as report_json
@@ -181,22 +185,47 @@ def real_workload(trials: int, workers: int) -> wl.Workload:
         "energy": {"idle_s": 0.5}, "sut": {"name": "optuna"}}, "scaling.py")
 
 
+def scratch() -> tempfile.TemporaryDirectory[str]:
+    """Where both sides keep the study's journal: tmpfs when there is one. Optuna fsyncs
+    the journal at every write; on a shared disk that latency, the same for both, swamps
+    the difference between them (rounds of one size varied 2x)."""
+    shm = Path("/dev/shm")
+    return tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None)
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds of this process (every thread: the sampler's too) and of ``pids``."""
+    import psutil
+
+    times = [psutil.Process(pid).cpu_times() for pid in pids]
+    return time.process_time() + sum(t.user + t.system for t in times)
+
+
 def basht_child(trials: int, workers: int) -> None:
-    """The optuna SUT with the no-op trainable: setup's end → the scenario's result."""
+    """The optuna SUT with the no-op trainable: setup's end → the scenario's result (its
+    trials recorded, attributed and measured), in wall and CPU seconds of every process."""
     w = real_workload(trials, workers)
     registry = wiring.registry()
     registry.trainables["noop"] = noop_trainable.NoOp
     monitor = EnergyMonitor(EstimateMeter.from_workload(w), hz=w.energy.sample_hz)
     monitor.start()
     line = ProgressLine(monitor)
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch() as tmp:
         deployments = Deployments(monitor, registry, progress=line, work_root=Path(tmp))
+        sut = deployments.get(w).sut  # the runner's scenario takes this deployment
+        pids = [x.proc.pid for x in sut.pool.workers]
+        setup, ready = sut.setup, {}
+
+        def timed_setup(workload: wl.Workload) -> None:
+            setup(workload)
+            ready.update(wall=time.perf_counter(), cpu=cpu_s(pids))
+
+        sut.setup = timed_setup
         result = TrialRunner(w, deployments).run()
-        end = mono_ns()
+        wall, cpu = time.perf_counter() - ready["wall"], cpu_s(pids) - ready["cpu"]
         deployments.close()
     monitor.stop()
-    setup = next(s for s in result.spans if s.phase == "setup")
-    print(json.dumps({"seconds": (end - setup.end_ns) / 1e9, "trials": len(result.trials)}))
+    print(json.dumps({"seconds": wall, "cpu_s": cpu, "trials": len(result.trials)}))
 
 
 class ProgressLine:
@@ -252,7 +281,7 @@ def plain_child(trials: int, workers: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     plan = plan_cpus(workers, 1)
     ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch() as tmp:
         journal = str(Path(tmp) / "journal.log")
         optuna.create_study(study_name="plain", direction="minimize",
                             storage=optuna.storages.JournalStorage(
@@ -265,31 +294,44 @@ def plain_child(trials: int, workers: int) -> None:
             p.start()
         for _ in procs:
             ready.acquire()
+        cpu0 = cpu_s([p.pid for p in procs]) + children_cpu_s()
         t0 = time.perf_counter()
         go.set()
         for p in procs:
             p.join()
         seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "trials": trials}))
+        cpu = time.process_time() + children_cpu_s() - cpu0  # the workers are waited for
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "trials": trials}))
 
 
-def real(sizes: list[int], workers: int, rounds: int) -> dict[int, float]:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def real(sizes: list[int], workers: int, rounds: int) -> dict[int, tuple[float, float]]:
     print(f"\n(b) optuna SUT, no-op trainable, against plain Optuna: {workers} worker "
           f"processes, random sampler, JournalStorage; alternating plain/basht, {rounds} "
-          "round(s); medians")
-    print(f"{'trials':>7} {'plain s':>9} {'basht s':>9} {'plain ms/t':>10} {'basht ms/t':>10} "
-          f"{'overhead ms/t':>13}")
+          "round(s); medians; wall and CPU (all processes) ms per trial")
+    print(f"{'trials':>7} {'plain wall':>10} {'basht wall':>10} {'overhead':>8} "
+          f"{'plain CPU':>9} {'basht CPU':>9} {'overhead':>8}")
     out = {}
     for n in sizes:
         plain, basht = [], []
         for _ in range(rounds):
-            plain.append(in_child("--plain-child", str(n), "--workers", str(workers))["seconds"])
-            basht.append(in_child("--basht-child", str(n), "--workers", str(workers))["seconds"])
-        p, b = statistics.median(plain), statistics.median(basht)
-        out[n] = (b - p) * 1e3 / n
-        print(f"{n:>7} {p:9.2f} {b:9.2f} {p * 1e3 / n:10.3f} {b * 1e3 / n:10.3f} "
-              f"{out[n]:13.3f}   (rounds: plain {', '.join(f'{x:.2f}' for x in plain)}; "
-              f"basht {', '.join(f'{x:.2f}' for x in basht)})", flush=True)
+            plain.append(in_child("--plain-child", str(n), "--workers", str(workers)))
+            basht.append(in_child("--basht-child", str(n), "--workers", str(workers)))
+        ms = {(kind, key): statistics.median(r[key] for r in runs) * 1e3 / n
+              for kind, runs in (("plain", plain), ("basht", basht))
+              for key in ("seconds", "cpu_s")}
+        wall = ms["basht", "seconds"] - ms["plain", "seconds"]
+        cpu = ms["basht", "cpu_s"] - ms["plain", "cpu_s"]
+        out[n] = (wall, cpu)
+        rounds_s = "; ".join(f"{kind} " + ", ".join(f"{r['seconds']:.2f}" for r in runs)
+                             for kind, runs in (("plain", plain), ("basht", basht)))
+        print(f"{n:>7} {ms['plain', 'seconds']:10.3f} {ms['basht', 'seconds']:10.3f} "
+              f"{wall:8.3f} {ms['plain', 'cpu_s']:9.3f} {ms['basht', 'cpu_s']:9.3f} "
+              f"{cpu:8.3f}   (wall s: {rounds_s})", flush=True)
     return out
 
 
@@ -316,7 +358,8 @@ def main() -> None:
     parser.add_argument("--sim", default="100,1000,10000", help="simulated sizes ('' : none)")
     parser.add_argument("--real", default="100,1000,10000", help="optuna SUT sizes")
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--real-workers", type=int, default=4)
+    parser.add_argument("--real-workers", default="1,4",
+                        help="worker processes of (b); one table each")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile", type=int, default=0)
     parser.add_argument("--sim-child", type=int, default=0)
@@ -340,9 +383,11 @@ def main() -> None:
         print(f"  {big:,} trials end to end / replay alone = "
               f"{rows[big]['total_s'] / rows[big]['replay_s']:.2f} (target ≤ 2)")
     if sizes_of(args.real):
-        over = real(sizes_of(args.real), args.real_workers, args.rounds)
-        print(f"  optuna SUT's own overhead at {max(over):,}: {over[max(over)]:.3f} ms per trial "
-              "(target < 2 ms)")
+        for workers in sizes_of(args.real_workers):
+            over = real(sizes_of(args.real), workers, args.rounds)
+            wall, cpu = over[max(over)]
+            print(f"  optuna SUT's own overhead at {max(over):,} trials: {wall:.3f} ms per "
+                  f"trial of wall time, {cpu:.3f} ms of CPU time (target < 2 ms)")
 
 
 if __name__ == "__main__":

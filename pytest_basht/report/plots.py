@@ -154,10 +154,13 @@ def _summary(strip: Any, density: Any, rows: dict[Any, list[dict[str, Any]]], se
     bar.set_label("occupancy", fontsize=7)
     bar.ax.tick_params(labelsize=6)
     everything = [t for trials in rows.values() for t in trials]
-    ends = [[sec(t["end_ns"]) for t in everything if t["state"] == state]
-            for state in STATE_COLORS]
-    density.hist(ends, bins=edges, stacked=True, color=list(STATE_COLORS.values()),
-                 label=list(STATE_COLORS))
+    below = np.zeros(SUMMARY_BINS)
+    for state, color in STATE_COLORS.items():  # stacked: one artist per state, not per bin
+        counts, _ = np.histogram([sec(t["end_ns"]) for t in everything if t["state"] == state],
+                                 bins=edges)
+        density.stairs(below + counts, edges, baseline=below.copy(), fill=True, color=color,
+                       label=state)
+        below += counts
     density.set_ylabel(f"trials ended\nper {end_s / SUMMARY_BINS:.3g} s", fontsize=8)
     density.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
 
