@@ -19,8 +19,8 @@ sharing one ``JournalStorage`` file (on tmpfs where there is one): alternating p
 basht, plain, basht, each in a fresh process. Timed from the moment every worker is
 ready (basht: setup's end; plain: a barrier after each worker loaded the study) until the
 trials are recorded (basht: the scenario's result with its attribution and metrics, less
-its result collection and test phases; plain: the last worker's exit), in wall seconds
-and in CPU seconds of every process (psutil and getrusage). The difference per trial is
+its result collection and test phases; plain: the last worker's study.optimize returned),
+in wall seconds and in CPU seconds of every process (psutil). The difference per trial is
 the ``optuna`` SUT's own overhead. With one worker it is the harness alone; with several,
 Optuna's journal lock (it polls every millisecond) makes the wall time depend on how
 often workers collide, and the harness's work between trials can make collisions rarer —
@@ -255,7 +255,7 @@ class ProgressLine:
 
 
 def plain_worker(wid: int, cores: list[int], journal: str, cap: int, ready: Any,
-                 go: Any) -> None:
+                 go: Any, done: Any, leave: Any) -> None:
     os.sched_setaffinity(0, set(cores))
     import optuna
 
@@ -281,6 +281,8 @@ def plain_worker(wid: int, cores: list[int], journal: str, cap: int, ready: Any,
     ready.release()
     go.wait()
     study.optimize(objective, n_trials=None, catch=(OverBudget,), gc_after_trial=False)
+    done.release()
+    leave.wait()  # measured alive: a process's exit (module teardown) is not a trial's cost
 
 
 def plain_child(trials: int, workers: int) -> None:
@@ -295,27 +297,26 @@ def plain_child(trials: int, workers: int) -> None:
         optuna.create_study(study_name="plain", direction="minimize",
                             storage=optuna.storages.JournalStorage(
                                 optuna.storages.journal.JournalFileBackend(journal)))
-        ready, go = ctx.Semaphore(0), ctx.Event()
-        procs = [ctx.Process(target=plain_worker,
-                             args=(i, plan.sets[i], journal, trials, ready, go))
+        ready, go, done, leave = ctx.Semaphore(0), ctx.Event(), ctx.Semaphore(0), ctx.Event()
+        procs = [ctx.Process(target=plain_worker, args=(i, plan.sets[i], journal, trials,
+                                                        ready, go, done, leave))
                  for i in range(workers)]
         for p in procs:
             p.start()
         for _ in procs:
             ready.acquire()
-        cpu0 = cpu_s([p.pid for p in procs]) + children_cpu_s()
+        pids = [p.pid for p in procs if p.pid is not None]
+        cpu0 = cpu_s(pids)
         t0 = time.perf_counter()
         go.set()
+        for _ in procs:
+            done.acquire()
+        seconds = time.perf_counter() - t0
+        cpu = cpu_s(pids) - cpu0
+        leave.set()
         for p in procs:
             p.join()
-        seconds = time.perf_counter() - t0
-        cpu = time.process_time() + children_cpu_s() - cpu0  # the workers are waited for
     print(json.dumps({"seconds": seconds, "cpu_s": cpu, "trials": trials}))
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def real(sizes: list[int], workers: int, rounds: int) -> dict[int, tuple[float, float]]:
