@@ -69,12 +69,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 
-def rss_mb() -> float:
-    """The resident set size now (MB)."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -124,10 +118,9 @@ def sim_once(trials: int, workers: int, out_dir: Path, registry: Registry
 def sim_child(trials: int, workers: int) -> None:
     """A fresh process per size, so that its peak RSS is its own."""
     registry = wiring.registry()  # imports every trainable's framework (torch): not per trial
-    base = rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
         figures = sim_once(trials, workers, Path(tmp), registry)
-    print(json.dumps({**figures, "base_mb": base, "peak_mb": peak_rss_mb()}))
+    print(json.dumps({**figures, "peak_mb": peak_rss_mb()}))
 
 
 def in_child(*args: str) -> dict[str, Any]:

@@ -64,9 +64,9 @@ def power_curve(timeline: dict[str, list[float]], key: str = "joules"
 
 
 def scenario_window(scenario: dict[str, Any], ts: list[int]) -> tuple[int, int]:
-    """The plot's x range (ns): the timeline's start, to its end or — when they follow it
-    directly, as undeploy does — to the end of the scenario's last spans and trials. A
-    reused deployment's undeploy, long after, stays out (as its deploy does at the start)."""
+    """The plot's x range (ns): the timeline's start, to its end or — when lifecycle spans
+    follow it directly, as undeploy does — to their end. A reused deployment's undeploy,
+    long after, stays out (as its deploy does at the start)."""
     end = ts[-1]
     for span in sorted(scenario.get("spans", []), key=lambda s: s["start_ns"]):
         if ts[0] <= span["start_ns"] < end + ADJACENT_NS:
@@ -145,7 +145,7 @@ def _summary(strip: Any, density: Any, rows: dict[Any, list[dict[str, Any]]], se
     trials ended per bin, by state."""
     import numpy as np
 
-    edges = np.linspace(0.0, end_s, SUMMARY_BINS + 1)
+    edges = np.linspace(0.0, max(end_s, 1e-9), SUMMARY_BINS + 1)
     grid = np.array([occupancy([(sec(t["start_ns"]), sec(t["end_ns"])) for t in trials],
                                edges) for trials in rows.values()])
     mesh = strip.pcolormesh(edges, np.arange(len(rows) + 1) - 0.5, grid, cmap="Blues",
