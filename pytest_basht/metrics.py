@@ -36,7 +36,7 @@ import bisect
 import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -220,14 +220,14 @@ def energy_weighted_cint(workload: Workload, trace: EnergyTrace,
 
 
 def timeline_pieces(ts: Sequence[int], joules: Sequence[float], lo: int, hi: int
-                    ) -> list[tuple[float, int]]:
-    """(joules, midpoint ns) of each stretch between timeline points, clipped to [lo, hi]."""
-    out = []
-    edges = [lo, *(t for t in ts if lo < t < hi), hi]
+                    ) -> Iterator[tuple[float, int]]:
+    """(joules, midpoint ns) of each stretch between timeline points, clipped to [lo, hi];
+    lazily, as only a carbon intensity that changes over time needs them."""
+    first, last = bisect.bisect_right(ts, lo), bisect.bisect_left(ts, hi)
+    edges = [lo, *ts[first:last], hi]
     for a, b in itertools.pairwise(edges):
         if b > a:
-            out.append((delta(ts, joules, a, b), (a + b) // 2))
-    return out
+            yield delta(ts, joules, a, b), (a + b) // 2
 
 
 # ----------------------------------------------------------------------------- per phase
@@ -309,8 +309,8 @@ def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRec
     trial_power_w = sum(trial_j) / trial_s if trial_s > 0 else 0.0
     edges = [((s.energy_j or 0.0), (s.start_ns + s.end_ns) // 2)
              for s in (deploy, undeploy) if s is not None]
-    cint = energy_weighted_cint(workload, trace,
-                                [*edges, *timeline_pieces(ts, joules, main_start, main_end)])
+    cint = energy_weighted_cint(workload, trace, itertools.chain(
+        edges, timeline_pieces(ts, joules, main_start, main_end)))
     wn = workload.workers.count
     worker_hours = wn * jct_h
     oc_usd = worker_hours * prices.usd_per_worker_hour + energy_kwh * prices.usd_per_kwh
@@ -332,8 +332,11 @@ def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRec
     idle_j = 0.0
     if setup and collect and trace.slots > 0:
         lo, hi = setup.end_ns, collect.start_ns
+        by_slot: dict[int, list[tuple[int, int]]] = {}
+        for t in trials:
+            by_slot.setdefault(t.worker, []).append((t.start_ns, t.end_ns))
         for slot in range(trace.slots):
-            busy = busy_ns(((t.start_ns, t.end_ns) for t in trials if t.worker == slot), lo, hi)
+            busy = busy_ns(by_slot.get(slot, ()), lo, hi)
             idle_j += max(0, hi - lo - busy) / 1e9 * trace.idle_power_w / trace.slots
     wr_pct = (idle_j * pue / energy_j * 100.0) if energy_j > 0 else 0.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import textwrap
 
@@ -360,6 +361,10 @@ def test_report_json_is_strict_json(fake):
     fake.runpytest_subprocess("--basht-workload", "w.yaml").assert_outcomes(passed=1)
     run = next(p for p in (fake.path / "reports").iterdir() if p.name != "latest")
     json.loads((run / "report.json").read_text(), parse_constant=lambda c: 1 / 0)
+    with open(run / "trials.csv", newline="") as fh:  # every trial, beside it
+        failed, good = sorted(csv.DictReader(fh), key=lambda r: float(r["param.x"]))
+    assert (failed["param.x"], failed["state"], failed["value"]) == ("-2", "failed", "")
+    assert good["state"] == "complete" and float(good["value"]) > 0
 
 
 @pytest.mark.slow

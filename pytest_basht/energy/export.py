@@ -15,7 +15,9 @@ Exported (joules as the meter reports them, before PUE):
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,11 +117,15 @@ class LiveExporter:
     def scenario_done(self, test_id: str, source: str, spans: Sequence[Span],
                       trials: Sequence[TrialRecord]) -> None:
         label = short_name(test_id)
-        for span in [*spans, *(s for t in trials for s in t.spans)]:
+        # summed first: one counter update per phase and state, not one per span and trial
+        by_phase: Counter[str] = Counter()
+        for span in itertools.chain(spans, (s for t in trials for s in t.spans)):
             if span.energy_j:
-                self.phase_energy.labels(label, span.phase, source).inc(span.energy_j)
-        for trial in trials:
-            self.trials.labels(label, trial.state).inc()
+                by_phase[span.phase] += span.energy_j
+        for phase, joules in by_phase.items():
+            self.phase_energy.labels(label, phase, source).inc(joules)
+        for state, count in Counter(t.state for t in trials).items():
+            self.trials.labels(label, state).inc(count)
         self.gauges["running"].labels(label).set(0)
 
     def push(self, url: str) -> str | None:

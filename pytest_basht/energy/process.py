@@ -48,6 +48,20 @@ def _children_proc(pid: int) -> list[int] | None:
     return out
 
 
+def descendants(pid: int) -> list[int] | None:
+    """A process and all its descendants, from the kernel's children lists: a few small
+    files, where psutil's ``children(recursive=True)`` reads every process of the host;
+    None where the kernel keeps no such lists."""
+    found, i = [pid], 0
+    while i < len(found):
+        kids = _children_proc(found[i])
+        if kids is None:
+            return None
+        found.extend(k for k in kids if k not in found)
+        i += 1
+    return found
+
+
 class ProcessTree:
     """Cumulative CPU seconds of a process tree, monotone across exits.
 
@@ -72,16 +86,10 @@ class ProcessTree:
 
     def _descendants(self) -> list[int]:
         if self._fast:
-            found, i = [self.root.pid], 0
-            while i < len(found):
-                kids = _children_proc(found[i])
-                if kids is None:
-                    self._fast = False
-                    break
-                found.extend(k for k in kids if k not in found)
-                i += 1
-            else:
+            found = descendants(self.root.pid)
+            if found is not None:
                 return found
+            self._fast = False
         try:
             return [self.root.pid] + [p.pid for p in self.root.children(recursive=True)]
         except psutil.Error:

@@ -1,7 +1,7 @@
-"""The report's files: report.json, report.md and the plots of one run, written atomically
-(``atomic``) into ``<report dir>/<run id>/``, with ``latest`` pointed at the run; the check
-that the report directory is writable before a run, and a rescue into the temporary
-directory when it fails at the end of one.
+"""The report's files: report.json, report.md, trials.csv and the plots of one run, written
+atomically (``atomic``) into ``<report dir>/<run id>/``, with ``latest`` pointed at the
+run; the check that the report directory is writable before a run, and a rescue into the
+temporary directory when it fails at the end of one.
 
 Nothing here decides what a report holds (``assemble`` and ``json`` do): this module only
 puts it on disk, so that a failed plot or Markdown table never costs report.json.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.errors import OptionError
-from pytest_basht.report import experiments, markdown, plots
+from pytest_basht.report import experiments, markdown, plots, trials_csv
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import write_atomic
 
@@ -57,10 +57,10 @@ def _point_latest(root: Path, run_id: str, report: dict[str, Any]) -> None:
 
 
 def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Path:
-    """Write report.json and report.md atomically into ``root/<run id>`` with the plots;
-    point ``latest`` at the run. Returns the run directory. ``plugins``: the hook caller
-    whose ``pytest_basht_plots`` and ``pytest_basht_markdown_*`` hooks add the plugins'
-    figures and sections (None: the report's own only)."""
+    """Write report.json, report.md and trials.csv atomically into ``root/<run id>`` with
+    the plots; point ``latest`` at the run. Returns the run directory. ``plugins``: the hook
+    caller whose ``pytest_basht_plots`` and ``pytest_basht_markdown_*`` hooks add the
+    plugins' figures and sections (None: the report's own only)."""
     run_id = report["run_id"]
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +72,11 @@ def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Pat
     except Exception as exc:  # a plot must never cost the report
         report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
                                               f"{exc}")
+    try:
+        trials_csv.write(report, run_dir / trials_csv.NAME)
+    except Exception as exc:  # nor the table of trials: report.json holds them all
+        report.setdefault("notes", []).append(f"{trials_csv.NAME} not written: "
+                                              f"{type(exc).__name__}: {exc}")
     write_atomic(run_dir / "report.json", report_json.dumps(report))
     try:
         experiments.write_plots(report.get("experiments", []), run_dir)

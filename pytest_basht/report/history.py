@@ -220,7 +220,8 @@ class History:
     # ------------------------------------------------------------------ writing
 
     def save(self, report: dict[str, Any], *, name: str | None = None,
-             path: Path | None = None) -> RunEntry:
+             path: Path | None = None, text: str | None = None) -> RunEntry:
+        """Save a run; ``text``: the report's JSON as written already (else encoded here)."""
         machine = report.get("machine") or {}
         git = report.get("git") or {}
         scenarios = report.get("scenarios") or []
@@ -235,7 +236,7 @@ class History:
             energy_j=(sum(e for e in energies if e is not None)
                       if any(e is not None for e in energies) else None),
             report_path=str(path) if path is not None else None,
-            report=report_json.dumps(report))
+            report=text if text is not None else report_json.dumps(report))
         for sc in scenarios:
             m = sc["metrics"]
             row.scenarios.append(ScenarioRow(
@@ -410,6 +411,14 @@ class Saved:
     failed: bool  # the run was not saved under the name --basht-save asked for
 
 
+def _written(path: Path) -> str | None:
+    """The report.json just written (encoding a large report twice costs seconds)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
 @dataclass
 class SessionHistory:
     """A pytest run's history store: ``--basht-history`` (None: the default file under
@@ -443,7 +452,7 @@ class SessionHistory:
             store = self.store(set_aside_corrupt=True)
             if store is None:
                 return None
-            entry = store.save(report, name=self.name, path=path)
+            entry = store.save(report, name=self.name, path=path, text=_written(path))
         except BashtUsageError as exc:
             return Saved(f"history: not saved: {exc}", True, self.name is not None)
         named = f" as '{entry.name}'" if entry.name else ""

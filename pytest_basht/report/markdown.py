@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import pytest_basht.metrics as metrics_mod
@@ -18,6 +20,10 @@ LABELS = {
     "oc_usd": "OC", "wtt_ms": "WTT", "wte_kwh": "WTE", "wtc_usd": "WTC", "wr_pct": "WR",
     "zeus_cost": "Zeus cost", "tta_ms": "TTA", "eta_j": "ETA",
 }
+#: A scenario with more trials than this lists only its best, slowest and failed ones.
+MAX_TRIAL_ROWS = 50
+TOP = 10
+TRIALS_CSV = "trials.csv"
 ENERGY_KEYS = {"energy_j", "energy_kwh", "twh_kwh", "trial_power_w", "co2_g", "wte_kwh",
                "wr_pct", "zeus_cost", "eta_j"}
 
@@ -169,21 +175,7 @@ def render_scenario(sc: dict[str, Any], plugins: Any = None) -> str:
     out += ["**Waste** (categories overlap; `total` counts each wasted trial once)", "",
             github_table(waste_rows, ["category", "trials", "time s", "energy kWh",
                                       "cost USD"]), ""]
-    trial_rows = []
-    for t in sc["trials"]:
-        trial_rows.append([
-            str(t["number"]), str(t["worker"]),
-            json.dumps(t["params"], separators=(",", ":")), t["state"], fmt(t["value"]),
-            fmt((t["end_ns"] - t["start_ns"]) / 1e9), fmt(t["energy_j"]),
-            (t.get("error") or "")[:120]])
-        if has_band(energy):
-            trial_rows[-1].insert(-1, band_text(energy, t["energy_j"]))
-    trial_headers = ["#", "worker", "params", "state", "value", "time s", "energy J", "error"]
-    if has_band(energy):
-        trial_headers.insert(-1, "band J")
-    out += [f"**Trials** (best: #{sc['best_trial']} = {fmt(sc['best_value'])}, test split: "
-            f"{fmt(sc['test_score'])}; energy: {energy_label(energy)})", "",
-            github_table(trial_rows, trial_headers), ""]
+    out += trial_section(sc)
     if plugins is not None:
         for lines in plugins.pytest_basht_markdown_scenario(scenario=sc):
             out += lines
@@ -197,6 +189,55 @@ def render_scenario(sc: dict[str, Any], plugins: Any = None) -> str:
         out += ["**Resource limits**", "",
                 github_table(lim_rows, ["limit", "enforced", "how", "detail"]), ""]
     return "\n".join(out)
+
+
+def _trial_table(trials: Sequence[dict[str, Any]], energy: dict[str, Any]) -> str:
+    banded = has_band(energy)
+    rows = []
+    for t in trials:
+        rows.append([
+            str(t["number"]), str(t["worker"]),
+            json.dumps(t["params"], separators=(",", ":")), t["state"], fmt(t["value"]),
+            fmt((t["end_ns"] - t["start_ns"]) / 1e9), fmt(t["energy_j"]),
+            (t.get("error") or "")[:120]])
+        if banded:
+            rows[-1].insert(-1, band_text(energy, t["energy_j"]))
+    headers = ["#", "worker", "params", "state", "value", "time s", "energy J", "error"]
+    if banded:
+        headers.insert(-1, "band J")
+    return github_table(rows, headers)
+
+
+def best_trials(trials: Sequence[dict[str, Any]], direction: str, k: int
+                ) -> list[dict[str, Any]]:
+    """The ``k`` complete trials with the best values, best first."""
+    scored = [t for t in trials if t["state"] == "complete" and t["value"] is not None]
+    pick = heapq.nlargest if direction == "maximize" else heapq.nsmallest
+    return pick(k, scored, key=lambda t: t["value"])
+
+
+def trial_section(sc: dict[str, Any]) -> list[str]:
+    """The trials table: every trial up to ``MAX_TRIAL_ROWS``; past that the best, the
+    slowest and the failed, each at most ``TOP`` rows (trials.csv holds every one)."""
+    energy, trials = sc["energy"], sc["trials"]
+    head = (f"**Trials** (best: #{sc['best_trial']} = {fmt(sc['best_value'])}, test split: "
+            f"{fmt(sc['test_score'])}; energy: {energy_label(energy)})")
+    if len(trials) <= MAX_TRIAL_ROWS:
+        return [head, "", _trial_table(trials, energy), ""]
+    failed = [t for t in trials if t["state"] == "failed"]
+    direction = sc["workload"]["goal"]["direction"]
+    slowest = heapq.nlargest(TOP, trials, key=lambda t: t["end_ns"] - t["start_ns"])
+    out = [head, "", f"{fmt(len(trials))} trials: the {TOP} best, the {TOP} slowest and the "
+           f"failed are shown here; every trial is in `{TRIALS_CSV}` beside this report (one "
+           "row per trial of every scenario) and in report.json.", "",
+           f"Best {TOP} ({direction}):", "",
+           _trial_table(best_trials(trials, direction, TOP), energy), "",
+           f"Slowest {TOP}:", "", _trial_table(slowest, energy), ""]
+    if failed:
+        shown = "" if len(failed) <= TOP else f", the first {TOP}"
+        out += [f"Failed ({fmt(len(failed))}{shown}):", "",
+                _trial_table(failed[:TOP], energy), ""]
+    return out
 
 
 def simulation_section(sim: dict[str, Any]) -> list[str]:

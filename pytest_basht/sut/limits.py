@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+from pytest_basht.energy.process import descendants
+
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 WATCHDOG_INTERVAL_S = 0.2
@@ -75,20 +77,32 @@ def thread_env(threads: int) -> dict[str, str]:
     return {name: str(threads) for name in THREAD_ENV}
 
 
+def _rss(proc: psutil.Process) -> int:
+    try:
+        return int(proc.memory_info().rss)
+    except psutil.Error:  # it exited meanwhile
+        return 0
+
+
 def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its descendants (what a cgroup would charge)."""
+    """Resident memory of a process and its descendants (what a cgroup would charge).
+    The watchdog reads it for every worker five times a second: the tree comes from the
+    kernel's children lists (``energy.process.descendants``), not a scan of every process."""
+    pids = descendants(pid)
+    if pids is not None:
+        total = 0
+        for p in pids:
+            try:
+                total += _rss(psutil.Process(p))
+            except psutil.Error:
+                continue
+        return total
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            continue
-    return total
+    return sum(_rss(p) for p in procs)
 
 
 def affinity_of(pid: int) -> list[int] | None:
