@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     # 3: meters, trainables, search spaces, ask-and-tell optimizers, metrics, budgets and
     # study budgets, scenarios, storage
     "energy": 3, "trainables": 3, "search": 3, "optimizers": 3, "metrics": 3, "budget": 3,
-    "spend": 3, "scenarios": 3, "sweep": 3, "db": 3,
+    "spend": 3, "objectives": 3, "scenarios": 3, "sweep": 3, "db": 3,
     # 4: systems under test and the simulator they may replay on
     "simulation": 4, "sut": 4,
     # 5: one scenario driven, its result as plain data, the session's meters and deployments

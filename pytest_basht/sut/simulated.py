@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.objectives as objectives
 from pytest_basht.energy.base import Allocation
 from pytest_basht.errors import WorkloadError
 from pytest_basht.optimizers.base import Optimizer
@@ -333,6 +334,8 @@ class SimulatedSUT(SUT):
         info["speedup"] = info["trials_window_s"] / wall if wall > 0 else None
         out: dict[str, Any] = {"simulated": True, "simulation": info,
                                "over_budget_discarded": r.discarded}
+        if w is not None and objectives.needed(w):
+            out["told"] = objectives.TOLD_RECORDED
         study = self._study_record(r)
         if study is not None:
             out["study"] = study
