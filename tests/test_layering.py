@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     # 4: systems under test and the simulator they may replay on
     "simulation": 4, "sut": 4,
     # 5: one scenario driven, its result as plain data, the session's meters and deployments
-    "runner": 5, "result": 5, "engines": 5,
+    "runner": 5, "result": 5, "engines": 5, "forecast": 5,
     # 6: the report: assembled, written, gated, kept in history
     "report": 6,
     # 7: feature packages that plug in through hooks, as a third party would
