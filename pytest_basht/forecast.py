@@ -98,8 +98,9 @@ def interval(samples: Sequence[float]) -> Band:
     mean = statistics.fmean(samples)
     if len(samples) < 2:
         return Band(mean, mean, mean)
-    half = (stats.t.ppf((1 + COVERAGE) / 2, len(samples) - 1) * statistics.stdev(samples)
-            * math.sqrt(1 + 1 / len(samples)))
+    # float(): scipy's numpy scalars would reach report.json (json cannot write them)
+    half = float(stats.t.ppf((1 + COVERAGE) / 2, len(samples) - 1) * statistics.stdev(samples)
+                 * math.sqrt(1 + 1 / len(samples)))
     return Band(mean, max(0.0, mean - half), mean + half)
 
 

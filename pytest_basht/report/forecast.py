@@ -22,7 +22,7 @@ def judge(forecast: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, 
     for key, band in forecast["figures"].items():
         real = outcome[key]
         error[key] = (band["value"] - real) / real * 100.0 if real else None
-        inside[key] = band["low"] <= real <= band["high"]
+        inside[key] = bool(band["low"] <= real <= band["high"])
     return {**forecast, "outcome": outcome, "error_pct": error, "within_band": inside}
 
 
