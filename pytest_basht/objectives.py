@@ -192,7 +192,7 @@ def front_record(workload: Workload, trials: Sequence[TrialRecord], cint: float,
     user would pick for the goal's target, and how far the energies the study was told
     were from those attributed after the run. None without a complete trial."""
     goal = workload.goal
-    names = goal.names if goal.multi else (goal.metric, "energy_j")
+    names = goal.front_names
     directions = goal.directions if goal.multi else (goal.direction, "minimize")
     complete = [t for t in trials if t.state == "complete" and t.value is not None
                 and math.isfinite(t.value)]

@@ -231,6 +231,13 @@ class GoalSpec:
         """Whether the study is multi-objective."""
         return bool(self.objectives)
 
+    @property
+    def front_names(self) -> tuple[str, ...]:
+        """What the report's Pareto front of trials weighs: the objectives, or a
+        single-objective study's metric and energy (an energy-blind search's front set
+        beside an energy-aware one's)."""
+        return self.names if self.multi else (self.metric, "energy_j")
+
     def met(self, value: float | None) -> bool:
         if value is None or self.target is None or math.isnan(value):
             return False
@@ -760,9 +767,9 @@ def _check_goal(goal: GoalSpec, parser: _Parser) -> None:
         parser.value(float, limit, key, "positive")
     for name, value in goal.reference.items():
         key = f"goal.reference.{name}"
-        if name not in goal.names:
-            raise parser.fail(key, "an objective of the goal: " + ", ".join(goal.names)
-                              + _suggest(name, goal.names))
+        if name not in goal.front_names:
+            raise parser.fail(key, "an objective of the goal's Pareto front: "
+                              + ", ".join(goal.front_names) + _suggest(name, goal.front_names))
         parser.value(float, value, key, None)
 
 

@@ -95,6 +95,9 @@ def test_the_front_record_of_hand_built_trials():
     assert blind["objectives"] == ["accuracy", "energy_j"], "energy-blind: metric and energy"
     assert blind["reference"] == {"accuracy": 0.6, "energy_j": 40.0}, "the trials' worst"
     assert objectives.front_record(w, trials[4:], 475.0) is None
+    fixed = wl.from_mapping({"goal": {"reference": {"accuracy": 0.5, "energy_j": 50}}})
+    assert objectives.front_record(fixed, trials, 475.0)["hypervolume"] == pytest.approx(13.5), \
+        "an energy-blind study's front, from the same reference point, compares"
 
 
 def test_pareto_front_and_hypervolume():

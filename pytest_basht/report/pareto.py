@@ -94,7 +94,8 @@ def experiment_fronts(slug: str, records: Sequence[Mapping[str, Any]],
 
 def plot_fronts(name: str, fronts: Mapping[str, Any], path: Path) -> None:
     """Each scenario's front (its metric against its first cost) as a step line, labelled
-    with its hypervolume, on one set of axes, as a PNG."""
+    with its hypervolume, on one set of axes, as a PNG. The scenarios of one test function
+    (an experiment's mode, say, over its seeds) share a colour, each its own line style."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -102,11 +103,18 @@ def plot_fronts(name: str, fronts: Mapping[str, Any], path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     names: list[str] = ["", ""]
+    seen: dict[str, int] = {}  # scenarios drawn so far, by test function
+    styles = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))
     for sc in fronts["scenarios"]:
         names = sc["objectives"]
+        group = str(sc["test_id"]).split("[")[0]
+        nth = seen.get(group, 0)
+        seen[group] = nth + 1
         pts = sorted((b, a) for a, b in sc["points"])
         ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", marker="o",
-                markersize=3, label=f"{sc['label']} (HV {fmt(sc['hypervolume'])})")
+                markersize=3, color=f"C{list(seen).index(group) % 10}",
+                linestyle=styles[nth % len(styles)],
+                label=f"{sc['label']} (HV {fmt(sc['hypervolume'])})")
     ax.set_xlabel(names[1])
     ax.set_ylabel(names[0])
     ax.grid(True, alpha=0.3)
