@@ -16,9 +16,10 @@ from conftest import trial
 from pytest_basht import forecast, objectives, search, wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import WorkloadError
-from pytest_basht.metrics import J_PER_KWH, hypervolume, pareto_front
+from pytest_basht.metrics import J_PER_KWH, TABLE2_KEYS, hypervolume, pareto_front
 from pytest_basht.report import forecast as report_forecast
 from pytest_basht.report import pareto
+from pytest_basht.report.gate import CompareError, compare, parse_fail_on
 
 #: one worker slot idles at 2 vCPU × 1 W + 2 GB × 0.5 W = 3 W, and a busy vCPU adds 2 W
 COSTED = {"workers": {"count": 2, "cpu": 2, "memory_mb": 2048},
@@ -267,3 +268,27 @@ def test_constraints_reach_optunas_sampler():
         study.tell(t, 0.5)
     done = study.get_trials()
     assert [tr.system_attrs.get("constraints") for tr in done] == [(-10.0,), (20.0,)]
+
+
+def test_the_gate_tracks_hypervolume_where_the_reference_point_is_fixed():
+    """A fall of the front's hypervolume past ``hv:5%`` (no sign: it is worse when it
+    falls) is a regression; a front measured
+    from the trials' own worst values has no comparable hypervolume."""
+    machine = {"id": "m", "cpu_model": "C", "cores": 2, "memory_gb": 8.0, "accelerators": [],
+               "meter_source": "estimate:ccf-linear"}
+
+    def run(hv: float, given: str = "workload") -> dict:
+        sc = {"test_id": "t", "scenario_id": "t", "repeat": 1, "status": "complete",
+              "outcome": "passed", "best_value": 0.9, "test_score": 0.9,
+              "workload": {"goal": {"direction": "maximize"}},
+              "metrics": {k: 1.0 for k in TABLE2_KEYS}, "pareto": front_block(hv, given)}
+        return {"schema_version": 1, "run_id": "r", "machine": machine, "scenarios": [sc],
+                "concurrency": {"max_parallel": 1}}
+
+    gate = parse_fail_on("hv:5%")
+    [row] = [r for r in compare(run(10.0), run(9.0), gate).rows if r.metric == "hypervolume"]
+    assert (row.old, row.new, row.verdict) == (10.0, 9.0, "regression")
+    [row] = [r for r in compare(run(10.0), run(11.0), gate).rows if r.metric == "hypervolume"]
+    assert row.verdict in ("ok", "improved")
+    with pytest.raises(CompareError, match="nothing checked"):
+        compare(run(10.0, "trials"), run(9.0, "trials"), gate)
