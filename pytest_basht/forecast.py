@@ -138,18 +138,19 @@ def matching(made: Sequence[dict[str, Any]], workload: wl.Workload, source: str
 
 def find_table(workload: wl.Workload, candidates: Sequence[Path]) -> tuple[Path | None,
                                                                            list[str]]:
-    """The first candidate table that answers the workload, and why each before it did not."""
+    """The first candidate table that answers the workload, and why each before it did not
+    (then what differs in the one that does: workers of another size, say)."""
     from pytest_basht.simulation.answers import check_fits
     from pytest_basht.sut.simulated import load_table
 
     notes = []
     for path in candidates:
         try:
-            check_fits(load_table(path, workload), workload, surrogate=False)
+            differs = check_fits(load_table(path, workload), workload, surrogate=False)
         except WorkloadError as exc:
             notes.append(f"table {path} does not answer it: {exc.key}: expected {exc.expected}")
             continue
-        return path, notes
+        return path, [*notes, *differs]
     return None, notes
 
 

@@ -292,3 +292,17 @@ def test_the_gate_tracks_hypervolume_where_the_reference_point_is_fixed():
     assert row.verdict in ("ok", "improved")
     with pytest.raises(CompareError, match="nothing checked"):
         compare(run(10.0, "trials"), run(9.0, "trials"), gate)
+
+
+def test_a_table_forecast_says_what_differs_from_the_recording():
+    """The baseline table answers S-Energy's real workload, recorded on bigger workers: the
+    forecast's notes say so, after why the other tables did not answer."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    w = wl.load(root / "workloads" / "s-energy.yaml")
+    tables = forecast.candidates(w, [root / "benchmarks" / "tables"])
+    found, notes = forecast.find_table(w, tables)
+    assert found is not None and found.name == "baseline.csv"
+    assert notes[-1] == ("times and energies are replayed as recorded on workers of 2 vCPU × "
+                         "2048 MB; this workload asks 1 vCPU × 1536 MB")
