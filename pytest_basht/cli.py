@@ -1,7 +1,8 @@
-"""The ``basht`` command: validate workloads, regenerate reports, export trial tables,
-list the run history and its noise, compare two runs with the same verdict as the pytest
-gate (exit 1 on a regression), run a baseline ref and the working tree in pairs and gate
-on them (``paired``), and show the state of Zeus batch size optimizer jobs."""
+"""The ``basht`` command: validate workloads, forecast what they will take, regenerate
+reports, export trial tables, list the run history and its noise, compare two runs with the
+same verdict as the pytest gate (exit 1 on a regression), run a baseline ref and the working
+tree in pairs and gate on them (``paired``), and show the state of Zeus batch size
+optimizer jobs."""
 
 from __future__ import annotations
 
@@ -36,6 +37,55 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"{path}: ok ({workload.name}; |Φ| = {size if size is not None else 'continuous'}"
               f", {workload.trial_budget} trials, {workload.workers.count} workers)")
     return 0
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    """Forecast each workload (a table's replays, or a pilot run for real) and print it;
+    ``--json`` keeps them for ``--basht-forecast``."""
+    import pytest_basht.budget as budget_mod
+    import pytest_basht.forecast as forecast_mod
+    import pytest_basht.search as search
+    from pytest_basht.energy.base import MeterContext
+    from pytest_basht.engines import Engines
+    from pytest_basht.signals import StopSignals
+
+    registry = wiring.registry()
+    notes: list[str] = []
+    engines = Engines(lambda: registry, MeterContext, StopSignals(), notes)
+    made = []
+    try:
+        for path in args.workloads:
+            workload = wl.load(Path(path).resolve())
+            shrink = budget_mod.get(args.budget).overrides(workload)
+            workload = wl.resolve(workload, {**shrink, **({"seed": args.seed}
+                                                          if args.seed is not None else {})})
+            registry.check(workload)
+            search.check(workload, registry)
+            monitor = engines.get(workload).monitor if args.method != "table" else None
+            forecast = forecast_mod.make(
+                workload, registry, tables=[Path(t) for t in args.tables], seeds=args.seeds,
+                method=args.method, monitor=monitor, pilot_trials=args.pilot_trials,
+                pilot_epochs=args.pilot_epochs)
+            if forecast is None:
+                print(f"{path}: no recorded table answers it (--method auto runs a pilot)")
+                continue
+            made.append(forecast.to_dict())
+            rows = [[key, f"{band.value:.4g}", f"{band.low:.4g}", f"{band.high:.4g}",
+                     forecast_mod.UNITS[key]] for key, band in forecast.figures.items()]
+            print(f"{path}: forecast by {forecast.method} ({forecast.source}; energy "
+                  f"{forecast.energy_source})")
+            print(tabulate(rows, headers=["figure", "forecast", "low", "high", "unit"],
+                           disable_numparse=True))
+            for note in forecast.notes:
+                print(f"  {note}")
+    finally:
+        engines.close()
+    for note in notes:
+        print(f"note: {note}")
+    if args.json:
+        write_atomic(Path(args.json), json.dumps({"forecasts": made}, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if made else 1
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -340,6 +390,29 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="check workload files")
     p.add_argument("workloads", nargs="+")
     p.set_defaults(func=_validate)
+    p = sub.add_parser("forecast", help="forecast a workload's JCT, energy, CO2 and cost "
+                       "before it runs",
+                       description="From a recorded trial table that answers the workload "
+                       "(replayed with --seeds other seeds), else from a pilot: a few trials "
+                       "of a few epochs run for real and extrapolated. Exit 1 when nothing "
+                       "was forecast.")
+    p.add_argument("workloads", nargs="+")
+    p.add_argument("--method", choices=("auto", "table", "pilot"), default="auto",
+                   help="auto: a table when one answers, else a pilot (default)")
+    p.add_argument("--tables", nargs="*", default=["benchmarks/tables"], metavar="PATH",
+                   help="tables, or folders of them (default: benchmarks/tables)")
+    p.add_argument("--seeds", type=int, default=5, help="replays of a table (default 5)")
+    p.add_argument("--pilot-trials", type=int, default=None, metavar="N",
+                   help="trials of the pilot (default: the workers, one wave)")
+    p.add_argument("--pilot-epochs", type=int, default=2, metavar="N",
+                   help="epochs of each pilot trial (default 2)")
+    p.add_argument("--budget", choices=("full", "smoke"), default="full",
+                   help="the workload as --basht-budget shrinks it (default full)")
+    p.add_argument("--seed", type=int, default=None, help="the workload's seed, as "
+                   "--basht-seed sets it")
+    p.add_argument("--json", metavar="FILE", help="write the forecasts here, for pytest's "
+                   "--basht-forecast FILE")
+    p.set_defaults(func=_forecast)
     p = sub.add_parser("report", help="regenerate report.md and trials.csv from a run's "
                        "report.json")
     p.add_argument("run", help="a run directory or its report.json")

@@ -28,6 +28,9 @@ Definitions (the report repeats them):
   run's processes), for ``trials`` (the trials window setup end → result collection start;
   the energy and CPU seconds the trials themselves drew, summed) and for each trial phase
   (``trial.train`` ...: summed over every trial's spans of that phase, so worker time).
+* Pareto front — the trials no other trial dominates (at least as good in every
+  objective, better in one). Hypervolume — the volume the front dominates up to a
+  reference point (a worse value in every objective), in the objectives' own units.
 """
 
 from __future__ import annotations
@@ -365,3 +368,55 @@ def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRec
 
 def finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
+
+
+# ----------------------------------------------------------------------------- objectives
+
+
+def _minimized(points: Sequence[Sequence[float]], directions: Sequence[str]
+               ) -> list[tuple[float, ...]]:
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+    return [tuple(s * v for s, v in zip(signs, p, strict=True)) for p in points]
+
+
+def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """The indices of the points no other point dominates, in input order: a point
+    dominates another when it is at least as good in every objective and better in one
+    (``directions``: ``minimize`` or ``maximize`` per objective). Equal points are all kept.
+    Sorted by the objectives, a point's dominators come before it: each is checked against
+    the front found so far only."""
+    mins = _minimized(points, directions)
+    front: list[int] = []
+    for i in sorted(range(len(mins)), key=lambda k: mins[k]):
+        p = mins[i]
+        if not any(all(a <= b for a, b in zip(mins[j], p, strict=True)) and mins[j] != p
+                   for j in front):
+            front.append(i)
+    return sorted(front)
+
+
+def hypervolume(points: Sequence[Sequence[float]], directions: Sequence[str],
+                reference: Sequence[float]) -> float:
+    """The volume dominated by ``points`` and bounded by ``reference``, in the product of
+    the objectives' units; a point no better than the reference in every objective adds
+    nothing. Exact, by slicing along the last objective (fine for the few objectives and
+    the fronts of a study)."""
+    ref = _minimized([reference], directions)[0]
+    mins = [p for p in _minimized(points, directions)
+            if all(a < r for a, r in zip(p, ref, strict=True))]
+    front = [mins[i] for i in pareto_front(mins, ["minimize"] * len(ref))]
+    return _slices(front, ref)
+
+
+def _slices(points: list[tuple[float, ...]], ref: tuple[float, ...]) -> float:
+    if not points:
+        return 0.0
+    if len(ref) == 1:
+        return ref[0] - min(p[0] for p in points)
+    ordered = sorted(points, key=lambda p: p[-1])
+    total = 0.0
+    for i, p in enumerate(ordered):
+        upper = ordered[i + 1][-1] if i + 1 < len(ordered) else ref[-1]
+        if upper > p[-1]:
+            total += (upper - p[-1]) * _slices([q[:-1] for q in ordered[:i + 1]], ref[:-1])
+    return total

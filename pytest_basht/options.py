@@ -147,6 +147,17 @@ def _budget(option: str, raw: str) -> str:
     return value
 
 
+def _forecast(option: str, raw: str) -> str | Path:
+    """off, table, or a .json file of forecasts (``basht forecast --json``)."""
+    value = raw.strip()
+    if value in ("off", "table"):
+        return value
+    if value.lower().endswith(".json"):
+        return Path(value)
+    raise OptionError(option, "off, table, or a .json file that basht forecast --json wrote",
+                      raw)
+
+
 def _sut(option: str, raw: str) -> dict[str, Any]:
     """``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE`` (values read as YAML scalars)."""
     import yaml
@@ -228,6 +239,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("basht_sut", "NAME[:KEY=VALUE,...]", "run every scenario on this SUT, with "
                "these options (replaces the workload's sut section), e.g. ray or "
                "optuna:storage=postgresql://basht@db/basht", _sut),
+    OptionSpec("basht_forecast", "MODE", "forecast each scenario before it runs and report "
+               "the forecast beside the outcome: table (replays of a recorded table that "
+               "answers the workload: seconds; none when no table does), or a .json of "
+               "forecasts basht forecast --json wrote (default: off)", _forecast, "off"),
+    OptionSpec("basht_forecast_tables", "DIR", "the recorded tables a table forecast may "
+               "use: a folder of *.csv or one table (default: benchmarks/tables)", _text,
+               "benchmarks/tables"),
 )
 
 
@@ -264,6 +282,8 @@ class BashtOptions:
     compare_any_machine: bool | None = None
     budget: str = "full"
     sut: dict[str, Any] | None = None
+    forecast: str | Path = "off"
+    forecast_tables: Path | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:

@@ -194,7 +194,8 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
     engine = session.engines.get(basht_workload)
     return TrialRunner(basht_workload, engine.deployments,
                        on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant,
-                                                              repeat=basht_repeat))
+                                                              repeat=basht_repeat),
+                       forecast=session.forecaster())
 
 
 # ------------------------------------------------------------------------- skips

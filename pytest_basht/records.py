@@ -83,6 +83,9 @@ class TrialRecord:
     #: the epoch it resumed from, continuing an earlier trial of the same params (its
     #: spans and intermediate values cover only the epochs from there); None: from scratch
     resumed_from: int | None = None
+    #: its costs as its study was told them when it ended (``objectives.TrialCost``:
+    #: time_s, energy_j, co2_g, cost_usd); None when the workload needs none
+    told: dict[str, float] | None = None
 
     @property
     def duration_s(self) -> float:

@@ -29,6 +29,8 @@ class RunResult:
     status: str = "complete"
     error: str | None = None
     metrics: metrics_mod.Metrics | None = None
+    #: the forecast made before it ran (``forecast.Forecast.to_dict``), when one was asked
+    forecast: dict[str, Any] | None = None
 
     def recompute(self) -> metrics_mod.Metrics:
         self.metrics = metrics_mod.compute(self.workload, self.spans, self.trials, self.energy)

@@ -5,7 +5,9 @@ with another key undeploys the current one first, and ``close()`` undeploys what
 left — the plugin calls it at session end, also after a failure or Ctrl-C. ``TrialRunner``
 runs setup → trials → result collection → test → metric collection on a deployment and
 returns a :class:`RunResult`; every phase is a span with energy from the meter — or, for a
-SUT that simulates (``SUT.own_meter()``), from that SUT's virtual clock and energy.
+SUT that simulates (``SUT.own_meter()``), from that SUT's virtual clock and energy. Asked
+to, it has the scenario forecast before its setup (``forecast``: a callable the caller
+gives, ``pytest_basht.forecast``), and the result keeps the forecast.
 """
 
 from __future__ import annotations
@@ -116,10 +118,12 @@ class TrialRunner:
     """Runs one scenario on a deployment (the object behind the ``trial_runner`` fixture)."""
 
     def __init__(self, workload: Workload, deployments: Deployments,
-                 on_result: Callable[[RunResult], None] | None = None) -> None:
+                 on_result: Callable[[RunResult], None] | None = None, *,
+                 forecast: Callable[[Workload], dict[str, Any] | None] | None = None) -> None:
         self.workload = workload
         self.deployments = deployments
         self.on_result = on_result
+        self.forecast = forecast
         self.result: RunResult | None = None
 
     @property
@@ -129,6 +133,7 @@ class TrialRunner:
     def run(self) -> RunResult:
         if self.result is not None:
             raise RuntimeError("trial_runner.run() runs a scenario once per test")
+        forecast = self.forecast(self.workload) if self.forecast is not None else None
         dep = self.deployments.get(self.workload)
         sut = dep.sut
         own = sut.own_meter()
@@ -172,12 +177,14 @@ class TrialRunner:
             trace = (self._trace(spans, trials) if own is None
                      else own.trace(spans, trials, self.workload.workers.count))
             self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
-                                        info, self._dep_info(dep), status, error))
+                                        info, self._dep_info(dep), status, error), forecast)
             raise
         return self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
-                                           info, self._dep_info(dep), status, error))
+                                           info, self._dep_info(dep), status, error), forecast)
 
-    def _finish(self, dep: Deployment, result: RunResult) -> RunResult:
+    def _finish(self, dep: Deployment, result: RunResult,
+                forecast: dict[str, Any] | None) -> RunResult:
+        result.forecast = forecast
         result.recompute()
         dep.users.append(result)
         self.result = result

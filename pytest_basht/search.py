@@ -8,6 +8,12 @@ with different seeds would repeat and skip points. The samplers that draw at ran
 four copies of each configuration — so they draw each trial from a seed of its own:
 ``trial_seed(seed, name, trial number)``. That is reproducible, differs between workers'
 trials and between samplers, and leaves the sampling itself to Optuna.
+
+Several objectives (``goal.objectives``) make the study multi-objective: TPE is then
+Optuna's multi-objective TPE, ``nsga2`` its NSGA-II; CMA-ES takes one objective only, and
+no pruner judges a multi-objective trial. Constraints (``goal.constraints``) reach the
+samplers that take Optuna's ``constraints_func`` (tpe, nsga2): each trial's values are
+stored on it when it ends (``objectives.constraints``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import optuna
 
 from pytest_basht.errors import WorkloadError
+from pytest_basht.objectives import constraints, needed
 from pytest_basht.workload import Dimension, Workload
 
 SamplerFactory = Callable[[Workload, int], optuna.samplers.BaseSampler]
@@ -108,17 +115,24 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
 
 
 def _per_trial(cls: type, name: str) -> SamplerFactory:
+    takes = "constraints_func" in inspect.signature(cls).parameters
+
     def factory(workload: Workload, seed: int) -> optuna.samplers.BaseSampler:
         opts = _kwargs(cls, workload.search.sampler_options, "search.sampler_options", workload)
+        if takes and workload.goal.constraints:
+            opts["constraints_func"] = constraints
         return PerTrialSeed(cls, name, seed, opts)
 
     factory.__name__ = f"{cls.__name__}_factory"
+    factory.takes_constraints = takes  # type: ignore[attr-defined]
     return factory
 
 
 random_sampler = _per_trial(optuna.samplers.RandomSampler, "random")
 tpe_sampler = _per_trial(optuna.samplers.TPESampler, "tpe")
 cmaes_sampler = _per_trial(optuna.samplers.CmaEsSampler, "cmaes")
+cmaes_sampler.single_objective = True  # type: ignore[attr-defined]
+nsga2_sampler = _per_trial(optuna.samplers.NSGAIISampler, "nsga2")
 qmc_sampler = _seeded(optuna.samplers.QMCSampler)
 
 
@@ -138,7 +152,7 @@ hyperband_pruner = _pruner(optuna.pruners.HyperbandPruner)
 
 SAMPLERS: dict[str, SamplerFactory] = {"grid": grid_sampler, "random": random_sampler,
                                        "tpe": tpe_sampler, "cmaes": cmaes_sampler,
-                                       "qmc": qmc_sampler}
+                                       "nsga2": nsga2_sampler, "qmc": qmc_sampler}
 PRUNERS: dict[str, PrunerFactory] = {"none": no_pruner, "median": median_pruner,
                                      "successive-halving": successive_halving_pruner,
                                      "hyperband": hyperband_pruner}
@@ -169,10 +183,35 @@ def trial_cap(workload: Workload) -> int | None:
     return workload.search.size
 
 
+def check_objectives(workload: Workload, factory: Any) -> None:
+    """A multi-objective or constrained study with an Optuna sampler: the sampler takes
+    several objectives (and constraints, when the goal sets them), nothing prunes, and
+    trials whose costs are told run one by one (fused and scaled groups tell values only)."""
+    s, goal = workload.search, workload.goal
+    if goal.multi and getattr(factory, "single_objective", False):
+        raise WorkloadError(workload.source, "search.sampler", "a sampler that takes several "
+                            "objectives (tpe, nsga2, random, grid, qmc)", s.sampler)
+    if goal.multi and s.pruner != "none":
+        raise WorkloadError(workload.source, "search.pruner", "none with several objectives "
+                            "(Optuna prunes single-objective studies only)", s.pruner)
+    if goal.constraints and not getattr(factory, "takes_constraints", False):
+        raise WorkloadError(workload.source, "search.sampler", "a sampler that takes "
+                            "constraints (tpe, nsga2) for goal.constraints", s.sampler)
+    if needed(workload) and s.grouped:
+        key = "search.fusion" if s.fusion > 1 else "search.scaling"
+        raise WorkloadError(workload.source, key, "1 with goal.objectives, goal.constraints "
+                            "or an energy, CO2 or cost budget (a fused or scaled group's "
+                            "trials are told their values only, not their costs)",
+                            getattr(s, key[7:]))
+
+
 def check(workload: Workload, registry: Any) -> None:
     """Build the sampler and pruner once when they get options: a bad one is a usage error
-    at collection, naming the key, not a failure inside a worker process."""
+    at collection, naming the key, not a failure inside a worker process. Several
+    objectives and constraints are checked against what the sampler takes."""
     s = workload.search
+    if s.sampler not in registry.optimizers:
+        check_objectives(workload, registry.sampler(workload))
     checks = [("search.sampler_options", s.sampler, s.sampler_options,
                lambda: registry.get("samplers", s.sampler)(workload, workload.seed)),
               ("search.pruner_options", s.pruner, s.pruner_options,

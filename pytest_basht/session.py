@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest_basht.budget as budget_mod
+import pytest_basht.forecast as forecast_mod
 import pytest_basht.machine as machine
 import pytest_basht.wiring as wiring
 from pytest_basht.conditions import ConditionsRecorder
@@ -38,6 +39,7 @@ from pytest_basht.scenarios import ScenarioSpec, WorkloadResolver, scenario_id
 from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import ProgressCallback
 from pytest_basht.sweep import SweepTracker
+from pytest_basht.workload import Workload
 from pytest_basht.xdist_tracker import XdistTracker
 
 if TYPE_CHECKING:
@@ -149,6 +151,27 @@ class BashtSession:
         self.conditions.start()
         self.conditions.sample()
         self.engines.begin_scenario(test_id)
+
+    def forecaster(self) -> Callable[[Workload], dict[str, Any] | None] | None:
+        """What forecasts each scenario before it runs (``--basht-forecast``), or None."""
+        mode = self.options.forecast
+        if mode == "off":
+            return None
+        if mode == "table":
+            return self._table_forecast
+        made = forecast_mod.read(Path(mode))
+        return lambda workload: forecast_mod.matching(made, workload, str(mode))
+
+    def _table_forecast(self, workload: Workload) -> dict[str, Any]:
+        tables = [self.options.forecast_tables] if self.options.forecast_tables else []
+        try:
+            made = forecast_mod.make(workload, self.registry, tables=tables, method="table")
+        except WorkloadError as exc:
+            return {"method": None, "notes": [f"the table forecast failed: {exc}"]}
+        if made is None:
+            return {"method": None, "notes": ["no recorded table answers this workload (" +
+                                              ", ".join(map(str, tables)) + ")"]}
+        return made.to_dict()
 
     def add_result(self, test_id: str, result: RunResult, spec: ScenarioSpec,
                    variables: dict[str, Any], *, repeat: int = 1) -> None:

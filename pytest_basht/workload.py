@@ -194,12 +194,49 @@ class SearchSpec:
         return total
 
 
+#: What a trial costs, as an objective, a constraint or a study budget may name it
+#: (``pytest_basht.objectives``): its energy, its time, its CO2 and its cost.
+COSTS = ("energy_j", "time_s", "co2_g", "cost_usd")
+DIRECTIONS = ("maximize", "minimize")
+
+
 @dataclass(frozen=True)
 class GoalSpec:
     metric: str = field(default="accuracy", metadata=_doc("validation metric", "tg"))
     direction: Literal["maximize", "minimize"] = field(default="maximize",
                                                         metadata=_doc("better direction"))
     target: float | None = field(default=None, metadata=_doc("value that meets the goal"))
+    objectives: dict[str, str] = field(default_factory=dict, metadata=_doc(
+        "more objectives of each trial beside the metric, with their directions: energy_j, "
+        "time_s, co2_g or cost_usd -> minimize (the study becomes multi-objective)"))
+    constraints: dict[str, float] = field(default_factory=dict, metadata=_doc(
+        "limits each trial should keep to, on energy_j, time_s, co2_g or cost_usd "
+        "(energy_j: 500 -> a trial of more than 500 J is infeasible; Optuna's "
+        "constraints_func)"))
+    reference: dict[str, float] = field(default_factory=dict, metadata=_doc(
+        "the hypervolume's reference point, by objective (the metric's name too); an "
+        "objective left out takes the worst value among the scenario's trials"))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every objective: the metric first, then the costs in the order written."""
+        return (self.metric, *self.objectives)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return (self.direction, *self.objectives.values())
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study is multi-objective."""
+        return bool(self.objectives)
+
+    @property
+    def front_names(self) -> tuple[str, ...]:
+        """What the report's Pareto front of trials weighs: the objectives, or a
+        single-objective study's metric and energy (an energy-blind search's front set
+        beside an energy-aware one's)."""
+        return self.names if self.multi else (self.metric, "energy_j")
 
     def met(self, value: float | None) -> bool:
         if value is None or self.target is None or math.isnan(value):
@@ -338,6 +375,23 @@ class BudgetSpec:
     time_s: float | None = field(default=None, metadata=_doc(
         "seconds the study (the trials phase) may run: wall clock, or virtual time in a "
         "simulation (null: no limit)", check="positive"))
+    energy_kwh: float | None = field(default=None, metadata=_doc(
+        "kWh the study's trials may draw, all of them together (null: no limit)",
+        check="positive"))
+    co2_g: float | None = field(default=None, metadata=_doc(
+        "gCO2eq the study's trials may emit: their energy × the carbon intensity (null: no "
+        "limit)", check="positive"))
+    cost_usd: float | None = field(default=None, metadata=_doc(
+        "USD the study's trials may cost: worker-hours × price + energy × price (null: no "
+        "limit)", check="positive"))
+    running: Literal["finish", "stop"] = field(default="finish", metadata=_doc(
+        "what the trials running when a limit closes the study do: finish, or stop at once "
+        "(recorded pruned, their work wasted)"))
+
+    def limits(self) -> dict[str, float]:
+        """The limits set, by measure."""
+        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name != "running" and getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -381,8 +435,16 @@ class Workload:
     def table1(self) -> list[tuple[str, str, Any]]:
         """Basht's Table 1: (symbol, meaning, value) rows (a study budget's, when set)."""
         w = self
-        limits = [f"{f.name} ≤ {getattr(w.budget, f.name):g}"
-                  for f in dataclasses.fields(w.budget) if getattr(w.budget, f.name) is not None]
+        limits = [f"{key} ≤ {value:g}" for key, value in w.budget.limits().items()]
+        if limits and w.budget.running == "stop":
+            limits.append("running trials stopped at the limit")
+        goal = (f"{w.goal.direction} {w.goal.metric}"
+                + (f" ≥ {w.goal.target}" if w.goal.target is not None
+                   and w.goal.direction == "maximize" else "")
+                + (f" ≤ {w.goal.target}" if w.goal.target is not None
+                   and w.goal.direction == "minimize" else "")
+                + "".join(f", {d} {name}" for name, d in w.goal.objectives.items())
+                + "".join(f"; {name} ≤ {v:g} per trial" for name, v in w.goal.constraints.items()))
         return [
             ("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
             ("ts", "data set size (samples)", w.dataset.samples or "all"),
@@ -390,11 +452,7 @@ class Workload:
             ("ta", "training algorithm", w.training.algorithm),
             ("sa", "sampler", w.search.sampler),
             ("pa", "pruner", w.search.pruner),
-            ("tg", "goal", f"{w.goal.direction} {w.goal.metric}"
-                           + (f" ≥ {w.goal.target}" if w.goal.target is not None
-                              and w.goal.direction == "maximize" else "")
-                           + (f" ≤ {w.goal.target}" if w.goal.target is not None
-                              and w.goal.direction == "minimize" else "")),
+            ("tg", "goal", goal),
             ("Φ", "search space", ", ".join(f"{d.name}={d.to_dict()}" for d in w.search.space)),
             ("pS", "|Φ|", w.search.size if w.search.size is not None else "continuous"),
             ("wn", "workers", w.workers.count),
@@ -680,10 +738,39 @@ def _check_whole(w: Workload, parser: _Parser) -> None:
         if getattr(est, hi) < getattr(est, lo):
             raise parser.fail(f"energy.estimate.{hi}", f"a value ≥ {lo} ({getattr(est, lo)})",
                               getattr(est, hi))
+    _check_goal(w.goal, parser)
     prom = w.energy.prometheus
     if prom.preset == "custom" and prom.query is None:
         raise parser.fail("energy.prometheus.query",
                           "a PromQL selector of an energy counter (the preset is custom)")
+
+
+def _check_goal(goal: GoalSpec, parser: _Parser) -> None:
+    """The goal's objectives, constraints and reference point name known costs and hold
+    numbers (the free-form mappings the parser passed)."""
+    for name, direction in goal.objectives.items():
+        key = f"goal.objectives.{name}"
+        if name not in COSTS:
+            raise parser.fail(key, "a cost a trial is measured in: " + ", ".join(COSTS)
+                              + _suggest(name, COSTS))
+        if direction not in DIRECTIONS:
+            raise parser.fail(key, "'minimize' or 'maximize'" + _suggest(str(direction),
+                                                                         DIRECTIONS), direction)
+    if goal.metric in goal.objectives:
+        raise parser.fail(f"goal.objectives.{goal.metric}", "an objective other than the "
+                          "goal's metric (it is the first objective already)")
+    for name, limit in goal.constraints.items():
+        key = f"goal.constraints.{name}"
+        if name not in COSTS:
+            raise parser.fail(key, "a cost a trial is measured in: " + ", ".join(COSTS)
+                              + _suggest(name, COSTS))
+        parser.value(float, limit, key, "positive")
+    for name, value in goal.reference.items():
+        key = f"goal.reference.{name}"
+        if name not in goal.front_names:
+            raise parser.fail(key, "an objective of the goal's Pareto front: "
+                              + ", ".join(goal.front_names) + _suggest(name, goal.front_names))
+        parser.value(float, value, key, None)
 
 
 def from_mapping(data: Any, source: str = "") -> Workload:

@@ -25,11 +25,11 @@ LAYERS: dict[str, int] = {
     # 3: meters, trainables, search spaces, ask-and-tell optimizers, metrics, budgets and
     # study budgets, scenarios, storage, run conditions
     "energy": 3, "trainables": 3, "search": 3, "optimizers": 3, "metrics": 3, "budget": 3,
-    "spend": 3, "scenarios": 3, "sweep": 3, "db": 3, "conditions": 3,
+    "spend": 3, "objectives": 3, "scenarios": 3, "sweep": 3, "db": 3, "conditions": 3,
     # 4: systems under test and the simulator they may replay on
     "simulation": 4, "sut": 4,
     # 5: one scenario driven, its result as plain data, the session's meters and deployments
-    "runner": 5, "result": 5, "engines": 5,
+    "runner": 5, "result": 5, "engines": 5, "forecast": 5,
     # 6: the report: assembled, written, gated, kept in history
     "report": 6,
     # 7: feature packages that plug in through hooks, as a third party would

@@ -43,7 +43,7 @@ def run_workers(sampler_name: str, workers: int = 4, waves: int = 3,
 
 
 def test_builtin_names():
-    assert set(search.SAMPLERS) == {"grid", "random", "tpe", "cmaes", "qmc"}
+    assert set(search.SAMPLERS) == {"grid", "random", "tpe", "cmaes", "nsga2", "qmc"}
     assert set(search.PRUNERS) == {"none", "median", "successive-halving", "hyperband"}
     w = numeric()
     assert isinstance(search.SAMPLERS["qmc"](w, 1), optuna.samplers.QMCSampler)

@@ -26,7 +26,7 @@ import importlib.metadata
 import importlib.util
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,12 +47,15 @@ class Suggestion:
 @dataclass(frozen=True)
 class Outcome:
     """How an evaluation ended: ``complete``, ``pruned`` (stopped by ``report``) or
-    ``failed``; its last value (None when it failed); the epochs it reached; its time."""
+    ``failed``; its last value (None when it failed); the epochs it reached; its time; its
+    costs when the workload needs them (``objectives.TrialCost``: time_s, energy_j, co2_g,
+    cost_usd; a multi-objective optimizer is told the goal's among them)."""
 
     state: str
     value: float | None
     epochs: int
     time_s: float
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 class Optimizer(ABC):
@@ -69,6 +72,10 @@ class Optimizer(ABC):
     options: ClassVar[dict[str, str]] = {}
     #: whether ``report`` can stop a trial (the SUT then waits for it after each epoch)
     judges_epochs: bool = False
+    #: whether it takes several objectives (``goal.objectives``: the trial's costs are
+    #: told with its value) and constraints on the costs (``goal.constraints``)
+    multi_objective: ClassVar[bool] = False
+    constraints: ClassVar[bool] = False
 
     def __init__(self, workload: Workload, seed: int, work_dir: Path,
                  registry: Registry) -> None:
@@ -88,6 +95,15 @@ class Optimizer(ABC):
                                 f"an installed optimizer: {workload.search.sampler} needs "
                                 f"{cls.library} (pip install 'pytest-basht[{cls.extra}]')",
                                 workload.search.sampler)
+        goal = workload.goal
+        if goal.multi and not cls.multi_objective:
+            raise WorkloadError(workload.source, "goal.objectives",
+                                f"none with {workload.search.sampler}, which optimizes one "
+                                "objective (several: optuna, smac)", dict(goal.objectives))
+        if goal.constraints and not cls.constraints:
+            raise WorkloadError(workload.source, "goal.constraints",
+                                f"none with {workload.search.sampler} (constraints: optuna "
+                                "with a sampler that takes them)", dict(goal.constraints))
         pruner = workload.search.pruner
         if pruner not in cls.schemes:
             raise WorkloadError(workload.source, "search.pruner",
@@ -110,6 +126,16 @@ class Optimizer(ABC):
         if value is None or not math.isfinite(value):
             return math.inf
         return value if self.minimize else -value
+
+    def losses(self, outcome: Outcome) -> list[float]:
+        """A minimizing library's objectives: the loss, then each cost of the goal, negated
+        where it is maximized (infinite for a failed trial)."""
+        out = [self.loss(outcome.value)]
+        for name, direction in self.workload.goal.objectives.items():
+            cost = outcome.costs.get(name)
+            out.append(math.inf if cost is None or outcome.state == "failed"
+                       else cost if direction == "minimize" else -cost)
+        return out
 
     @abstractmethod
     def ask(self) -> Suggestion | None:

@@ -6,6 +6,8 @@ the ``optuna`` SUT suggests it, every trial asked at full fidelity (``training.e
 the registered pruner (``search.pruner``, any of them) judges each epoch's report, and
 ``tell`` completes, prunes or fails the trial. ``search.sampler_options.sampler`` names
 the registered Optuna sampler (default ``tpe``); the other options are that sampler's.
+Several objectives make the study multi-objective (told the value and the goal's costs),
+and constraints reach the sampler as in the ``optuna`` SUT.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest_basht.objectives as objectives
 from pytest_basht.errors import WorkloadError
 from pytest_basht.optimizers.base import Optimizer, Outcome, Suggestion
 from pytest_basht.registry import Registry
@@ -35,6 +38,8 @@ class OptunaOptimizer(Optimizer):
     library = "optuna"
     module = "optuna"
     extra = ""  # a dependency of pytest-basht itself
+    multi_objective = True
+    constraints = True
     schemes: ClassVar[dict[str, str]] = {
         "none": "Optuna's NopPruner", "median": "Optuna's MedianPruner",
         "successive-halving": "Optuna's SuccessiveHalvingPruner",
@@ -48,8 +53,11 @@ class OptunaOptimizer(Optimizer):
             raise WorkloadError(workload.source, "search.sampler_options.sampler",
                                 "a registered Optuna sampler other than grid (a grid has "
                                 "nothing to ask: run it with sut.name optuna)", name)
-        registry.get("samplers", name, source=workload.source,
-                     key="search.sampler_options.sampler")
+        factory = registry.get("samplers", name, source=workload.source,
+                               key="search.sampler_options.sampler")
+        from pytest_basht.search import check_objectives
+
+        check_objectives(inner, factory)
         # any registered pruner, a user's too (the registry has checked the name); the
         # other options are the sampler's: building both checks them
         try:
@@ -72,7 +80,8 @@ class OptunaOptimizer(Optimizer):
         # a name of its own: HyperbandPruner assigns brackets by a hash of it (Optuna's
         # default name is random, and the brackets would be)
         self.study = optuna.create_study(study_name=f"{workload.name}-{seed}",
-                                         direction=workload.goal.direction, sampler=sampler,
+                                         **objectives.study_direction(workload.goal),
+                                         sampler=sampler,
                                          pruner=pruner,
                                          storage=optuna.storages.InMemoryStorage())
         # NopPruner never prunes: asking it after every epoch would change nothing
@@ -96,8 +105,13 @@ class OptunaOptimizer(Optimizer):
         from optuna.trial import TrialState
 
         trial = self.trials.pop(id)
+        goal = self.workload.goal
+        if goal.constraints and outcome.costs:
+            trial.set_user_attr(objectives.CONSTRAINTS_ATTR, objectives.constraint_values(
+                goal, objectives.TrialCost(**outcome.costs)))
         if outcome.state == "complete" and outcome.value is not None:
-            self.study.tell(trial, outcome.value)
+            self.study.tell(trial, objectives.values(goal, outcome.value, outcome.costs)
+                            if goal.multi else outcome.value)
         else:
             self.study.tell(trial, state=TrialState.PRUNED if outcome.state == "pruned"
                             else TrialState.FAIL)

@@ -5,8 +5,11 @@ intensifier, ``successive-halving`` the same facade with successive halving, bud
 ``min_epochs`` to ``training.epochs`` epochs in steps of ``eta``; a configuration promoted
 to a higher budget is asked again and resumed by the SUT. ``none`` is SMAC3's
 ``HyperparameterOptimizationFacade`` (random-forest BO), every trial at full fidelity.
-SMAC3 minimizes: a maximized goal is told negated, a failed trial as crashed. Its files go
-to the scenario's work directory; the runhistory is not written after every tell.
+SMAC3 minimizes: a maximized goal is told negated, a failed trial as crashed. Several
+objectives (``goal.objectives``) are SMAC3's multi-objective scenario, aggregated by ParEGO
+(a random weighting of the objectives per iteration), and told the value's loss and the
+trial's costs. Its files go to the scenario's work directory; the runhistory is not
+written after every tell.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class SmacOptimizer(Optimizer):
         "successive-halving": "SMAC3's MultiFidelityFacade with successive halving",
         "none": "SMAC3's HyperparameterOptimizationFacade, every trial at full fidelity"}
     options: ClassVar[dict[str, str]] = dict(LADDER_OPTIONS)
+    multi_objective = True
 
     @classmethod
     def check(cls, workload: Workload, registry: Registry) -> None:
@@ -54,6 +58,7 @@ class SmacOptimizer(Optimizer):
         from smac import HyperparameterOptimizationFacade, MultiFidelityFacade, Scenario
         from smac.intensifier.hyperband import Hyperband
         from smac.intensifier.successive_halving import SuccessiveHalving
+        from smac.multi_objective.parego import ParEGO
 
         super().__init__(workload, seed, work_dir, registry)
         self.codings = coded(workload.search.space)
@@ -63,18 +68,23 @@ class SmacOptimizer(Optimizer):
         if scheme != "none":
             self.eta, self.min_epochs = ladder(workload)
             budgets = {"min_budget": self.min_epochs, "max_budget": self.max_epochs}
+        goal = workload.goal
+        many = {"objectives": ["loss", *goal.objectives]} if goal.multi else {}
         scenario = Scenario(configspace(self.codings, seed), name=f"{workload.name}-{seed}",
                             output_directory=work_dir / "smac", deterministic=True,
-                            n_trials=workload.trial_budget, seed=seed, **budgets)
+                            n_trials=workload.trial_budget, seed=seed, **budgets, **many)
         quiet = 40  # logging.ERROR: SMAC3 logs every incumbent at INFO
+        extra: dict[str, Any] = (
+            {"multi_objective_algorithm": ParEGO(scenario, seed=seed)} if goal.multi else {})
         if scheme == "none":
             self.smac: Any = HyperparameterOptimizationFacade(
-                scenario, _target, overwrite=True, logging_level=quiet)
+                scenario, _target, overwrite=True, logging_level=quiet, **extra)
         else:
             kind = Hyperband if scheme == "hyperband" else SuccessiveHalving
             self.smac = MultiFidelityFacade(
                 scenario, _target, overwrite=True, logging_level=quiet,
-                intensifier=kind(scenario, eta=self.eta, incumbent_selection="highest_budget"))
+                intensifier=kind(scenario, eta=self.eta, incumbent_selection="highest_budget"),
+                **extra)
         self.infos: dict[int, Any] = {}
         self.asked = 0
 
@@ -92,9 +102,11 @@ class SmacOptimizer(Optimizer):
         from smac.runhistory.enumerations import StatusType
 
         info = self.infos.pop(id)
-        cost = self.loss(outcome.value)
-        ok = outcome.state != "failed" and math.isfinite(cost)
-        self.smac.tell(info, TrialValue(cost=cost if ok else math.inf, time=outcome.time_s,
+        costs = self.losses(outcome)
+        ok = outcome.state != "failed" and all(math.isfinite(c) for c in costs)
+        told = (costs if ok else [math.inf] * len(costs))
+        self.smac.tell(info, TrialValue(cost=told if self.workload.goal.multi else told[0],
+                                        time=outcome.time_s,
                                         status=StatusType.SUCCESS if ok
                                         else StatusType.CRASHED), save=False)
 

@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_basht.objectives import best_of, reached
 from pytest_basht.optimizers.base import Optimizer, Outcome
 from pytest_basht.records import TrialRecord
-from pytest_basht.spend import Ledger
+from pytest_basht.spend import Ledger, of_costs
 from pytest_basht.workload import GoalSpec
 
 
@@ -71,11 +72,11 @@ class Study:
         self.resumed = 0
         self.epochs_resumed = 0
 
-    def next(self, now_s: float, **spent: float) -> Evaluation | None:
+    def next(self, now_s: float) -> Evaluation | None:
         """The next trial to hand out at ``now_s``, or None: the study is closed."""
         if self.exhausted or (self.cap is not None and self.asked >= self.cap):
             return None
-        if not self.ledger.admits(now_s, **spent):
+        if not self.ledger.admits(now_s):
             return None
         suggestion = self.optimizer.ask()
         if suggestion is None:
@@ -107,9 +108,10 @@ class Study:
 
     def finished(self, ev: Evaluation, outcome: Outcome, now_s: float,
                  checkpoint: str | None = None) -> None:
-        """Evaluation ``ev`` ended: tell the optimizer, close its ledger entry, and keep
-        the state it saved (a complete evaluation that reached its fidelity)."""
-        self.ledger.finish(ev.number, now_s)
+        """Evaluation ``ev`` ended: tell the optimizer, close its ledger entry (with its
+        costs, when it was told them), and keep the state it saved (a complete evaluation
+        that reached its fidelity)."""
+        self.ledger.finish(ev.number, now_s, **of_costs(outcome.costs))
         self.optimizer.tell(ev.number, outcome)
         if outcome.state == "complete" and outcome.epochs >= ev.fidelity and self.resumable:
             key = config_key(ev.params)
@@ -131,18 +133,16 @@ class Study:
                 "epochs_resumed": self.epochs_resumed, "stopped_by": self.stopped_by}
 
 
-def reached(trial: TrialRecord) -> int:
-    """The epochs a trial's configuration had been trained to when it ended."""
-    return (trial.resumed_from or 0) + len(trial.intermediate)
-
-
 def best_number(trials: Sequence[TrialRecord], goal: GoalSpec) -> int | None:
     """The best complete trial at the highest fidelity any complete trial reached: a value
-    at fewer epochs is not comparable (a low fidelity can look better than it is)."""
+    at fewer epochs is not comparable (a low fidelity can look better than it is). With
+    several objectives or constraints, the pick among them (``objectives.best_of``)."""
     complete = [t for t in trials if t.state == "complete" and t.value is not None]
     if not complete:
         return None
     top = max(reached(t) for t in complete)
+    if goal.multi or goal.constraints:
+        return best_of(goal, [t for t in complete if reached(t) == top])
     best: TrialRecord | None = None
     for t in complete:
         if reached(t) == top and (best is None or goal.better(t.value, best.value)):  # type: ignore[arg-type]

@@ -7,6 +7,9 @@ the plot draws the same metrics against the varied variable (matplotlib, Agg can
 Pruning is judged both ways: the work pruned trials did before they were stopped is waste
 (``pruned`` in the waste table), and the epochs they did not run are energy saved, which
 this module estimates from each stopped trial's own energy per epoch — labelled as such.
+An experiment whose scenarios weighed several objectives also gets the energy to target
+(ETA) and each front's hypervolume in its table, and its fronts side by side in a second
+plot (``report.pareto``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from tabulate import tabulate
 
 import pytest_basht.sweep as sweep_mod
+from pytest_basht.report import pareto
 from pytest_basht.report.atomic import replace_atomic
 from pytest_basht.report.format import fmt
 
@@ -119,7 +123,7 @@ def row(record: Mapping[str, Any]) -> dict[str, Any]:
         "test_score": record.get("test_score"),
         "trials": {k: m[k] for k in ("complete", "pruned", "failed", "duplicate")},
         "pruned_wasted_j": prune["wasted_j"], "pruning_saved_j": prune["saved_j"],
-        "notes": notes,
+        "eta_j": m["eta_j"], "notes": notes,
     }
 
 
@@ -176,11 +180,20 @@ def experiments(scenarios: Sequence[Mapping[str, Any]],
             sweep = sweep_mod.summary(spec, [r for r in records if r.get("sweep")],
                                       [s for s in skips if s.get("sweep")])
         energy = records[0]["energy"] if records else {}
+        fronts = pareto.experiment_fronts(slug(name), records,
+                                          {r["test_id"]: r["label"] for r in rows})
+        if fronts is not None:
+            by_id = {f["test_id"]: f for f in fronts["scenarios"]}
+            for r in rows:
+                front = by_id.get(r["test_id"])
+                r["hypervolume"] = (front["hypervolume"] if front and front["comparable"]
+                                    else None)
         out.append({
             "name": name, "variables": variables, "reference": ref["label"] if ref else None,
             "energy_source": energy.get("source"), "measured": energy.get("measured"),
             "sweep": sweep, "rows": rows,
             "plot": f"experiment-{slug(name)}.png" if variables and ref is not None else None,
+            "fronts": fronts,
         })
     return out
 
@@ -195,11 +208,14 @@ def _pct(value: float | None) -> str:
 def table(exp: Mapping[str, Any]) -> str:
     """The experiment's comparison table (GitHub Markdown)."""
     pruned = any(r.get("trials", {}).get("pruned") for r in exp["rows"])
+    fronts = exp.get("fronts") is not None
     var = ", ".join(f"`{v}`" for v in exp["variables"]) or "scenario"
     headers = [var, "outcome", "JCT s", "Δ JCT", "energy J", "Δ energy", "TWH kWh", "WR %",
                "waste kWh (trials)", "OC USD", "CO2 g", "best", "test", "trials c/p/f/dup"]
     if pruned:
         headers += ["pruned work J", "saved J (est.)"]
+    if fronts:
+        headers += ["ETA J", "hypervolume"]
     headers.append("notes")
     rows = []
     for r in exp["rows"]:
@@ -216,6 +232,8 @@ def table(exp: Mapping[str, Any]) -> str:
                 f"{t['complete']}/{t['pruned']}/{t['failed']}/{t['duplicate']}"]
         if pruned:
             line += [fmt(r["pruned_wasted_j"]), fmt(r["pruning_saved_j"])]
+        if fronts:
+            line += [fmt(r["eta_j"]), fmt(r.get("hypervolume"))]
         line.append("; ".join(r["notes"]))
         rows.append(line)
     cells = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell
@@ -251,6 +269,11 @@ def markdown_section(exps: Sequence[Mapping[str, Any]]) -> list[str]:
                       "the epochs it did not run.", ""]
         if exp.get("plot"):
             lines += [f"![{exp['name']}: metrics against {var}]({exp['plot']})", ""]
+        if exp.get("fronts"):
+            lines += ["ETA is the energy until a validation value first met the target; the "
+                      "hypervolume is each scenario's front's, shown where the workload fixes "
+                      "its reference point (`goal.reference`).", "",
+                      f"![{exp['name']}: Pareto fronts]({exp['fronts']['plot']})", ""]
     return lines
 
 
@@ -327,5 +350,9 @@ def write_plots(exps: Sequence[Mapping[str, Any]], run_dir: Path) -> list[Path]:
         if exp.get("plot"):
             path = run_dir / exp["plot"]
             plot(exp, path)
+            written.append(path)
+        if exp.get("fronts"):
+            path = run_dir / exp["fronts"]["plot"]
+            pareto.plot_fronts(exp["name"], exp["fronts"], path)
             written.append(path)
     return written

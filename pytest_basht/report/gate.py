@@ -6,7 +6,10 @@ the metric's own unit (``energy_kwh:+0.001``); several thresholds on one key mus
 passed (``energy_kwh:+10%,energy_kwh:+0.0001``: 10% worse *and* 0.1 Wh more). Every
 Table 2 metric and every per-phase metric (``trials.energy_kwh``, ``deploy.time_ms``, ...)
 is worse when it rises; ``best_value`` and ``test_score`` are worse when they move against
-the scenario's goal direction.
+the scenario's goal direction; ``hypervolume`` (of the scenario's Pareto front of trials)
+is worse when it falls, and compared only where the workload fixes its reference point
+(``goal.reference`` for every objective: else two runs' hypervolumes are measured from
+different points).
 
 Samples are the repeats of a scenario (``--basht-repeat``): the centre of each side is its
 median. The rule for a metric with thresholds (``report.noise`` defines spread and floor):
@@ -53,13 +56,17 @@ if TYPE_CHECKING:
 ALPHA = 0.05
 MIN_SAMPLES = 3
 GOAL_KEYS = ("best_value", "test_score")
-KEYS = (*TABLE2_KEYS, *PHASE_KEYS, *GOAL_KEYS)
+#: better when higher, whatever the goal's direction
+HIGHER_KEYS = ("hypervolume",)
+#: keys a threshold takes without a sign (worse against a direction, not by rising)
+UNSIGNED_KEYS = (*GOAL_KEYS, *HIGHER_KEYS)
+KEYS = (*TABLE2_KEYS, *PHASE_KEYS, *GOAL_KEYS, *HIGHER_KEYS)
 SHOWN = ("jct_ms", "energy_kwh", "wte_kwh")  # compared even when no threshold names them
 ALIASES = {
     "jct": "jct_ms", "energy": "energy_kwh", "twh": "twh_kwh", "power": "trial_power_w",
     "cint": "cint_g_per_kwh", "co2": "co2_g", "oc": "oc_usd", "wtt": "wtt_ms",
     "wte": "wte_kwh", "wtc": "wtc_usd", "wr": "wr_pct", "zeus": "zeus_cost", "tta": "tta_ms",
-    "eta": "eta_j", "best": "best_value", "test": "test_score",
+    "eta": "eta_j", "best": "best_value", "test": "test_score", "hv": "hypervolume",
 }
 #: What makes two runs' measurements comparable (machine.fingerprint's keyed fields).
 FINGERPRINT_KEYS = ("cpu_model", "cores", "memory_gb", "accelerators", "meter_source")
@@ -85,10 +92,11 @@ def unit_of(key: str) -> str:
 
 
 def worse_when_higher(key: str, goal_direction: str = "maximize") -> bool:
-    """Which way a metric gets worse: up for every Table 2 metric, against the goal else."""
+    """Which way a metric gets worse: up for every Table 2 metric, down for the
+    hypervolume, against the goal for the goal's values."""
     if key in GOAL_KEYS:
         return goal_direction == "minimize"
-    return True
+    return key not in HIGHER_KEYS
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ class Threshold:
 
     @property
     def limit(self) -> str:
-        sign = "" if self.key in GOAL_KEYS else "+"
+        sign = "" if self.key in UNSIGNED_KEYS else "+"
         return f"{sign}{self.amount * 100:g}%" if self.relative else f"{sign}{self.amount:g}"
 
     @property
@@ -158,10 +166,10 @@ def parse_threshold(item: str) -> Threshold:
     body = body.removesuffix("%").strip()
     if not _NUMBER.match(body) or not math.isfinite(float(body)):
         raise ThresholdError(f"a threshold like +10% or +0.001 for {key}, got '{text}'")
-    if key in GOAL_KEYS and sign:
+    if key in UNSIGNED_KEYS and sign:
         raise ThresholdError(f"{key} without a sign ({key}:{body}{'%' if relative else ''}): "
                              "it gets worse against its goal's direction, whichever that is")
-    if key not in GOAL_KEYS and sign == "-":
+    if key not in UNSIGNED_KEYS and sign == "-":
         raise ThresholdError(f"a rise for {key} ({key}:+{body}{'%' if relative else ''}): "
                              f"{key} gets worse when it rises")
     return Threshold(key, float(body) / (100.0 if relative else 1.0), relative)
@@ -182,8 +190,20 @@ def scenario_key(scenario: dict[str, Any]) -> str:
     return str(scenario.get("scenario_id") or scenario["test_id"])
 
 
+def hypervolume_of(scenario: dict[str, Any]) -> float | None:
+    """The hypervolume of the scenario's front, when its reference point is the workload's
+    in every objective (None otherwise: not comparable between runs)."""
+    front = scenario.get("pareto")
+    if not isinstance(front, dict) or any(
+            v != "workload" for v in (front.get("reference_from") or {"": ""}).values()):
+        return None
+    return front.get("hypervolume")
+
+
 def value_of(scenario: dict[str, Any], key: str) -> float | None:
-    if key in GOAL_KEYS:
+    if key in HIGHER_KEYS:
+        raw: Any = hypervolume_of(scenario)
+    elif key in GOAL_KEYS:
         raw = scenario.get(key)
     elif key in PHASE_UNITS:
         raw = (scenario["metrics"].get("phases") or {}).get(key)

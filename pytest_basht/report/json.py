@@ -20,7 +20,9 @@ from typing import Any
 
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.metrics import TABLE2_KEYS, UNITS, WASTE_CATEGORIES
+from pytest_basht.objectives import front_record
 from pytest_basht.records import EnergyTrace, TrialRecord
+from pytest_basht.report.forecast import judge
 from pytest_basht.result import RunResult
 
 SCHEMA_VERSION = 1
@@ -109,6 +111,11 @@ def scenario_record(test_id: str, result: RunResult, *, outcome: str = "passed",
         "energy": _energy(result.energy),
         "sut": clean(result.sut),
         "metrics": clean(metrics.to_dict()),
+        "pareto": clean(front_record(result.workload, result.trials, metrics.cint_g_per_kwh,
+                                     result.sut.get("told"))),
+        "forecast": clean(judge(result.forecast, metrics.to_dict())
+                          if result.forecast and result.forecast.get("figures")
+                          else result.forecast),
     }
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest_basht.metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
-from pytest_basht.report import experiments, study
+from pytest_basht.report import experiments, pareto, study
+from pytest_basht.report import forecast as forecast_report
 from pytest_basht.report.format import fmt, github_table
 from pytest_basht.report.gate import gate_lines, table
 
@@ -143,7 +144,9 @@ def render_scenario(sc: dict[str, Any], plugins: Any = None) -> str:
             f"table `{table['path']}` (sha256 {table['sha256'][:12]})" if table
             else f"the zero-cost benchmark `{simulation.get('benchmark')}`"))
     out += ["; ".join(facts) + ".", ""]
-    out += study.lines(sc.get("sut") or {})
+    out += study.lines(sc.get("sut") or {}, sc.get("trials") or [])
+    out += pareto.lines(sc)
+    out += forecast_report.lines(sc)
     if sc.get("error"):
         out += [f"> error: {sc['error']}", ""]
     out += failover_lines(sc)

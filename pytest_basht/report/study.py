@@ -5,10 +5,11 @@ scenario record's ``sut.study`` and ``sut.optimizer`` blocks."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_basht.report.format import fmt
+from pytest_basht.spend import STOP_PREFIX
 
 STOPPED = {"search.trials": "the trial budget (search.trials)",
            "sampler": "the sampler (its work done)",
@@ -23,7 +24,8 @@ def stopped_text(study: Mapping[str, Any]) -> str:
 
 
 def budget_text(budget: Mapping[str, Any] | None) -> str | None:
-    """Each limit: the spend when the study ended against it, and when it closed."""
+    """Each limit: the spend when the study ended against it, and when it closed (the
+    finished trials' spend then, and what one more trial was forecast to take)."""
     if not budget:
         return None
     parts = []
@@ -39,8 +41,9 @@ def budget_text(budget: Mapping[str, Any] | None) -> str | None:
     return "; ".join(parts)
 
 
-def lines(sut: Mapping[str, Any]) -> list[str]:
-    """The scenario's **Study** paragraph (none when its SUT recorded no study)."""
+def lines(sut: Mapping[str, Any], trials: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """The scenario's **Study** paragraph (none when its SUT recorded no study); ``trials``
+    tell how many the budget stopped (``budget.running: stop``)."""
     study = sut.get("study")
     optimizer = sut.get("optimizer")
     if not study and not optimizer:
@@ -57,6 +60,9 @@ def lines(sut: Mapping[str, Any]) -> list[str]:
         budget = budget_text(study.get("budget"))
         if budget:
             facts.append(f"budget: {budget}")
+        stopped = sum(1 for t in trials if (t.get("error") or "").startswith(STOP_PREFIX))
+        if stopped:
+            facts.append(f"{stopped} running trials stopped when the budget closed the study")
         if "asked" in study:
             facts.append(f"{study['asked']} trials asked, {study.get('resumed', 0)} resumed "
                          f"a configuration ({study.get('epochs_resumed', 0)} epochs not "

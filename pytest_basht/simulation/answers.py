@@ -3,7 +3,8 @@
 ``pick`` (the default) answers with one recording per configuration: one from the
 workload's own seed when the table has it (so a replay of the recording run's seed gives
 that run's answers), else one chosen by a hash of the seed and the configuration (so other
-seeds sample the recorded seeds reproducibly). ``mean`` averages the configuration's
+seeds sample the recorded seeds reproducibly). A replay may pick by another seed than its
+sampler's (``seed``: the simulated SUT's ``recorded_seed``). ``mean`` averages the configuration's
 complete recordings. A configuration the table lacks goes to the surrogate when one is
 configured, and is otherwise an error that names it.
 """
@@ -83,10 +84,10 @@ class Answers:
     """Answers trials of one workload from a table (and a surrogate, when configured)."""
 
     def __init__(self, table: TrialTable, workload: Workload, *, policy: str = "pick",
-                 surrogate: Predictor | None = None) -> None:
+                 surrogate: Predictor | None = None, seed: int | None = None) -> None:
         self.table = table
         self.epochs = workload.training.epochs
-        self.seed = workload.seed
+        self.seed = workload.seed if seed is None else seed
         self.policy = policy
         self.surrogate = surrogate
         self._cache: dict[tuple[str, ...], Curve] = {}

@@ -10,7 +10,10 @@ resumes to the fidelity asked — a configuration asked at 1 epoch and then at 3
 first epoch and then its second and third. Its spans carry those epochs' numbers, so its
 energy is theirs. The optimizer's ``ask`` and ``tell`` are charged to the worker as
 measured (or a fixed time, ``sut.options.sampler_time``), its ``report`` is not (as the
-pruner's in ``replay``). ``trial_timeout_s`` kills a trial at that virtual time.
+pruner's in ``replay``). ``trial_timeout_s`` kills a trial at that virtual time. Each
+trial's costs (its recorded energy, ``objectives.trial_cost``) are told with its value
+when the workload needs them, and ``budget.running: stop`` stops the trials running when
+the budget closes the study after the epoch they are in.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest_basht.objectives as objectives
 from pytest_basht.optimizers.base import Outcome
 from pytest_basht.optimizers.study import Evaluation, Study, best_number
 from pytest_basht.records import Span, TrialRecord
 from pytest_basht.simulation import schedule
 from pytest_basht.simulation.curve import Curve
 from pytest_basht.simulation.replay import PROGRESS_EVERY, TRAIN, VALIDATE, ReplayResult
+from pytest_basht.spend import stop_note
 from pytest_basht.sut.base import Progress
 from pytest_basht.workload import Workload
 
@@ -47,7 +52,7 @@ class _Evaluation:
     """One trial on one virtual worker: a portion of its configuration's curve."""
 
     __slots__ = ("curve", "done", "durations", "ev", "intermediate", "pruned", "replay",
-                 "start_ns", "worker")
+                 "start_ns", "stopped", "worker")
 
     def __init__(self, replay: AskTellReplay, worker: int, ev: Evaluation, curve: Curve,
                  start_ns: int) -> None:
@@ -60,10 +65,16 @@ class _Evaluation:
         self.intermediate: list[float] = []
         self.done = 0
         self.pruned = False
+        self.stopped = False
 
     def report(self, k: int, now_ns: int) -> bool:
         self.done = k + 1
         value = self.curve.values[k]
+        if self.replay.halted is not None and self.done < self.curve.epochs:
+            if value is not None:
+                self.intermediate.append(value)
+            self.stopped = True  # the budget closed the study: stopped after this epoch
+            return False
         if value is None:
             return True
         self.intermediate.append(value)
@@ -79,8 +90,10 @@ class _Evaluation:
     def finish(self, now_ns: int) -> int:
         curve, n, ev = self.curve, self.done, self.ev
         error = None
-        if self.pruned:
+        replay = self.replay
+        if self.pruned or self.stopped:
             state, value = "pruned", self.intermediate[-1] if self.intermediate else None
+            error = stop_note(replay.halted) if self.stopped and replay.halted else None
         elif curve.state == "failed":
             state, value, error = "failed", None, curve.error
         else:
@@ -105,15 +118,18 @@ class _Evaluation:
             energy += e
             cpu += c
             a = b
+        duration_s = (now_ns - self.start_ns) / 1e9
+        costs = (objectives.trial_cost(replay.workload, duration_s, cpu, energy_j=energy,
+                                       cint=replay.cint).to_dict() if replay.costs else {})
         record = TrialRecord(num, ev.params, state, value, w, self.start_ns, now_ns,
                              self.intermediate, spans, cpu, energy, error,
                              fidelity=ev.fidelity,
-                             resumed_from=ev.start_epoch if ev.resume is not None else None)
-        replay = self.replay
+                             resumed_from=ev.start_epoch if ev.resume is not None else None,
+                             told=costs or None)
         clock = time.perf_counter_ns
         t0 = clock()
         replay.study.finished(ev, Outcome(state, value, ev.start_epoch + len(self.intermediate),
-                                          (now_ns - self.start_ns) / 1e9), now_ns / 1e9)
+                                          duration_s, costs), now_ns / 1e9)
         spent = clock() - t0
         replay.result.framework_ns += spent
         replay.record(record, curve.origin)
@@ -138,6 +154,10 @@ class AskTellReplay:
         self.progress = progress
         self.result = ReplayResult()
         self._progress = Progress(expected=workload.trial_budget)
+        #: what stopped the running trials (``budget.running: stop``), once it has
+        self.halted: str | None = None
+        self.costs = objectives.needed(workload)
+        self.cint = objectives.carbon_intensity(workload)
 
     def charge(self, measured_ns: int, *, ask: bool = True) -> int:
         """Virtual ns a worker spends on the optimizer: as measured, or a fixed time per
@@ -172,6 +192,9 @@ class AskTellReplay:
         spent = clock() - t0
         self.result.framework_ns += spent
         if ev is None:
+            stopped_by = self.study.ledger.stopped_by
+            if stopped_by is not None and self.workload.budget.running == "stop":
+                self.halted = stopped_by
             return 0, None
         latency = self.charge(spent)
         return latency, _Evaluation(self, worker, ev, self._curve(ev), now_ns + latency)

@@ -8,7 +8,11 @@ worker), the same suggest(), values reported after every epoch and the pruner as
 after each. Only time is virtual: ``schedule.run`` decides who asks when, and each
 trial's epochs cost what its curve says. The workload's ``budget:`` closes the study on
 the virtual clock (``spend.Ledger``: a worker refused leaves, as the ``optuna`` SUT's
-does), and ``trial_timeout_s`` kills a trial at that virtual time (``Curve.cut``).
+does; with ``budget.running: stop`` the trials running then stop after the epoch they are
+in — a real SUT stops them at once), and ``trial_timeout_s`` kills a trial at that
+virtual time (``Curve.cut``). Several objectives and constraints are told as the
+``optuna`` SUT's workers tell them, with each trial's recorded energy
+(``objectives.trial_cost``).
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+import pytest_basht.objectives as objectives
 from pytest_basht.records import Span, TrialRecord
 from pytest_basht.registry import Registry
 from pytest_basht.search import suggest, trial_cap
 from pytest_basht.simulation import optuna_loop, schedule
 from pytest_basht.simulation.curve import Curve
-from pytest_basht.spend import Ledger
+from pytest_basht.spend import Ledger, stop_note
 from pytest_basht.sut.base import Progress
 from pytest_basht.workload import Workload
 
@@ -58,7 +63,7 @@ class _Trial:
     """One trial on one virtual worker: its curve is its answer, epoch by epoch."""
 
     __slots__ = ("curve", "done", "durations", "intermediate", "number", "params", "pruned",
-                 "replay", "start_ns", "trial", "worker")
+                 "replay", "start_ns", "stopped", "trial", "worker")
 
     def __init__(self, replay: Replay, worker: int, trial: optuna.Trial,
                  params: dict[str, Any], curve: Curve, start_ns: int) -> None:
@@ -73,13 +78,14 @@ class _Trial:
         self.intermediate: list[float] = []
         self.done = 0
         self.pruned = False
+        self.stopped = False
 
     def report(self, epoch: int, now_ns: int) -> bool:
         self.done = epoch + 1
         value = self.curve.values[epoch]
         if value is not None:
             self.intermediate.append(value)
-            if math.isfinite(value):
+            if math.isfinite(value) and self.replay.reports:
                 clock = time.perf_counter_ns
                 t0 = clock()
                 self.trial.report(value, epoch)
@@ -94,6 +100,9 @@ class _Trial:
                     self.pruned = True
                     return False
         curve = self.curve
+        if self.replay.halted is not None and self.done < curve.epochs:
+            self.stopped = True  # the budget closed the study: stopped after this epoch
+            return False
         if self.done == curve.epochs and curve.state == "truncated":
             self._extend()
         return True
@@ -112,9 +121,10 @@ class _Trial:
     def finish(self, now_ns: int) -> int:
         replay, curve, n = self.replay, self.curve, self.done
         error = None
-        if self.pruned:
+        if self.pruned or self.stopped:
             state = "pruned"
             value = self.intermediate[-1] if self.intermediate else None
+            error = stop_note(replay.halted) if self.stopped and replay.halted else None
         elif curve.state == "failed":
             state, value, error = "failed", None, curve.error
         else:
@@ -122,16 +132,6 @@ class _Trial:
             state = "complete" if value is not None and math.isfinite(value) else "failed"
             if state == "failed":
                 error = f"objective returned {value}"
-        clock = time.perf_counter_ns
-        t0 = clock()
-        study = replay.studies[self.worker]
-        if state == "complete":
-            study.tell(self.trial, value)
-        else:
-            study.tell(self.trial, state=TrialState.PRUNED if state == "pruned"
-                       else TrialState.FAIL)
-        spent = clock() - t0
-        replay.result.framework_ns += spent
         spans: list[Span] = []
         energy = cpu = 0.0
         a = self.start_ns
@@ -148,9 +148,30 @@ class _Trial:
             energy += e
             cpu += c
             a = b
+        cost = None
+        if replay.costs:
+            cost = objectives.trial_cost(replay.workload, (now_ns - self.start_ns) / 1e9, cpu,
+                                         energy_j=energy, cint=replay.cint)
+        clock = time.perf_counter_ns
+        t0 = clock()
+        study = replay.studies[self.worker]
+        goal = replay.workload.goal
+        if cost is not None and goal.constraints:
+            self.trial.set_user_attr(objectives.CONSTRAINTS_ATTR,
+                                     objectives.constraint_values(goal, cost))
+        if state == "complete":
+            assert value is not None
+            study.tell(self.trial, objectives.values(goal, value, cost.to_dict())
+                       if cost is not None and goal.multi else value)
+        else:
+            study.tell(self.trial, state=TrialState.PRUNED if state == "pruned"
+                       else TrialState.FAIL)
+        spent = clock() - t0
+        replay.result.framework_ns += spent
         record = TrialRecord(num, self.params, state, value, w, self.start_ns, now_ns,
-                             self.intermediate, spans, cpu, energy, error)
-        replay.ledger.finish(num, now_ns / 1e9)
+                             self.intermediate, spans, cpu, energy, error,
+                             told=cost.to_dict() if cost is not None else None)
+        replay.ledger.finish(num, now_ns / 1e9, **(cost.spend() if cost is not None else {}))
         replay.record(record, curve.origin)
         return replay.charge(spent, ask=False)
 
@@ -170,6 +191,10 @@ class Replay:
         timeout = workload.trial_timeout_s
         self.timeout_ns = round(timeout * 1e9) if timeout is not None else None
         self.ledger = Ledger.of(workload, 0.0)
+        #: what stopped the running trials (``budget.running: stop``), once it has
+        self.halted: str | None = None
+        self.costs = objectives.needed(workload)
+        self.cint = objectives.carbon_intensity(workload)
         quiet = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.progress = progress
@@ -181,7 +206,7 @@ class Replay:
         storage = optuna.storages.InMemoryStorage()
         name = study_name or w.name
         self.study = optuna.create_study(study_name=name, storage=storage,
-                                         direction=w.goal.direction)
+                                         **objectives.study_direction(w.goal))
         sampler = registry.get("samplers", w.search.sampler)
         pruner = registry.get("pruners", w.search.pruner)
         self.studies = [optuna.load_study(study_name=name, storage=storage,
@@ -191,6 +216,7 @@ class Replay:
         optuna.logging.set_verbosity(quiet)
         # NopPruner never prunes and changes nothing when asked: not asking it is exact
         self.prunes = any(type(s.pruner) is not optuna.pruners.NopPruner for s in self.studies)
+        self.reports = not w.goal.multi  # a multi-objective trial reports nothing to Optuna
         # a pruner that takes a trial's time and energy so far is told the recorded ones
         self.usage = [getattr(s.pruner, "trial_usage", None) for s in self.studies]
 
@@ -223,6 +249,8 @@ class Replay:
         if optuna_loop.stopped(study):  # the worker's loop has ended (GridSampler: exhausted)
             return 0, None
         if not self.ledger.admits(now_ns / 1e9):  # the workload's budget closed the study
+            if self.workload.budget.running == "stop":
+                self.halted = self.ledger.stopped_by
             return 0, None
         clock = time.perf_counter_ns
         t0 = clock()
@@ -262,6 +290,9 @@ class Replay:
         return self.result
 
     def best_number(self) -> int | None:
+        goal = self.workload.goal
+        if goal.multi or goal.constraints:
+            return objectives.best_of(goal, self.result.trials)
         try:
             return self.study.best_trial.number
         except ValueError:

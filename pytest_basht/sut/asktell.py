@@ -10,7 +10,7 @@ watched); setup builds the optimizer and has every worker load the data; run han
 ``optimizers.study.Study`` —, answers each report the optimizer wants to judge
 (``protocol.Proceed``), and tells it every result as it comes back, until the study
 closes (trial budget, the workload's ``budget:``, or the optimizer done) and the trials
-running then finish.
+running then finish (or, with ``budget.running: stop``, are stopped).
 
 Continuation: every trial of a resumable trainable saves its state to its own
 checkpoint file; a configuration asked again at a higher fidelity resumes from the last
@@ -34,7 +34,7 @@ from pytest_basht.optimizers.study import Evaluation, Study, best_number
 from pytest_basht.records import TrialRecord, mono_ns
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import trial_cap
-from pytest_basht.spend import Ledger
+from pytest_basht.spend import Ledger, stop_note
 from pytest_basht.sut import protocol
 from pytest_basht.sut.base import SUT, Progress, SutContext, own_options
 from pytest_basht.sut.limits import plan_cpus
@@ -141,6 +141,7 @@ class AskTellSUT(SUT):
                         ev = study.next(now_s())
                         if ev is None:
                             closed = True
+                            self._halt(progress)
                             break
                         self._hand_out(worker, ev)
                     if not self.pool.busy():
@@ -153,6 +154,13 @@ class AskTellSUT(SUT):
             self.pool.on_report = None
             self.window = (started, now_s())
         return self.trials_so_far()
+
+    def _halt(self, progress: Progress) -> None:
+        """``budget.running: stop``: the budget closed the study, the running trials stop."""
+        assert self.workload is not None and self.study is not None
+        by = self.study.ledger.stopped_by
+        if by is not None and self.workload.budget.running == "stop":
+            self.pool.halt(stop_note(by), progress)
 
     def checkpoint(self, number: int) -> Path:
         """Where trial ``number`` of this scenario saves its state (each scenario's own
@@ -219,6 +227,7 @@ class AskTellSUT(SUT):
 
 
 def outcome_of(record: TrialRecord, ev: Evaluation) -> Outcome:
-    """What the optimizer is told of a trial: its state, value, the epochs it reached."""
+    """What the optimizer is told of a trial: its state, value, the epochs it reached, its
+    costs (when its worker worked them out)."""
     return Outcome(record.state, record.value, ev.start_epoch + len(record.intermediate),
-                   record.duration_s)
+                   record.duration_s, dict(record.told or {}))

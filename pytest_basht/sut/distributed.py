@@ -28,6 +28,7 @@ from typing import Any
 
 import optuna
 
+import pytest_basht.objectives as objectives
 from pytest_basht.energy.base import Allocation
 from pytest_basht.energy.self_meter import wall_offset_ns
 from pytest_basht.records import TrialRecord
@@ -125,7 +126,7 @@ class DistributedOptunaSUT(SUT):
         self.setups += 1
         self.study = optuna.create_study(study_name=self.remote.new_study(self.setups),
                                          storage=self.remote.storage(),
-                                         direction=workload.goal.direction)
+                                         **objectives.study_direction(workload.goal))
         self.data = trainable.prepare(workload, self.ctx.work_dir)
         self.pool.setup(self.study, setup_request(trainable, workload, self.data))
         self.remote.announce(self.setups, self.study.study_name, workload)
@@ -144,9 +145,11 @@ class DistributedOptunaSUT(SUT):
                 self.ctx.registry, self.workload, self.study.study_name, self.artifacts,
                 started, storage=self.remote.url, heartbeat=self.opts.heartbeat))
             progress = Progress(expected=self.workload.trial_budget)
+            halt = study_budget.Halt(self.study, self.workload)
             with self.pool.interruptible(progress):
                 while self.pool.busy() or not self.remote.done:
                     self.pool.step(progress)
+                    halt.check(self.pool, progress)
                     self._poll(progress)
                     if self.ctx.progress is not None:
                         self.ctx.progress(progress)
@@ -203,8 +206,8 @@ class DistributedOptunaSUT(SUT):
         return [records[n] for n in sorted(records)]
 
     def collect_results(self) -> int | None:
-        assert self.study is not None
-        return best_number(self.study)
+        assert self.study is not None and self.workload is not None
+        return best_number(self.study, self.workload, self.trials_so_far())
 
     def test(self, best: TrialRecord) -> float | None:
         """The best model, trained here or (from the artifact store) elsewhere, tested on

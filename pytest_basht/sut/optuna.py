@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+import pytest_basht.objectives as objectives
 from pytest_basht.energy.base import Allocation
 from pytest_basht.records import TrialRecord
 from pytest_basht.registry import Registry, ref_of
@@ -78,7 +79,12 @@ def study_record(study: optuna.Study | None, workload: Workload | None,
     return {"stopped_by": by, "budget": ledger.summary(window[1])}
 
 
-def best_number(study: optuna.Study) -> int | None:
+def best_number(study: optuna.Study, workload: Workload,
+                trials: list[TrialRecord]) -> int | None:
+    """The study's best trial; with several objectives or constraints, the pick among
+    the trials' records (``objectives.best_of``: what the study was told)."""
+    if workload.goal.multi or workload.goal.constraints:
+        return objectives.best_of(workload.goal, trials)
     try:
         return study.best_trial.number
     except ValueError:
@@ -103,6 +109,8 @@ def scenario_metrics(registry: Registry, pool: WorkerPool, deployed_for: Workloa
     stopped the study, and what plugins add (``pytest_basht_sut_metrics``)."""
     info = {
         **({"study": study} if study is not None else {}),
+        **({"told": objectives.TOLD_MODEL}
+           if workload is not None and objectives.needed(workload) else {}),
         "limits": pool.limits(deployed_for.workers),
         "data": data.to_dict() if data else None,
         "kills": list(pool.kills),
@@ -166,7 +174,8 @@ class OptunaSUT(SUT):
         storage = optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(self.journal)))
         self.study = optuna.create_study(study_name=f"{workload.name}-{self.setups}",
-                                         storage=storage, direction=workload.goal.direction)
+                                         storage=storage,
+                                         **objectives.study_direction(workload.goal))
         self.data = trainable.prepare(workload, self.ctx.work_dir)
         self.pool.setup(self.study, setup_request(trainable, workload, self.data))
         self.pool.await_ready()
@@ -179,10 +188,12 @@ class OptunaSUT(SUT):
                                         self.study.study_name, self.artifacts, started,
                                         journal=str(self.journal)))
         progress = Progress(expected=self.workload.trial_budget)
+        halt = study_budget.Halt(self.study, self.workload)
         try:
             with self.pool.interruptible(progress):
                 while self.pool.busy():
                     self.pool.step(progress)
+                    halt.check(self.pool, progress)
                     if self.ctx.progress is not None:
                         self.ctx.progress(progress)
         finally:
@@ -195,8 +206,8 @@ class OptunaSUT(SUT):
         return self.pool.trials()
 
     def collect_results(self) -> int | None:
-        assert self.study is not None
-        return best_number(self.study)
+        assert self.study is not None and self.workload is not None
+        return best_number(self.study, self.workload, self.trials_so_far())
 
     def test(self, best: TrialRecord) -> float | None:
         artifact: Path | None = self.artifacts / f"trial-{best.number}.pt"

@@ -10,7 +10,9 @@ A run is driven by its SUT, one ``step`` at a time: the pool receives the trials
 and a watchdog kills a worker whose process tree passes wmem, or whose trial passes
 ``trial_timeout_s``. A trial in flight on a worker that died (killed, crashed) is recorded
 ``failed`` with the reason, marked failed in the study, and the slot refilled by a new
-worker. ``stop`` undeploys: every worker leaves (one in the middle of a run is killed).
+worker. ``halt`` stops the trials in flight on purpose (a study budget's ``running:
+stop``): they are recorded ``pruned``, with the reason. ``stop`` undeploys: every worker
+leaves (one in the middle of a run is killed).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import optuna
 
+import pytest_basht.objectives as objectives
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.sut import protocol
 from pytest_basht.sut.base import Progress, SutError
@@ -349,24 +352,45 @@ class WorkerPool:
                 self._drain(worker, progress)
                 self._on_death(worker, reason)
 
-    def _on_death(self, worker: WorkerProcess, reason: str) -> None:
-        """Record the trials in flight as failed, mark them in the study (an ask-and-tell
-        controller reads them from the records), refill the slot."""
+    def halt(self, reason: str, progress: Progress) -> None:
+        """Stop every trial in flight now (killing its worker): each is recorded
+        ``pruned`` with ``reason``, its value so far and (when the workload needs them)
+        its costs from what it streamed; the slots are refilled."""
+        for worker in list(self.workers):
+            if worker.running and worker.inflight:
+                worker.proc.send_signal(signal.SIGKILL)
+                worker.proc.wait()
+                self._drain(worker, progress)
+                self._on_death(worker, reason, stopped=True)
+
+    def _on_death(self, worker: WorkerProcess, reason: str, *, stopped: bool = False) -> None:
+        """Record the trials in flight as failed (``stopped``: pruned on purpose), mark
+        them in the study (an ask-and-tell controller reads them from the records), refill
+        the slot."""
         assert self.setup_request is not None
         worker.running = False
         worker.conn.close()
         lost_any = bool(worker.inflight)
-        detail = reason if "watchdog" in reason or "timeout" in reason else (
+        detail = reason if stopped or "watchdog" in reason or "timeout" in reason else (
             f"{reason}; log: {log_tail(worker.log)[-300:]}")
         for lost in worker.inflight.values():
+            end, cpu = mono_ns(), sum(s.cpu_s for s in lost.spans)
+            told = None
+            if stopped and self.workload is not None and objectives.needed(self.workload):
+                told = objectives.trial_cost(self.workload, (end - lost.start_ns) / 1e9,
+                                             cpu).to_dict()
             self.records[lost.number] = TrialRecord(
-                number=lost.number, params=lost.params, state="failed",
-                value=None, worker=worker.wid, start_ns=lost.start_ns, end_ns=mono_ns(),
-                intermediate=lost.intermediate, spans=lost.spans,
-                cpu_s=sum(s.cpu_s for s in lost.spans), error=detail)
+                number=lost.number, params=lost.params,
+                state="pruned" if stopped else "failed",
+                value=lost.intermediate[-1] if stopped and lost.intermediate else None,
+                worker=worker.wid, start_ns=lost.start_ns, end_ns=end,
+                intermediate=lost.intermediate, spans=lost.spans, cpu_s=cpu, error=detail,
+                told=told)
             if self.study is not None:
+                state = (optuna.trial.TrialState.PRUNED if stopped
+                         else optuna.trial.TrialState.FAIL)
                 with contextlib.suppress(ValueError, RuntimeError):  # it told before dying
-                    self.study.tell(lost.number, state=optuna.trial.TrialState.FAIL)
+                    self.study.tell(lost.number, state=state)
         worker.inflight = {}
         others_running = any(w.running for w in self.workers if w is not worker)
         replacement = self.spawn(worker.wid)

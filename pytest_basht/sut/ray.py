@@ -18,6 +18,12 @@ Energy: a local Ray's processes (GCS, raylet, the trial workers) are children of
 process, so the live meter covers them and attributes each trial's share by CPU time, as
 for local Optuna workers. On a cluster each trial meters its own process and sends its
 timeline with its reports; those add to the live meter's (``sut.fleet``).
+
+Several objectives are OptunaSearch's multi-objective mode (the value and each cost
+objective as metrics, which every trial's last report carries); constraints are not
+offered (OptunaSearch keeps its Optuna trials to itself, so their constraint values cannot
+reach the sampler). The workload's ``budget:`` closes the searcher (``budgeted``); with
+``running: stop`` a Tune stopper then stops every running trial.
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ from typing import Any
 
 import psutil
 
+import pytest_basht.objectives as objectives
 from pytest_basht.energy.base import Allocation
 from pytest_basht.energy.self_meter import wall_offset_ns
 from pytest_basht.errors import WorkloadError
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import suggest
-from pytest_basht.spend import Ledger
+from pytest_basht.spend import Ledger, of_costs, stop_note
 from pytest_basht.sut.base import (
     SUT,
     Progress,
@@ -172,6 +179,7 @@ class _Running:
     final: dict[str, Any] | None = None
     energy_j: float | None = None
     node: str = ""
+    told: dict[str, float] | None = None
 
 
 class RaySUT(SUT):
@@ -186,6 +194,10 @@ class RaySUT(SUT):
         RayOptions.parse(workload)
         refuse_optimizer(workload, registry, "ray")
         scheduler_args(workload)
+        if workload.goal.constraints:
+            raise WorkloadError(src, "goal.constraints", "none with the ray SUT (Tune's "
+                                "OptunaSearch keeps its Optuna trials to itself: constraint "
+                                "values cannot reach the sampler)", dict(workload.goal.constraints))
         if workload.search.grouped:
             key = "search.fusion" if workload.search.fusion > 1 else "search.scaling"
             raise WorkloadError(src, key, "1 with the ray SUT (fused and scaled trials run on "
@@ -305,10 +317,12 @@ class RaySUT(SUT):
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.search = OptunaSearch(space=Space(workload.search.space), metric="value",
+        goal = workload.goal
+        modes = ["max" if d == "maximize" else "min" for d in goal.directions]
+        self.search = OptunaSearch(space=Space(workload.search.space),
+                                   metric=list(goal.names) if goal.multi else "value",
                                    sampler=sampler,
-                                   mode="max" if workload.goal.direction == "maximize"
-                                   else "min")
+                                   mode=modes if goal.multi else modes[0])
         self.scheduler = build_scheduler(workload)
 
     def run(self) -> list[TrialRecord]:
@@ -333,6 +347,8 @@ class RaySUT(SUT):
             run_config=tune.RunConfig(
                 name=f"{w.name}-{self.setups}", storage_path=storage, verbose=0,
                 callbacks=[_collector(self, progress)],
+                stop=(_stopper(self.ledger) if self.ledger.limits and w.budget.running == "stop"
+                      else None),
                 failure_config=tune.FailureConfig(max_failures=0),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=None)))
         t0 = time.monotonic()
@@ -375,6 +391,7 @@ class RaySUT(SUT):
         if payload.get("final"):
             running.final = payload
             running.energy_j = payload.get("energy_j")
+            running.told = payload.get("told")
             value = result.get("value")
             if payload.get("state") == "complete" and isinstance(value, (int, float)) and \
                     math.isfinite(value) and (progress.best is None
@@ -388,8 +405,12 @@ class RaySUT(SUT):
         final = running.final
         if error is not None:
             state, why = "failed", (final or {}).get("error") or error
-        elif final is None:
-            state, why = "pruned", None  # stopped by Tune's scheduler after a report
+        elif final is None:  # stopped after a report: by Tune's scheduler, or the budget
+            state = "pruned"
+            stopped = self.ledger.stopped_by
+            assert self.workload is not None
+            why = (stop_note(stopped) if stopped is not None
+                   and self.workload.budget.running == "stop" else None)
         else:
             state, why = str(final.get("state")), final.get("error")
         self._close(running, state, why)
@@ -398,7 +419,7 @@ class RaySUT(SUT):
 
     def _close(self, running: _Running, state: str, error: str | None) -> None:
         self.running = {k: v for k, v in self.running.items() if v is not running}
-        self.ledger.finish(running.number, time.monotonic())
+        self.ledger.finish(running.number, time.monotonic(), **of_costs(running.told or {}))
         value = running.values[-1] if running.values else None
         if value is not None and not math.isfinite(value):
             value = None
@@ -408,7 +429,7 @@ class RaySUT(SUT):
             value=value if state != "failed" else None, worker=running.slot,
             start_ns=running.start_ns, end_ns=max(end, running.start_ns),
             intermediate=list(running.values), spans=running.spans, cpu_s=running.cpu_s,
-            energy_j=running.energy_j, error=error)
+            energy_j=running.energy_j, error=error, told=running.told)
         self.records[running.number] = record
         if self.meter is not None:
             self.meter.remote_trials.add(running.number)
@@ -426,6 +447,8 @@ class RaySUT(SUT):
     def collect_results(self) -> int | None:
         assert self.workload is not None
         goal = self.workload.goal
+        if goal.multi:
+            return objectives.best_of(goal, self.trials_so_far())
         best: TrialRecord | None = None
         for t in self.trials_so_far():
             if t.state == "complete" and t.value is not None and (
@@ -466,6 +489,9 @@ class RaySUT(SUT):
                                                   w.count),
             },
             "data": self.data.to_dict() if self.data else None,
+            **({"told": objectives.TOLD_MODEL if local else
+                "the trial's energy as its own meter measured it on its node"}
+               if self.workload is not None and objectives.needed(self.workload) else {}),
             "study": {"stopped_by": (f"budget.{self.ledger.stopped_by}"
                                      if self.ledger.stopped_by else "search.trials"),
                       "budget": self.ledger.summary(self.window[1])},
@@ -516,6 +542,29 @@ def budgeted(search: Any, ledger: Ledger) -> Any:
             self.inner.restore(checkpoint_path)
 
     return Budgeted(search, ledger)
+
+
+def _stopper(ledger: Ledger) -> Any:
+    """``budget.running: stop``: once the budget has closed the study, Tune stops every
+    running trial."""
+    from ray import tune
+
+    class BudgetStopper(tune.Stopper):
+        # as the collector: Tune pickles its run config, the ledger stays here
+        def __init__(self, ledger: Ledger) -> None:
+            self.ledger = ledger
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {}
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return getattr(self, "ledger", None) is not None and \
+                self.ledger.stopped_by is not None
+
+    return BudgetStopper(ledger)
 
 
 def _collector(sut: RaySUT, progress: Progress) -> Any:

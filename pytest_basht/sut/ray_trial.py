@@ -7,9 +7,12 @@ scheduler prunes on) and, as one JSON string (Tune's loggers keep it, TensorBoar
 it), the spans recorded since the last report, the process's CPU time, and — on a
 cluster, where the trial meters itself — its meter's new timeline points. The
 last epoch's report waits until the trial has finished, so that it carries the final
-value and the model (a Tune checkpoint). A Ray worker process sets the trainable up once
-per scenario (loading the data, preparing its own copy when the driver's is not on this
-node); that one-time work is a ``setup`` span of the trial that paid for it.
+value and the model (a Tune checkpoint) — and, when the workload needs them, the trial's
+costs (``objectives.trial_cost``: the told model, or the energy its own meter measured on
+a cluster), each cost objective of the goal as a metric of its own for the searcher. A
+Ray worker process sets the trainable up once per scenario (loading the data, preparing
+its own copy when the driver's is not on this node); that one-time work is a ``setup``
+span of the trial that paid for it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.objectives as objectives
 from pytest_basht.energy.self_meter import SelfMeter, wall_offset_ns
 from pytest_basht.trainables.base import TrialContext, trial_outcome
 
@@ -161,11 +165,15 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     checkpoint = None
     if state == "complete" and ctx.artifact.exists():
         checkpoint = tune.Checkpoint.from_directory(str(home))
+    payload = reporter.payload(final=True, state=state, error=error)
+    result: dict[str, Any] = {"value": value, "epoch": len(ctx.intermediate) - 1}
+    if objectives.needed(workload):
+        told = objectives.trial_cost(workload, (payload["t_ns"] - start_ns) / 1e9,
+                                     payload["cpu_s"], energy_j=payload.get("energy_j"))
+        payload["told"] = told.to_dict()
+        result.update({name: told.of(name) for name in workload.goal.objectives})
     try:
-        tune.report({"value": value, "epoch": len(ctx.intermediate) - 1,
-                     "basht": json.dumps(reporter.payload(final=True, state=state,
-                                                          error=error))},
-                    checkpoint=checkpoint)
+        tune.report({**result, "basht": json.dumps(payload)}, checkpoint=checkpoint)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     if state == "failed":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.objectives as objectives
 from pytest_basht.energy.base import Allocation
 from pytest_basht.errors import WorkloadError
 from pytest_basht.optimizers.base import Optimizer
@@ -54,6 +55,9 @@ OPTIONS = {
                     "number: that many seconds per trial",
     "lifecycle": "recorded: deploy, setup, ... take the table's recorded mean time and "
                  "energy; none: they take no time",
+    "recorded_seed": "pick answers (and the recorded lifecycle) by this seed's recordings "
+                     "instead of the workload's seed, which still seeds the sampler (a "
+                     "forecast's replays: other searches under the same recorded conditions)",
 }
 SURROGATES = ("none", "random-forest")
 LIFECYCLES = ("recorded", "none")
@@ -66,6 +70,7 @@ class SimOptions:
     surrogate: str = "none"
     sampler_time: float | str = "measured"
     lifecycle: str = "recorded"
+    recorded_seed: int | None = None
 
     @classmethod
     def parse(cls, workload: Workload) -> SimOptions:
@@ -100,9 +105,18 @@ class SimOptions:
         elif sampler_time not in ("measured", "recorded"):
             raise WorkloadError(src, "sut.options.sampler_time",
                                 "'measured', 'recorded' or seconds ≥ 0", sampler_time)
+        recorded = opts.get("recorded_seed")
+        if recorded is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)
+                                     or recorded < 0):
+            raise WorkloadError(src, "sut.options.recorded_seed", "a seed (an integer ≥ 0)",
+                                recorded)
         return cls(path, choice("seeds", POLICIES, "pick"),
                    choice("surrogate", SURROGATES, "none"), sampler_time,
-                   choice("lifecycle", LIFECYCLES, "recorded"))
+                   choice("lifecycle", LIFECYCLES, "recorded"), recorded)
+
+    def seed(self, workload: Workload) -> int:
+        """The seed whose recordings answer: ``recorded_seed``, else the workload's."""
+        return workload.seed if self.recorded_seed is None else self.recorded_seed
 
 
 _TABLES: dict[tuple[str, int, int], TrialTable] = {}
@@ -162,7 +176,7 @@ class SimulatedSUT(SUT):
         table = load_table(opts.table, workload)
         check_fits(table, workload, surrogate=opts.surrogate != "none")
         if opts.sampler_time == "recorded":
-            card = summarize(table.meta, workload.seed) if table.meta else None
+            card = summarize(table.meta, opts.seed(workload)) if table.meta else None
             if card is None or card.handoff_s is None:
                 raise WorkloadError(workload.source, "sut.options.sampler_time",
                                     "'measured' or seconds: table "
@@ -173,7 +187,8 @@ class SimulatedSUT(SUT):
         self.options = SimOptions.parse(workload)
         self.table = (load_table(self.options.table, workload)
                       if self.options.table is not None else None)
-        card = (summarize(self.table.meta, workload.seed) if self.table and self.table.meta
+        card = (summarize(self.table.meta, self.options.seed(workload))
+                if self.table and self.table.meta
                 else None)
         self.lifecycle = card.lifecycle if card and self.options.lifecycle == "recorded" else {}
         self.handoff_s = card.handoff_s if card else None
@@ -237,6 +252,7 @@ class SimulatedSUT(SUT):
             if self.options.surrogate != "none":
                 self.surrogate = self._fit_surrogate(workload)
             self.answers = Answers(self.table, workload, policy=self.options.seeds,
+                                   seed=self.options.seed(workload),
                                    surrogate=self.surrogate)
         self._phase("setup")
 
@@ -333,6 +349,8 @@ class SimulatedSUT(SUT):
         info["speedup"] = info["trials_window_s"] / wall if wall > 0 else None
         out: dict[str, Any] = {"simulated": True, "simulation": info,
                                "over_budget_discarded": r.discarded}
+        if w is not None and objectives.needed(w):
+            out["told"] = objectives.TOLD_RECORDED
         study = self._study_record(r)
         if study is not None:
             out["study"] = study

@@ -11,6 +11,12 @@ budget or the workload's ``budget:`` stops it; in groups when fused or scaled, s
 
 Every span and every epoch's value is streamed to the controller as it happens, so a
 trial killed mid-way (memory cap, timeout, crash) keeps the measurements made before.
+
+When the workload needs them (several objectives, constraints, an energy, CO2 or cost
+budget) a trial's costs are worked out here, where it ran, as it ends: the told model of
+``objectives`` from its duration and this process's CPU time. They go into its record
+(``told``), to the study as its values and constraints, and onto the Optuna trial for
+the budget of every worker (``objectives.SPEND_ATTR``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.objectives as objectives
+from pytest_basht.spend import of_costs
 from pytest_basht.sut import protocol
 from pytest_basht.trainables.base import TrialContext
 
@@ -206,6 +214,8 @@ class Worker:
         class Failed(Exception):
             pass
 
+        goal = workload.goal
+
         def objective(trial: optuna.Trial) -> float:
             nonlocal discarded
             past_cap = cap is not None and trial.number >= cap
@@ -218,12 +228,19 @@ class Worker:
             params = suggest(trial, workload.search.space)
             state, value, error, record = self.run_trial(trial, params,
                                                          Path(request.artifacts), outbox)
+            told = record["told"]
+            if told is not None:  # before the trial ends: every worker's ledger reads it
+                if goal.constraints:
+                    trial.set_user_attr(objectives.CONSTRAINTS_ATTR,
+                                        objectives.constraint_values(
+                                            goal, objectives.TrialCost(**told)))
+                trial.set_user_attr(objectives.SPEND_ATTR, of_costs(told))
             outbox.send(protocol.TrialFinished(record))
             if state == "pruned":
                 raise optuna.TrialPruned()
             if state == "failed":
                 raise Failed(error)
-            return value
+            return objectives.values(goal, value, told) if told and goal.multi else value
 
         study.optimize(objective, n_trials=None, catch=(OverBudget, Failed),
                        gc_after_trial=False)
@@ -248,14 +265,15 @@ class Worker:
 
     def run_trial(self, trial: Any, params: dict[str, Any], artifacts: Path,
                   outbox: protocol.Outbox) -> tuple[str, float, str | None, dict[str, Any]]:
-        """One trial of the shared study: its values go to the study's pruner."""
+        """One trial of the shared study: its values go to the study's pruner (none judges
+        a multi-objective trial)."""
 
         def judge(epoch: int, value: float) -> bool:
             trial.report(value, epoch)
             return not trial.should_prune()
 
         return self.trial(trial.number, params, artifacts / f"trial-{trial.number}.pt",
-                          outbox, judge)
+                          outbox, None if self.workload.goal.multi else judge)
 
     def evaluate(self, request: protocol.Evaluate, conn: Any) -> protocol.Evaluated:
         """One trial of an ask-and-tell study: its epochs from ``start_epoch``, judged by
@@ -308,12 +326,17 @@ class Worker:
         state, value, error = trial_outcome(objective, ctx.intermediate,
                                             (TrialPruned, optuna.TrialPruned))
         end_ns, cpu1 = process_clock()
+        told = None
+        if objectives.needed(workload):
+            told = objectives.trial_cost(workload, (end_ns - start_ns) / 1e9,
+                                         max(0.0, cpu1 - cpu0)).to_dict()
         record = TrialRecord(
             number=number, params=params, state=state,
             value=value if math.isfinite(value) else None, worker=self.wid,
             start_ns=start_ns, end_ns=end_ns, intermediate=list(ctx.intermediate),
             spans=recorder.take(), cpu_s=max(0.0, cpu1 - cpu0), error=error,
-            fidelity=epochs, resumed_from=start_epoch if resume is not None else None)
+            fidelity=epochs, resumed_from=start_epoch if resume is not None else None,
+            told=told)
         return state, value, error, record.to_dict()
 
 
