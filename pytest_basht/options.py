@@ -111,6 +111,15 @@ def _switch(option: str, raw: str) -> bool:
     raise OptionError(option, "true or false", raw)
 
 
+def _rank_by(option: str, raw: str) -> str:
+    from pytest_basht.report import ranking
+
+    try:
+        return ranking.rank_key(raw).name
+    except ValueError as exc:
+        raise OptionError(option, str(exc), raw) from None
+
+
 def _fail_on(option: str, raw: str) -> tuple[Any, ...]:
     from pytest_basht.report.gate import ThresholdError, parse_fail_on
 
@@ -228,6 +237,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("basht_sut", "NAME[:KEY=VALUE,...]", "run every scenario on this SUT, with "
                "these options (replaces the workload's sut section), e.g. ray or "
                "optuna:storage=postgresql://basht@db/basht", _sut),
+    OptionSpec("basht_rank_by", "KEY", "rank setups by what it took to first reach the "
+               "goal's target: eta (energy, the default), tta (time), cost or co2", _rank_by,
+               "eta"),
 )
 
 
@@ -264,6 +276,7 @@ class BashtOptions:
     compare_any_machine: bool | None = None
     budget: str = "full"
     sut: dict[str, Any] | None = None
+    rank_by: str = "eta"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:

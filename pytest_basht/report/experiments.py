@@ -20,6 +20,7 @@ from typing import Any
 from tabulate import tabulate
 
 import pytest_basht.sweep as sweep_mod
+from pytest_basht.report import ranking
 from pytest_basht.report.atomic import replace_atomic
 from pytest_basht.report.format import fmt
 
@@ -107,8 +108,12 @@ def row(record: Mapping[str, Any]) -> dict[str, Any]:
     if record.get("error"):
         notes.append(str(record["error"]).splitlines()[0][:160])
     prune = pruning(record)
+    goal = record["workload"]["goal"]
     return {
-        "test_id": record["test_id"], "label": _label(record["test_id"], variables,
+        "test_id": record["test_id"],
+        "scenario_id": record.get("scenario_id") or record["test_id"],
+        "goal": {k: goal.get(k) for k in ("metric", "direction", "target")},
+        "to_target": ranking.to_target(record), "label": _label(record["test_id"], variables,
                                                       _space_size(record)),
         "values": dict(variables), "position": sweep["position"] if sweep else None,
         "outcome": record["outcome"], "ran": True, "reason": None,
@@ -192,20 +197,43 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:+.1f}%"
 
 
-def table(exp: Mapping[str, Any]) -> str:
-    """The experiment's comparison table (GitHub Markdown)."""
+def ranked(exp: Mapping[str, Any], by: str | None = None
+           ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The experiment's rows in the order of ``ranking`` (by what it took each setup to
+    reach the goal; skipped rows last) and each setup's rank cell (``✗``: never reached).
+    Rows keep their own order when the goal has no target."""
+    rows = list(exp["rows"])
+    runs = [ranking.run_of_row(r, exp["name"]) for r in rows
+            if r["ran"] and r.get("scenario_id") and (r.get("goal") or {}).get("target")
+            is not None]
+    if not runs:
+        return rows, {}
+    order = ranking.rank(runs, by)
+    cells = {r.setup: line[0] for r, line in zip(order, ranking.rows(order), strict=True)}
+    place = {r.setup: i for i, r in enumerate(order)}
+    return sorted(rows, key=lambda r: place.get(r.get("scenario_id"), len(place))), cells
+
+
+def table(exp: Mapping[str, Any], by: str | None = None) -> str:
+    """The experiment's comparison table (GitHub Markdown), ranked (``ranked``)."""
     pruned = any(r.get("trials", {}).get("pruned") for r in exp["rows"])
     var = ", ".join(f"`{v}`" for v in exp["variables"]) or "scenario"
+    order, cells = ranked(exp, by)
+    key = ranking.rank_key(by)
     headers = [var, "outcome", "JCT s", "Δ JCT", "energy J", "Δ energy", "TWH kWh", "WR %",
                "waste kWh (trials)", "OC USD", "CO2 g", "best", "test", "trials c/p/f/dup"]
+    if cells:
+        headers[2:2] = [f"{key.label} {key.unit}"]
+        headers.insert(0, "rank")
     if pruned:
         headers += ["pruned work J", "saved J (est.)"]
     headers.append("notes")
     rows = []
-    for r in exp["rows"]:
+    for r in order:
         if not r["ran"]:
-            rows.append([r["label"], "skipped", *["—"] * (len(headers) - 3),
-                         "; ".join(r["notes"])])
+            line = [r["label"], "skipped", *["—"] * (len(headers) - 3 - bool(cells)),
+                    "; ".join(r["notes"])]
+            rows.append(["—", *line] if cells else line)
             continue
         t = r["trials"]
         line = [r["label"], r["outcome"], fmt(r["jct_s"]), _pct(r.get("delta_jct_pct")),
@@ -214,16 +242,20 @@ def table(exp: Mapping[str, Any]) -> str:
                 fmt(r["oc_usd"]), fmt(r["co2_g"]), fmt(r["best_value"]),
                 fmt(r["test_score"]),
                 f"{t['complete']}/{t['pruned']}/{t['failed']}/{t['duplicate']}"]
+        if cells:
+            reached = (r.get("to_target") or {}).get(key.name)
+            line[2:2] = ["✗" if reached is None else fmt(reached)]
+            line.insert(0, cells.get(r.get("scenario_id"), "—"))
         if pruned:
             line += [fmt(r["pruned_wasted_j"]), fmt(r["pruning_saved_j"])]
         line.append("; ".join(r["notes"]))
         rows.append(line)
-    cells = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell
-    return tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)
+    cells_md = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell
+    return tabulate(cells_md, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def markdown_section(exps: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The report.md section comparing each experiment's scenarios."""
+def markdown_section(exps: Sequence[Mapping[str, Any]], by: str | None = None) -> list[str]:
+    """The report.md section comparing each experiment's scenarios, ranked by ``by``."""
     if not exps:
         return []
     lines = ["## Experiments", ""]
@@ -244,7 +276,11 @@ def markdown_section(exps: Sequence[Mapping[str, Any]]) -> list[str]:
             lines += [f"**Sweep** (stops when two successive steps differ by < "
                       f"{s['tolerance']:.0%} in {sweep_mod.label(s['metric'])}): {s['reason']}.",
                       ""]
-        lines += [table(exp), ""]
+        if any(r.get("to_target") for r in exp["rows"]) and ranked(exp, by)[1]:
+            key = ranking.rank_key(by)
+            lines += [f"Ranked by {key.label} ({key.meaning}; ✗: never reached the goal's "
+                      "target; `=`: a tie, the runs' spreads overlap).", ""]
+        lines += [table(exp, by), ""]
         if any(r.get("trials", {}).get("pruned") for r in exp["rows"]):
             lines += ["Pruned work is the energy pruned trials drew before they were stopped "
                       "(waste); saved is an estimate: each pruned trial's energy per epoch × "

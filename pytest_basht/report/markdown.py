@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest_basht.metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
-from pytest_basht.report import experiments, study
+from pytest_basht.report import experiments, ranking, study
 from pytest_basht.report.format import fmt, github_table
 from pytest_basht.report.gate import gate_lines, table
 
@@ -312,6 +312,7 @@ def render(report: dict[str, Any], plugins: Any = None) -> str:
     if report["scenarios"]:
         headers, rows = summary_rows(report)
         lines += ["## Summary", "", github_table(rows, headers), ""]
+        lines += ranking_section(report)
         lines += comparison_section(report)
         if plugins is not None:
             for section in plugins.pytest_basht_markdown_report(report=report):
@@ -319,7 +320,7 @@ def render(report: dict[str, Any], plugins: Any = None) -> str:
         exps = report.get("experiments")
         if exps is None:
             exps = experiments.experiments(report["scenarios"], report.get("skipped", []))
-        lines += experiments.markdown_section(exps)
+        lines += experiments.markdown_section(exps, ranking.report_rank_by(report))
         for name, group in by_experiment(report["scenarios"]):
             lines += [f"## Scenarios — {name}" if name else "## Scenarios", ""]
             for sc in group:
@@ -333,6 +334,17 @@ def render(report: dict[str, Any], plugins: Any = None) -> str:
         lines += ["No scenario ran.", ""]
     lines += ["## Definitions", "", "```text", (metrics_mod.__doc__ or "").strip(), "```", ""]
     return "\n".join(lines)
+
+
+def ranking_section(report: dict[str, Any]) -> list[str]:
+    """The setups ranked by what it took to reach the goal, per experiment and goal."""
+    sections = ranking.sections(report["scenarios"], ranking.report_rank_by(report))
+    if not sections:
+        return []
+    out = ["## Ranking", ""]
+    for caption, headers, rows in sections:
+        out += [caption[0].upper() + caption[1:] + ".", "", github_table(rows, headers), ""]
+    return out
 
 
 def concurrency_lines(report: dict[str, Any]) -> list[str]:
