@@ -3,7 +3,9 @@
 Scenarios are grouped by their experiment name; each row is one value of the varied
 variable (a skipped value is a row with its reason). The table holds JCT, energy, TWH,
 WR, waste, cost, CO2 and the best score, with the change against the first row that ran;
-the plot draws the same metrics against the varied variable (matplotlib, Agg canvas).
+the plot draws the same metrics against the varied variable (matplotlib, Agg canvas), every
+axis from zero and the best score on the goal's own scale (``value_limits``). The table is
+ranked by what each setup took to reach the goal (``ranking``).
 Pruning is judged both ways: the work pruned trials did before they were stopped is waste
 (``pruned`` in the waste table), and the epochs they did not run are energy saved, which
 this module estimates from each stopped trial's own energy per epoch — labelled as such.
@@ -27,6 +29,20 @@ from pytest_basht.report.format import fmt
 PANELS = (("jct_s", "JCT", "s"), ("energy_j", "energy", "J"), ("twh_kwh", "TWH", "kWh"),
           ("wr_pct", "WR", "%"), ("wte_kwh", "waste (WTE)", "kWh"), ("oc_usd", "cost (OC)", "USD"),
           ("co2_g", "CO2", "gCO2eq"), ("best_value", "best score", ""))
+AXES_NOTE = "axes from 0 (accuracy-like: 0–1), so a 1% difference looks like 1%"
+
+
+def value_limits(values: Sequence[float], goal: Mapping[str, Any]) -> tuple[float, float]:
+    """The goal metric's axis: 0 to 1 for an accuracy-like goal (maximized, values and
+    target within 0–1), else from 0 (or the lowest value, when below) to the highest value
+    or target with a margin."""
+    target = goal.get("target")
+    seen = [*values, *([target] if target is not None else [])]
+    if goal.get("direction", "maximize") == "maximize" and seen and all(
+            0.0 <= v <= 1.0 for v in seen):
+        return 0.0, 1.0
+    low, high = min([0.0, *seen]), max([0.0, *seen])
+    return low, (high * 1.05 if high > 0 else 1.0)
 
 
 def slug(name: str) -> str:
@@ -287,6 +303,9 @@ def markdown_section(exps: Sequence[Mapping[str, Any]], by: str | None = None) -
                       "the epochs it did not run.", ""]
         if exp.get("plot"):
             lines += [f"![{exp['name']}: metrics against {var}]({exp['plot']})", ""]
+        if exp.get("front_plot"):
+            lines += [f"![{exp['name']}: the goal against energy and time, Pareto front]"
+                      f"({exp['front_plot']})", ""]
     return lines
 
 
@@ -340,6 +359,13 @@ def plot(exp: Mapping[str, Any], path: Path) -> None:
             ax.set_xticks(range(len(rows)))
             ax.set_xticklabels([r["label"] + ("" if r["ran"] else "\n(skipped)")
                                 for r in rows], rotation=20, fontsize=8)
+        if key == "best_value":  # the goal's scale, target dashed: no cliff out of 1 %
+            goal = next((r["goal"] for r in ran if r.get("goal")), {})
+            ax.set_ylim(*value_limits([p[1] for p in pts], goal))
+            if goal.get("target") is not None:
+                ax.axhline(goal["target"], color="tab:green", ls="--", lw=1)
+        else:
+            ax.set_ylim(bottom=min(0.0, *(p[1] for p in pts)))
         energy_like = key in ("energy_j", "twh_kwh", "wr_pct", "wte_kwh", "co2_g")
         ax.set_title(title + (estimate if energy_like else ""), fontsize=10)
         ax.set_ylabel(unit)
@@ -353,7 +379,7 @@ def plot(exp: Mapping[str, Any], path: Path) -> None:
     skipped = [r["label"] for r in rows if not r["ran"]]
     if skipped and numeric:
         title += f"; skipped: {', '.join(map(str, skipped))}"
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n{AXES_NOTE}; target dashed")
     replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
 
 

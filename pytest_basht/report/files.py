@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.errors import OptionError
-from pytest_basht.report import experiments, markdown, plots, trials_csv
+from pytest_basht.report import experiments, fronts, markdown, plots, trials_csv
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import write_atomic
 
@@ -67,6 +67,7 @@ def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Pat
     _point_latest(root, run_id, report)
     try:
         plots.write(report, run_dir)
+        fronts.write(report, run_dir)
         if plugins is not None:
             plugins.pytest_basht_plots(report=report, run_dir=run_dir)
     except Exception as exc:  # a plot must never cost the report

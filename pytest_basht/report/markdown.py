@@ -164,6 +164,9 @@ def render_scenario(sc: dict[str, Any], plugins: Any = None) -> str:
             github_table(rows, ["metric", "key", "value", "unit", ""]), ""]
     for plot in sc.get("plots", []):
         out += [f"![power timeline and trials per worker of {sc['test_id']}]({plot})", ""]
+    if sc.get("trial_plot"):
+        out += [f"![each trial's value against its energy, Pareto front marked, of "
+                f"{sc['test_id']}]({sc['trial_plot']})", ""]
     phase_headers = ["phase", "spans", "time s", "CPU s", "energy J"]
     if has_band(energy):
         phase_headers.append("band J")
