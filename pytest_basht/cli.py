@@ -18,7 +18,7 @@ from tabulate import tabulate
 from pytest_basht import machine, wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import BashtUsageError
-from pytest_basht.report import gate, markdown, trials_csv
+from pytest_basht.report import files, gate, markdown, trials_csv
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import write_atomic
 from pytest_basht.report.noise import RECOMMENDED_PAIRS
@@ -42,9 +42,11 @@ def _report(args: argparse.Namespace) -> int:
     data = report_json.load(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     out = run_dir / "report.md"
-    write_atomic(out, markdown.render(data, wiring.plugin_manager().hook))
+    text = markdown.render(data, wiring.plugin_manager().hook)
+    write_atomic(out, text)
+    files.write_html(text, run_dir)
     table = trials_csv.write(data, run_dir / trials_csv.NAME)
-    print(f"wrote {out} and {table}")
+    print(f"wrote {out}, {run_dir / 'report.html'} and {table}")
     return 0
 
 
@@ -340,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("validate", help="check workload files")
     p.add_argument("workloads", nargs="+")
     p.set_defaults(func=_validate)
-    p = sub.add_parser("report", help="regenerate report.md and trials.csv from a run's "
-                       "report.json")
+    p = sub.add_parser("report", help="regenerate report.md, report.html and trials.csv "
+                       "from a run's report.json")
     p.add_argument("run", help="a run directory or its report.json")
     p.set_defaults(func=_report)
     p = sub.add_parser("table", help="trial tables for the simulated SUT")
