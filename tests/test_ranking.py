@@ -7,6 +7,7 @@ import matplotlib.image
 import pytest
 from test_comparison import record
 
+from pytest_basht import cli
 from pytest_basht.dominance import pareto_front
 from pytest_basht.options import BashtOptions
 from pytest_basht.report import experiments, files, fronts, ranking, terminal
@@ -165,3 +166,31 @@ def test_pictures_fronts_and_axes(tmp_path):
                                                      "target": 0.9}) == (0.0, 1.0)
     assert experiments.value_limits([2.0, 3.0], {"direction": "minimize",
                                                  "target": None}) == (0.0, 3.0 * 1.05)
+
+
+def test_basht_compare_and_history_rank_the_setups(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = ranked_report(tmp_path)
+    for name in ("old", "new"):
+        (tmp_path / f"{name}.json").write_text(report_json.dumps(
+            {**report, "run_id": f"{report['run_id']}-{name}"}))
+    assert cli.main(["compare", "old.json", "new.json", "--history", "off"]) == 0
+    out = capsys.readouterr().out
+    ranked = out[out.index("ranking of E by ETA"):].splitlines()
+    assert [line.split()[:2] for line in ranked[3:5]] == [["=1", "workers.count=2"]] * 2
+    assert {ranked[3].split()[2], ranked[4].split()[2]} == {"(old)", "(new)"}
+    assert ranked[-1].split()[0] == "✗"
+
+    store = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    for name in ("old.json", "new.json"):
+        assert cli.main(["save", name, "--history", store]) == 0
+    assert cli.main(["history", "--history", store, "--rank-by", "co2"]) == 0
+    out = capsys.readouterr().out
+    ranked = out[out.index("ranking by CO2 to target"):].splitlines()
+    # each saved run of a setup is one more repeat: two runs × two repeats
+    assert ranked[3].split()[:4] == ["1", "workers.count=2", "4", "4/4"]
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["compare", "old.json", "new.json", "--rank-by", "joules"])
+    assert stop.value.code == 2
+    assert "expected one of eta, tta, cost, co2, got 'joules'" in capsys.readouterr().err

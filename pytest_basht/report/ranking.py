@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_basht.report.format import fmt
@@ -125,6 +125,18 @@ def run_of_row(row: Mapping[str, Any], group: str | None) -> Run:
                (goal.get("metric", "value"), goal.get("direction", "maximize"),
                 _number(goal.get("target"))),
                row.get("to_target") or {}, _number(row.get("best_value")))
+
+
+def run_of_sample(scenario_id: str, values: Mapping[str, float]) -> Run:
+    """A run saved in the history (``history.sample_values``) as a run of its setup."""
+    reached = {name: values.get(f"to_target.{name}") for name in RANK_BY}
+    if reached["eta"] is None and "eta_j" in values:  # saved before to_target was kept
+        tta_ms = values.get("tta_ms")
+        reached.update(eta=values["eta_j"], tta=None if tta_ms is None else tta_ms / 1e3)
+    goal = ("value", "maximize" if values.get("goal.maximize", 1.0) else "minimize",
+            values.get("goal.target"))
+    return Run(scenario_id, setup_label(scenario_id), None, goal, reached,
+               _number(values.get("best_value")))
 
 
 @dataclass(frozen=True)
@@ -241,7 +253,21 @@ def sections(scenarios: Sequence[Mapping[str, Any]], by: str | None = None
              ) -> list[tuple[str, list[str], list[list[str]]]]:
     """Every ranking of a report's scenarios: (caption, headers, rows) per experiment and
     goal. Scenarios whose goal has no target cannot be ranked and are left out."""
-    runs = [run_of(sc) for sc in scenarios]
+    return sections_of([run_of(sc) for sc in scenarios], by)
+
+
+def compared(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]],
+             by: str | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Two runs' setups ranked together (``basht compare``), each named with its side."""
+    runs = [replace(r, setup=f"{side}\0{r.setup}", label=f"{r.label} ({side})")
+            for side, scenarios in (("old", old), ("new", new))
+            for r in (run_of(sc) for sc in scenarios)]
+    return sections_of(runs, by)
+
+
+def sections_of(runs: Sequence[Run], by: str | None = None
+                ) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(caption, headers, rows) per experiment and goal of ``runs`` with a target."""
     out = []
     for group, goal, members in groups([r for r in runs if r.goal[2] is not None]):
         ranked = rank(members, by)
