@@ -194,3 +194,15 @@ def test_basht_compare_and_history_rank_the_setups(tmp_path, capsys, monkeypatch
         cli.main(["compare", "old.json", "new.json", "--rank-by", "joules"])
     assert stop.value.code == 2
     assert "expected one of eta, tta, cost, co2, got 'joules'" in capsys.readouterr().err
+
+
+def test_the_terminal_shows_the_first_setups_of_a_long_ranking():
+    recs = [record(f"t.py::test_w[workers.count={n}]", {"workers.count": n}, experiment="E",
+                   watts=n, target=0.85, value=0.9 if n % 3 else 0.8)
+            for n in range(1, terminal.RANKING_ROWS + 6)]
+    (caption, table, more) = [line.text for line in terminal.ranking_lines(
+        {"scenarios": recs, "options": {}})]
+    assert caption.startswith("ranking of E by ETA")
+    assert len(table.splitlines()) == 2 + terminal.RANKING_ROWS
+    assert more == "… 5 more setups (5 never reached the target): report.md and " \
+                   "report.html rank them all"

@@ -63,14 +63,23 @@ def summary(written: str, report: dict[str, Any] | None,
     return out + alarms
 
 
+#: The terminal shows this many setups of an experiment; report.md and report.html all.
+RANKING_ROWS = 12
+
+
 def ranking_lines(report: dict[str, Any]) -> list[Line]:
     """The setups ranked by what it took to reach the goal (``ranking``), one table per
-    experiment and goal; nothing when no scenario's goal has a target."""
+    experiment and goal, at most ``RANKING_ROWS`` setups each; nothing when no scenario's
+    goal has a target."""
     out = []
     for caption, headers, rows in ranking.sections(report["scenarios"],
                                                    ranking.report_rank_by(report)):
         out += [Line(caption + ":", bold=True),
-                Line(tabulate(rows, headers=headers, disable_numparse=True))]
+                Line(tabulate(rows[:RANKING_ROWS], headers=headers, disable_numparse=True))]
+        if len(rows) > RANKING_ROWS:
+            never = sum(row[0] == "✗" for row in rows[RANKING_ROWS:])
+            out.append(Line(f"… {len(rows) - RANKING_ROWS} more setups ({never} never reached "
+                            "the target): report.md and report.html rank them all"))
     return out
 
 
