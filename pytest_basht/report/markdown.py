@@ -314,8 +314,8 @@ def render(report: dict[str, Any], plugins: Any = None) -> str:
     lines.append("")
     if report["scenarios"]:
         headers, rows = summary_rows(report)
+        lines += ranking_section(report)  # the answer first: which setup reached the goal
         lines += ["## Summary", "", github_table(rows, headers), ""]
-        lines += ranking_section(report)
         lines += comparison_section(report)
         if plugins is not None:
             for section in plugins.pytest_basht_markdown_report(report=report):
