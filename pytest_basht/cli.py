@@ -19,7 +19,7 @@ from tabulate import tabulate
 from pytest_basht import machine, wiring
 from pytest_basht import workload as wl
 from pytest_basht.errors import BashtUsageError
-from pytest_basht.report import gate, markdown, trials_csv
+from pytest_basht.report import files, gate, markdown, ranking, trials_csv
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import write_atomic
 from pytest_basht.report.noise import RECOMMENDED_PAIRS
@@ -92,9 +92,11 @@ def _report(args: argparse.Namespace) -> int:
     data = report_json.load(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     out = run_dir / "report.md"
-    write_atomic(out, markdown.render(data, wiring.plugin_manager().hook))
+    text = markdown.render(data, wiring.plugin_manager().hook)
+    write_atomic(out, text)
+    files.write_html(text, run_dir)
     table = trials_csv.write(data, run_dir / trials_csv.NAME)
-    print(f"wrote {out} and {table}")
+    print(f"wrote {out}, {run_dir / 'report.html'} and {table}")
     return 0
 
 
@@ -177,7 +179,23 @@ def _compare(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=headers, disable_numparse=True))
     for line in gate.gate_lines(comparison):
         print(line)
+    _print_rankings(ranking.compared(old.report["scenarios"], new.report["scenarios"],
+                                     args.rank_by))
     return 1 if result.verdict == "fail" else 0
+
+
+def _print_rankings(sections: list[tuple[str, list[str], list[list[str]]]]) -> None:
+    for caption, headers, rows in sections:
+        print(f"{caption}:")
+        print(tabulate(rows, headers=headers, disable_numparse=True))
+
+
+def _rank_by(raw: str) -> str:
+    """argparse's type for --rank-by: a RANK_BY name (exit 2 naming the choices)."""
+    try:
+        return ranking.rank_key(raw).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected {exc}, got {raw!r}") from None
 
 
 def _noise(args: argparse.Namespace) -> int:
@@ -235,6 +253,8 @@ def _history(args: argparse.Namespace) -> int:
         runs = store.runs(name=args.name, limit=args.limit,
                           machine=here if args.this_machine else None,
                           keys=gate.HARDWARE_KEYS)
+        listed = {r.run_id for r in runs}
+        samples = [s for s in store.samples() if s.run_id in listed] if args.rank_by else []
         print(f"history: {store.shown} ({store.count()} runs; this machine: "
               f"{here['cpu_model']}, {here['cores']} cores, {here['memory_gb']} GB)")
     rows = [[r.run_id, r.name or "", r.created_utc, r.machine_id, r.meter_source,
@@ -246,6 +266,9 @@ def _history(args: argparse.Namespace) -> int:
                        disable_numparse=True))
     else:
         print("no runs saved" + (" of this machine" if args.this_machine else ""))
+    if args.rank_by:  # the listed runs' scenarios: each saved run of a scenario is a repeat
+        _print_rankings(ranking.sections_of([ranking.run_of_sample(s.scenario_id, s.values)
+                                             for s in samples], args.rank_by))
     return 0
 
 
@@ -413,8 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the forecasts here, for pytest's "
                    "--basht-forecast FILE")
     p.set_defaults(func=_forecast)
-    p = sub.add_parser("report", help="regenerate report.md and trials.csv from a run's "
-                       "report.json")
+    p = sub.add_parser("report", help="regenerate report.md, report.html and trials.csv "
+                       "from a run's report.json")
     p.add_argument("run", help="a run directory or its report.json")
     p.set_defaults(func=_report)
     p = sub.add_parser("table", help="trial tables for the simulated SUT")
@@ -440,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--any-machine", action="store_true",
                    help="compare runs from different machine fingerprints")
     p.add_argument("--history", metavar="URL", help=history_help)
+    p.add_argument("--rank-by", type=_rank_by, default=ranking.DEFAULT, metavar="KEY",
+                   help="rank both runs' setups by what it took to reach the goal: eta "
+                   "(energy, default), tta (time), cost or co2")
     p.set_defaults(func=_compare)
     p = sub.add_parser("history", help="list the saved runs, newest first")
     p.add_argument("--history", metavar="URL", help=history_help)
@@ -447,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--this-machine", action="store_true",
                    help="only runs of this machine's hardware")
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    p.add_argument("--rank-by", type=_rank_by, metavar="KEY",
+                   help="also rank the listed runs' scenarios (each saved run a repeat: "
+                   "median and spread) by eta, tta, cost or co2 to the goal's target")
     p.set_defaults(func=_history)
     p = sub.add_parser(
         "paired", help="run the baseline ref and this working tree side by side, N pairs, "

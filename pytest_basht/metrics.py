@@ -43,6 +43,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_basht.dominance import pareto_front
 from pytest_basht.energy.attribution import delta
 from pytest_basht.lifecycle import Phase
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
@@ -377,22 +378,6 @@ def _minimized(points: Sequence[Sequence[float]], directions: Sequence[str]
                ) -> list[tuple[float, ...]]:
     signs = [1.0 if d == "minimize" else -1.0 for d in directions]
     return [tuple(s * v for s, v in zip(signs, p, strict=True)) for p in points]
-
-
-def pareto_front(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
-    """The indices of the points no other point dominates, in input order: a point
-    dominates another when it is at least as good in every objective and better in one
-    (``directions``: ``minimize`` or ``maximize`` per objective). Equal points are all kept.
-    Sorted by the objectives, a point's dominators come before it: each is checked against
-    the front found so far only."""
-    mins = _minimized(points, directions)
-    front: list[int] = []
-    for i in sorted(range(len(mins)), key=lambda k: mins[k]):
-        p = mins[i]
-        if not any(all(a <= b for a, b in zip(mins[j], p, strict=True)) and mins[j] != p
-                   for j in front):
-            front.append(i)
-    return sorted(front)
 
 
 def hypervolume(points: Sequence[Sequence[float]], directions: Sequence[str],

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest_basht.metrics as metrics
 import pytest_basht.spend as spend
+from pytest_basht.dominance import pareto_front
 from pytest_basht.energy import carbon
 from pytest_basht.records import TrialRecord
 from pytest_basht.workload import GoalSpec, Workload
@@ -212,7 +213,7 @@ def front_record(workload: Workload, trials: Sequence[TrialRecord], cint: float,
             column = [p[i] for p in points] or [0.0]
             reference.append(min(column) if direction == "maximize" else max(column))
             given[name] = "trials"
-    front = metrics.pareto_front(points, directions)
+    front = sorted(pareto_front(points, directions))
     chosen = pick(goal, [(t.number, t.value, costs[t.number]) for t in complete])
     told = [(t.told["energy_j"], costs[t.number]["energy_j"]) for t in complete
             if t.told and costs[t.number]["energy_j"] > 0]

@@ -111,6 +111,15 @@ def _switch(option: str, raw: str) -> bool:
     raise OptionError(option, "true or false", raw)
 
 
+def _rank_by(option: str, raw: str) -> str:
+    from pytest_basht.report import ranking
+
+    try:
+        return ranking.rank_key(raw).name
+    except ValueError as exc:
+        raise OptionError(option, str(exc), raw) from None
+
+
 def _fail_on(option: str, raw: str) -> tuple[Any, ...]:
     from pytest_basht.report.gate import ThresholdError, parse_fail_on
 
@@ -246,6 +255,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("basht_forecast_tables", "DIR", "the recorded tables a table forecast may "
                "use: a folder of *.csv or one table (default: benchmarks/tables)", _text,
                "benchmarks/tables"),
+    OptionSpec("basht_rank_by", "KEY", "rank setups by what it took to first reach the "
+               "goal's target: eta (energy, the default), tta (time), cost or co2", _rank_by,
+               "eta"),
 )
 
 
@@ -284,6 +296,7 @@ class BashtOptions:
     sut: dict[str, Any] | None = None
     forecast: str | Path = "off"
     forecast_tables: Path | None = None
+    rank_by: str = "eta"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> BashtOptions:

@@ -17,18 +17,20 @@ from pytest_basht.sweep import SweepSpec
 
 def record(test_id: str, variables: dict, *, experiment: str = "R-X", watts: float = 10,
            length: float = 5, epochs: int = 4, pruned: int = 0, sweep: dict | None = None,
-           limits: dict | None = None) -> dict:
-    """A scenario record: ``watts`` drawn over a run of ``length`` seconds after setup."""
-    workload = wl.from_mapping({"training": {"epochs": epochs}, "workers": {"count": 2}},
-                               "w.yaml")
+           limits: dict | None = None, target: float | None = None, value: float = 0.9,
+           repeat: int | None = None) -> dict:
+    """A scenario record: ``watts`` drawn over a run of ``length`` seconds after setup; its
+    one complete trial reaches ``value`` at its end (the goal's ``target`` if given)."""
+    workload = wl.from_mapping({"training": {"epochs": epochs}, "workers": {"count": 2},
+                                "goal": {"target": target}}, "w.yaml")
     end = 2 + length
     spans = [span("deploy", 0, 1, energy=5), span("setup", 1, 2, energy=5),
              span("result_collection", end, end + 0.1, energy=1),
              span("test", end + 0.1, end + 0.2, energy=1),
              span("metric_collection", end + 0.2, end + 0.3, energy=1),
              span("undeploy", end + 0.3, end + 1, energy=3)]
-    trials = [trial(0, 0, 2, end, value=0.9, energy=40.0,
-                    intermediate=[0.5, 0.7, 0.8, 0.9][:epochs])]
+    trials = [trial(0, 0, 2, end, value=value, energy=40.0,
+                    intermediate=[0.5, 0.7, 0.8, value][:epochs])]
     for i in range(pruned):  # each stopped after 1 of ``epochs`` epochs, 8 J
         trials.append(trial(1 + i, 1, 2, 3, state="pruned", value=0.2, energy=8.0,
                             intermediate=[0.2], params={"x": 10 + i}))
@@ -39,6 +41,9 @@ def record(test_id: str, variables: dict, *, experiment: str = "R-X", watts: flo
     result.recompute()
     rec = report_json.scenario_record(test_id, result, experiment=experiment,
                                       variables=variables)
+    if repeat is not None:
+        rec["test_id"] = f"{test_id[:-1]}-repeat={repeat}]"
+        rec["scenario_id"], rec["repeat"] = test_id, repeat
     if sweep is not None:
         rec["sweep"] = sweep
     return rec

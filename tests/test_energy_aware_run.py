@@ -17,7 +17,8 @@ from conftest import only_report
 from fake_trainable import CONFTEST
 
 from pytest_basht import workload as wl
-from pytest_basht.metrics import J_PER_KWH, pareto_front
+from pytest_basht.dominance import pareto_front
+from pytest_basht.metrics import J_PER_KWH
 
 HEADER = "source,seed,trial,state,epoch,value,time_s,energy_j,cpu_s,validate_s,test_value,param.x"
 XS = range(16)

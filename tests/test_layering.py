@@ -23,9 +23,10 @@ LAYERS: dict[str, int] = {
     # 2: the workload, the lifecycle, the hook specifications, the registry (dicts only)
     "workload": 2, "lifecycle": 2, "hookspecs": 2, "registry": 2,
     # 3: meters, trainables, search spaces, ask-and-tell optimizers, metrics, budgets and
-    # study budgets, scenarios, storage, run conditions
-    "energy": 3, "trainables": 3, "search": 3, "optimizers": 3, "metrics": 3, "budget": 3,
-    "spend": 3, "objectives": 3, "scenarios": 3, "sweep": 3, "db": 3, "conditions": 3,
+    # study budgets, scenarios, storage, run conditions, Pareto dominance
+    "dominance": 3, "energy": 3, "trainables": 3, "search": 3, "optimizers": 3, "metrics": 3,
+    "budget": 3, "spend": 3, "objectives": 3, "scenarios": 3, "sweep": 3, "db": 3,
+    "conditions": 3,
     # 4: systems under test and the simulator they may replay on
     "simulation": 4, "sut": 4,
     # 5: one scenario driven, its result as plain data, the session's meters and deployments

@@ -90,6 +90,8 @@ MALFORMED = [
     (["--basht-sut", "optunaa"], "sut.name: expected"),
     (["--basht-sut", "optuna:storage=sqlite:///x.db,heartbeat_s=-1"],
      "sut.options.heartbeat_s: expected"),
+    (["--basht-rank-by", "joules"], "--basht-rank-by: expected one of eta, tta, cost, co2, "
+                                    "got 'joules'"),
 ]
 
 
@@ -237,6 +239,11 @@ def test_deployment_is_reused_across_samplers_and_xdist_merges(fake):
     """)
     result = fake.runpytest_subprocess("--basht-workload", "w.yaml")
     result.assert_outcomes(passed=2)
+    # the summary ranks the setups, by energy to target unless asked otherwise
+    result.stdout.re_match_lines([r"ranking by ETA \(energy to target, J; goal accuracy ≥ 0\.5",
+                                  r"rank +setup +runs +reached +ETA J",
+                                  r"1 +search\.sampler=\w+ +1 +1/1 ",
+                                  r"2 +search\.sampler=\w+ +1 +1/1 "])
     serial = only_report(fake.path)["scenarios"]
     assert [s["deployment"]["reused"] for s in serial] == [False, True]
     for sc in serial:
@@ -245,9 +252,12 @@ def test_deployment_is_reused_across_samplers_and_xdist_merges(fake):
         assert not sc["metrics"]["provisional"]
     for path in (fake.path / "reports").iterdir():
         path.unlink() if path.is_symlink() else __import__("shutil").rmtree(path)
-    result = fake.runpytest_subprocess("--basht-workload", "w.yaml", "-n", "2")
+    result = fake.runpytest_subprocess("--basht-workload", "w.yaml", "-n", "2",
+                                       "--basht-rank-by", "tta")
     result.assert_outcomes(passed=2)
+    result.stdout.re_match_lines([r"ranking by TTA \(time to target, s;"])
     parallel = only_report(fake.path)["scenarios"]
+    assert (fake.path / "reports" / "latest" / "report.html").exists()
     assert sorted(s["test_id"] for s in parallel) == sorted(s["test_id"] for s in serial)
     # two pytest processes share the machine's modelled idle draw instead of each taking all
     assert [s["energy"]["meter"]["idle_share"] for s in serial] == [1.0, 1.0]

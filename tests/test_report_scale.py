@@ -107,6 +107,18 @@ def test_a_5000_trial_report_keeps_every_record_and_bounds_what_is_read(written)
     assert image.shape[0] < 1500 and image.shape[1] < 1600  # the size of 8 workers, not 5,000
 
 
+def test_report_html_and_the_trials_picture_stay_bounded(written):
+    """report.html holds report.md's bounded tables and two pictures, not 5,000 rows; the
+    trials picture is one scatter per state."""
+    report, run_dir = written
+    page = (run_dir / "report.html").read_text()
+    assert page.count("<tr title=") < 200 and len(page) < 2_000_000
+    (sc,) = report["scenarios"]
+    image = matplotlib.image.imread(run_dir / sc["trial_plot"])
+    assert image.shape[0] < 1000 and image.shape[1] < 1200
+    assert page.count('src="data:image/png;base64,') == 2  # the timeline and the trials
+
+
 def test_the_plot_of_many_trials_per_worker_is_a_summary(written, tmp_path):
     report, _ = written
     scenario = report["scenarios"][0]

@@ -3,7 +3,9 @@
 Scenarios are grouped by their experiment name; each row is one value of the varied
 variable (a skipped value is a row with its reason). The table holds JCT, energy, TWH,
 WR, waste, cost, CO2 and the best score, with the change against the first row that ran;
-the plot draws the same metrics against the varied variable (matplotlib, Agg canvas).
+the plot draws the same metrics against the varied variable (matplotlib, Agg canvas), every
+axis from zero and the best score on the goal's own scale (``value_limits``). The table is
+ranked by what each setup took to reach the goal (``ranking``).
 Pruning is judged both ways: the work pruned trials did before they were stopped is waste
 (``pruned`` in the waste table), and the epochs they did not run are energy saved, which
 this module estimates from each stopped trial's own energy per epoch — labelled as such.
@@ -23,13 +25,27 @@ from typing import Any
 from tabulate import tabulate
 
 import pytest_basht.sweep as sweep_mod
-from pytest_basht.report import pareto
+from pytest_basht.report import pareto, ranking
 from pytest_basht.report.atomic import replace_atomic
 from pytest_basht.report.format import fmt
 
 PANELS = (("jct_s", "JCT", "s"), ("energy_j", "energy", "J"), ("twh_kwh", "TWH", "kWh"),
           ("wr_pct", "WR", "%"), ("wte_kwh", "waste (WTE)", "kWh"), ("oc_usd", "cost (OC)", "USD"),
           ("co2_g", "CO2", "gCO2eq"), ("best_value", "best score", ""))
+AXES_NOTE = "axes from 0 (accuracy-like: 0–1), so a 1% difference looks like 1%"
+
+
+def value_limits(values: Sequence[float], goal: Mapping[str, Any]) -> tuple[float, float]:
+    """The goal metric's axis: 0 to 1 for an accuracy-like goal (maximized, values and
+    target within 0–1), else from 0 (or the lowest value, when below) to the highest value
+    or target with a margin."""
+    target = goal.get("target")
+    seen = [*values, *([target] if target is not None else [])]
+    if goal.get("direction", "maximize") == "maximize" and seen and all(
+            0.0 <= v <= 1.0 for v in seen):
+        return 0.0, 1.0
+    low, high = min([0.0, *seen]), max([0.0, *seen])
+    return low, (high * 1.05 if high > 0 else 1.0)
 
 
 def slug(name: str) -> str:
@@ -111,8 +127,12 @@ def row(record: Mapping[str, Any]) -> dict[str, Any]:
     if record.get("error"):
         notes.append(str(record["error"]).splitlines()[0][:160])
     prune = pruning(record)
+    goal = record["workload"]["goal"]
     return {
-        "test_id": record["test_id"], "label": _label(record["test_id"], variables,
+        "test_id": record["test_id"],
+        "scenario_id": record.get("scenario_id") or record["test_id"],
+        "goal": {k: goal.get(k) for k in ("metric", "direction", "target")},
+        "to_target": ranking.to_target(record), "label": _label(record["test_id"], variables,
                                                       _space_size(record)),
         "values": dict(variables), "position": sweep["position"] if sweep else None,
         "outcome": record["outcome"], "ran": True, "reason": None,
@@ -205,23 +225,46 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:+.1f}%"
 
 
-def table(exp: Mapping[str, Any]) -> str:
-    """The experiment's comparison table (GitHub Markdown)."""
+def ranked(exp: Mapping[str, Any], by: str | None = None
+           ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The experiment's rows in the order of ``ranking`` (by what it took each setup to
+    reach the goal; skipped rows last) and each setup's rank cell (``✗``: never reached).
+    Rows keep their own order when the goal has no target."""
+    rows = list(exp["rows"])
+    runs = [ranking.run_of_row(r, exp["name"]) for r in rows
+            if r["ran"] and r.get("scenario_id") and (r.get("goal") or {}).get("target")
+            is not None]
+    if not runs:
+        return rows, {}
+    order = ranking.rank(runs, by)
+    cells = {r.setup: line[0] for r, line in zip(order, ranking.rows(order), strict=True)}
+    place = {r.setup: i for i, r in enumerate(order)}
+    return sorted(rows, key=lambda r: place.get(r.get("scenario_id"), len(place))), cells
+
+
+def table(exp: Mapping[str, Any], by: str | None = None) -> str:
+    """The experiment's comparison table (GitHub Markdown), ranked (``ranked``)."""
     pruned = any(r.get("trials", {}).get("pruned") for r in exp["rows"])
     fronts = exp.get("fronts") is not None
     var = ", ".join(f"`{v}`" for v in exp["variables"]) or "scenario"
+    order, cells = ranked(exp, by)
+    key = ranking.rank_key(by)
     headers = [var, "outcome", "JCT s", "Δ JCT", "energy J", "Δ energy", "TWH kWh", "WR %",
                "waste kWh (trials)", "OC USD", "CO2 g", "best", "test", "trials c/p/f/dup"]
+    if cells:
+        headers[2:2] = [f"{key.label} {key.unit}"]
+        headers.insert(0, "rank")
     if pruned:
         headers += ["pruned work J", "saved J (est.)"]
     if fronts:
         headers += ["ETA J", "hypervolume"]
     headers.append("notes")
     rows = []
-    for r in exp["rows"]:
+    for r in order:
         if not r["ran"]:
-            rows.append([r["label"], "skipped", *["—"] * (len(headers) - 3),
-                         "; ".join(r["notes"])])
+            line = [r["label"], "skipped", *["—"] * (len(headers) - 3 - bool(cells)),
+                    "; ".join(r["notes"])]
+            rows.append(["—", *line] if cells else line)
             continue
         t = r["trials"]
         line = [r["label"], r["outcome"], fmt(r["jct_s"]), _pct(r.get("delta_jct_pct")),
@@ -230,18 +273,22 @@ def table(exp: Mapping[str, Any]) -> str:
                 fmt(r["oc_usd"]), fmt(r["co2_g"]), fmt(r["best_value"]),
                 fmt(r["test_score"]),
                 f"{t['complete']}/{t['pruned']}/{t['failed']}/{t['duplicate']}"]
+        if cells:
+            reached = (r.get("to_target") or {}).get(key.name)
+            line[2:2] = ["✗" if reached is None else fmt(reached)]
+            line.insert(0, cells.get(r.get("scenario_id"), "—"))
         if pruned:
             line += [fmt(r["pruned_wasted_j"]), fmt(r["pruning_saved_j"])]
         if fronts:
             line += [fmt(r["eta_j"]), fmt(r.get("hypervolume"))]
         line.append("; ".join(r["notes"]))
         rows.append(line)
-    cells = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell
-    return tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)
+    cells_md = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell
+    return tabulate(cells_md, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def markdown_section(exps: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The report.md section comparing each experiment's scenarios."""
+def markdown_section(exps: Sequence[Mapping[str, Any]], by: str | None = None) -> list[str]:
+    """The report.md section comparing each experiment's scenarios, ranked by ``by``."""
     if not exps:
         return []
     lines = ["## Experiments", ""]
@@ -262,13 +309,20 @@ def markdown_section(exps: Sequence[Mapping[str, Any]]) -> list[str]:
             lines += [f"**Sweep** (stops when two successive steps differ by < "
                       f"{s['tolerance']:.0%} in {sweep_mod.label(s['metric'])}): {s['reason']}.",
                       ""]
-        lines += [table(exp), ""]
+        if any(r.get("to_target") for r in exp["rows"]) and ranked(exp, by)[1]:
+            key = ranking.rank_key(by)
+            lines += [f"Ranked by {key.label} ({key.meaning}; ✗: never reached the goal's "
+                      "target; `=`: a tie, the runs' spreads overlap).", ""]
+        lines += [table(exp, by), ""]
         if any(r.get("trials", {}).get("pruned") for r in exp["rows"]):
             lines += ["Pruned work is the energy pruned trials drew before they were stopped "
                       "(waste); saved is an estimate: each pruned trial's energy per epoch × "
                       "the epochs it did not run.", ""]
         if exp.get("plot"):
             lines += [f"![{exp['name']}: metrics against {var}]({exp['plot']})", ""]
+        if exp.get("front_plot"):
+            lines += [f"![{exp['name']}: the goal against energy and time, Pareto front]"
+                      f"({exp['front_plot']})", ""]
         if exp.get("fronts"):
             lines += ["ETA is the energy until a validation value first met the target; the "
                       "hypervolume is each scenario's front's, shown where the workload fixes "
@@ -327,6 +381,13 @@ def plot(exp: Mapping[str, Any], path: Path) -> None:
             ax.set_xticks(range(len(rows)))
             ax.set_xticklabels([r["label"] + ("" if r["ran"] else "\n(skipped)")
                                 for r in rows], rotation=20, fontsize=8)
+        if key == "best_value":  # the goal's scale, target dashed: no cliff out of 1 %
+            goal = next((r["goal"] for r in ran if r.get("goal")), {})
+            ax.set_ylim(*value_limits([p[1] for p in pts], goal))
+            if goal.get("target") is not None:
+                ax.axhline(goal["target"], color="tab:green", ls="--", lw=1)
+        else:
+            ax.set_ylim(bottom=min(0.0, *(p[1] for p in pts)))
         energy_like = key in ("energy_j", "twh_kwh", "wr_pct", "wte_kwh", "co2_g")
         ax.set_title(title + (estimate if energy_like else ""), fontsize=10)
         ax.set_ylabel(unit)
@@ -340,7 +401,7 @@ def plot(exp: Mapping[str, Any], path: Path) -> None:
     skipped = [r["label"] for r in rows if not r["ran"]]
     if skipped and numeric:
         title += f"; skipped: {', '.join(map(str, skipped))}"
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n{AXES_NOTE}; target dashed")
     replace_atomic(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
 
 

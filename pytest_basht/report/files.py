@@ -1,4 +1,5 @@
-"""The report's files: report.json, report.md, trials.csv and the plots of one run, written
+"""The report's files: report.json, report.md, report.html, trials.csv and the plots of one
+run, written
 atomically (``atomic``) into ``<report dir>/<run id>/``, with ``latest`` pointed at the
 run; the check that the report directory is writable before a run, and a rescue into the
 temporary directory when it fails at the end of one.
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.errors import OptionError
-from pytest_basht.report import experiments, markdown, plots, trials_csv
+from pytest_basht.report import experiments, fronts, markdown, plots, trials_csv
+from pytest_basht.report import html as report_html
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import write_atomic
 
@@ -57,16 +59,18 @@ def _point_latest(root: Path, run_id: str, report: dict[str, Any]) -> None:
 
 
 def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Path:
-    """Write report.json, report.md and trials.csv atomically into ``root/<run id>`` with
-    the plots; point ``latest`` at the run. Returns the run directory. ``plugins``: the hook
-    caller whose ``pytest_basht_plots`` and ``pytest_basht_markdown_*`` hooks add the
-    plugins' figures and sections (None: the report's own only)."""
+    """Write report.json, report.md, report.html and trials.csv atomically into
+    ``root/<run id>`` with the plots; point ``latest`` at the run. Returns the run
+    directory. ``plugins``: the hook caller whose ``pytest_basht_plots`` and
+    ``pytest_basht_markdown_*`` hooks add the plugins' figures and sections (None: the
+    report's own only)."""
     run_id = report["run_id"]
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     _point_latest(root, run_id, report)
     try:
         plots.write(report, run_dir)
+        fronts.write(report, run_dir)
         if plugins is not None:
             plugins.pytest_basht_plots(report=report, run_dir=run_dir)
     except Exception as exc:  # a plot must never cost the report
@@ -85,7 +89,19 @@ def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Pat
         text = (f"# pytest-basht run {run_id}\n\nreport.md could not be rendered "
                 f"({type(exc).__name__}: {exc}); report.json holds every record.\n")
     write_atomic(run_dir / "report.md", text)
+    write_html(text, run_dir)
     return run_dir
+
+
+def write_html(markdown_text: str, run_dir: Path) -> None:
+    """report.html beside report.md (the same text, pictures embedded); a failure leaves a
+    page that says so rather than cost the run its other files."""
+    try:
+        page = report_html.render(markdown_text, run_dir)
+    except Exception as exc:  # report.md and report.json are written: keep them the answer
+        page = (f"<!DOCTYPE html><meta charset=\"utf-8\"><p>report.html could not be rendered "
+                f"({type(exc).__name__}: {exc}); report.md and report.json hold the report.</p>")
+    write_atomic(run_dir / "report.html", page)
 
 
 def rescue(report: dict[str, Any], wanted: Path, problem: OSError, plugins: Any = None

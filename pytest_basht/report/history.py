@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 import pytest_basht.db as db
 from pytest_basht.errors import BashtUsageError, OptionError
 from pytest_basht.report import json as report_json
+from pytest_basht.report import ranking
 from pytest_basht.report.noise import workload_key
 
 DEFAULT_PATH = Path(".basht") / "history.sqlite"
@@ -112,10 +113,15 @@ class SampleRow(Base):
 
 
 def sample_values(scenario: dict[str, Any]) -> dict[str, float]:
-    """Every gateable number of a scenario record: Table 2, per phase, best value, score."""
+    """Every gateable number of a scenario record: Table 2, per phase, best value, score;
+    and what the ranking needs (its goal, its cost of reaching it: ``ranking.to_target``)."""
     metrics = scenario.get("metrics") or {}
+    goal = (scenario.get("workload") or {}).get("goal") or {}
     found = {**metrics, **(metrics.get("phases") or {}),
-             "best_value": scenario.get("best_value"), "test_score": scenario.get("test_score")}
+             "best_value": scenario.get("best_value"), "test_score": scenario.get("test_score"),
+             "goal.target": goal.get("target"),
+             "goal.maximize": float(goal.get("direction", "maximize") == "maximize"),
+             **{f"to_target.{k}": v for k, v in ranking.to_target(scenario).items()}}
     return {k: float(v) for k, v in found.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest_basht.metrics as metrics_mod
 from pytest_basht.lifecycle import PHASES
-from pytest_basht.report import experiments, pareto, study
+from pytest_basht.report import experiments, pareto, ranking, study
 from pytest_basht.report import forecast as forecast_report
 from pytest_basht.report.format import fmt, github_table
 from pytest_basht.report.gate import gate_lines, table
@@ -167,6 +167,9 @@ def render_scenario(sc: dict[str, Any], plugins: Any = None) -> str:
             github_table(rows, ["metric", "key", "value", "unit", ""]), ""]
     for plot in sc.get("plots", []):
         out += [f"![power timeline and trials per worker of {sc['test_id']}]({plot})", ""]
+    if sc.get("trial_plot"):
+        out += [f"![each trial's value against its energy, Pareto front marked, of "
+                f"{sc['test_id']}]({sc['trial_plot']})", ""]
     phase_headers = ["phase", "spans", "time s", "CPU s", "energy J"]
     if has_band(energy):
         phase_headers.append("band J")
@@ -314,6 +317,7 @@ def render(report: dict[str, Any], plugins: Any = None) -> str:
     lines.append("")
     if report["scenarios"]:
         headers, rows = summary_rows(report)
+        lines += ranking_section(report)  # the answer first: which setup reached the goal
         lines += ["## Summary", "", github_table(rows, headers), ""]
         lines += comparison_section(report)
         if plugins is not None:
@@ -322,7 +326,7 @@ def render(report: dict[str, Any], plugins: Any = None) -> str:
         exps = report.get("experiments")
         if exps is None:
             exps = experiments.experiments(report["scenarios"], report.get("skipped", []))
-        lines += experiments.markdown_section(exps)
+        lines += experiments.markdown_section(exps, ranking.report_rank_by(report))
         for name, group in by_experiment(report["scenarios"]):
             lines += [f"## Scenarios — {name}" if name else "## Scenarios", ""]
             for sc in group:
@@ -336,6 +340,17 @@ def render(report: dict[str, Any], plugins: Any = None) -> str:
         lines += ["No scenario ran.", ""]
     lines += ["## Definitions", "", "```text", (metrics_mod.__doc__ or "").strip(), "```", ""]
     return "\n".join(lines)
+
+
+def ranking_section(report: dict[str, Any]) -> list[str]:
+    """The setups ranked by what it took to reach the goal, per experiment and goal."""
+    sections = ranking.sections(report["scenarios"], ranking.report_rank_by(report))
+    if not sections:
+        return []
+    out = ["## Ranking", ""]
+    for caption, headers, rows in sections:
+        out += [caption[0].upper() + caption[1:] + ".", "", github_table(rows, headers), ""]
+    return out
 
 
 def concurrency_lines(report: dict[str, Any]) -> list[str]:

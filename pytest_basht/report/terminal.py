@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from pytest_basht.report import experiments, markdown
+from pytest_basht.report import experiments, markdown, ranking
 from pytest_basht.report.gate import table
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ def summary(written: str, report: dict[str, Any] | None,
     out += [Line(f"LOST: {lost['test_id']} (xdist worker {lost['worker']} crashed: "
                  f"{lost['reason']})", red=True) for lost in report.get("lost", [])]
     out += [Line(line) for line in experiments.terminal_lines(report.get("experiments", []))]
+    out += ranking_lines(report)
     out.append(Line(f"report: {written}/report.json, {written}/report.md"))
     gate = report.get("comparison")
     if gate and gate.get("rows"):
@@ -60,6 +61,26 @@ def summary(written: str, report: dict[str, Any] | None,
         out.append(Line(f"comparison with {gate['baseline']['label']}:"))
         out.append(Line(tabulate(rows, headers=headers, disable_numparse=True)))
     return out + alarms
+
+
+#: The terminal shows this many setups of an experiment; report.md and report.html all.
+RANKING_ROWS = 12
+
+
+def ranking_lines(report: dict[str, Any]) -> list[Line]:
+    """The setups ranked by what it took to reach the goal (``ranking``), one table per
+    experiment and goal, at most ``RANKING_ROWS`` setups each; nothing when no scenario's
+    goal has a target."""
+    out = []
+    for caption, headers, rows in ranking.sections(report["scenarios"],
+                                                   ranking.report_rank_by(report)):
+        out += [Line(caption + ":", bold=True),
+                Line(tabulate(rows[:RANKING_ROWS], headers=headers, disable_numparse=True))]
+        if len(rows) > RANKING_ROWS:
+            never = sum(row[0] == "✗" for row in rows[RANKING_ROWS:])
+            out.append(Line(f"… {len(rows) - RANKING_ROWS} more setups ({never} never reached "
+                            "the target): report.md and report.html rank them all"))
+    return out
 
 
 def meter_lines(report: dict[str, Any]) -> list[Line]:
