@@ -23,7 +23,7 @@ from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.lifecycle import Phase, Recorder
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
-from pytest_basht.result import RunResult
+from pytest_basht.result import NoSuccessfulTrial, RunResult, failure_text
 from pytest_basht.sut.base import SUT, OwnMeter, ProgressCallback, SutContext
 from pytest_basht.workload import Workload
 
@@ -127,6 +127,9 @@ class TrialRunner:
         return self.deployments.monitor
 
     def run(self) -> RunResult:
+        """The scenario's lifecycle; a scenario without a complete trial is recorded, then
+        fails (``NoSuccessfulTrial``, with the first trial's error and traceback)."""
+        __tracebackhide__ = True  # pytest: the failure's message says what went wrong
         if self.result is not None:
             raise RuntimeError("trial_runner.run() runs a scenario once per test")
         dep = self.deployments.get(self.workload)
@@ -174,6 +177,11 @@ class TrialRunner:
             self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
                                         info, self._dep_info(dep), status, error))
             raise
+        if not any(t.state == "complete" for t in trials):
+            error = failure_text(self.workload, trials, "no trial completed")
+            self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
+                                        info, self._dep_info(dep), "error", error))
+            raise NoSuccessfulTrial(error)
         return self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
                                            info, self._dep_info(dep), status, error))
 

@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 import pytest_basht.db as db
 from pytest_basht.errors import BashtUsageError, OptionError
+from pytest_basht.metrics import waste_values
 from pytest_basht.report import json as report_json
 from pytest_basht.report.noise import workload_key
 
@@ -112,9 +113,11 @@ class SampleRow(Base):
 
 
 def sample_values(scenario: dict[str, Any]) -> dict[str, float]:
-    """Every gateable number of a scenario record: Table 2, per phase, best value, score."""
+    """Every gateable number of a scenario record: Table 2, per phase, per waste category,
+    best value, score."""
     metrics = scenario.get("metrics") or {}
     found = {**metrics, **(metrics.get("phases") or {}),
+             **waste_values(metrics.get("waste") or {}),
              "best_value": scenario.get("best_value"), "test_score": scenario.get("test_score")}
     return {k: float(v) for k, v in found.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}

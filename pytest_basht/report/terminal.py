@@ -35,16 +35,17 @@ class Line:
 
 def summary(written: str, report: dict[str, Any] | None,
             finish: Sequence[tuple[str, bool]] = ()) -> list[Line]:
-    """The summary under the ``basht`` rule: the scenario table, the meters, concurrency,
-    losses, the experiments, where the report is, the gate's table, then the end of the
-    run's own lines (``finish``: each with whether it alarms). Without a report, ``written``
-    says why it could not be written."""
+    """The summary under the ``basht`` rule: the scenario table, the meters, failed trials,
+    concurrency, losses, the experiments, where the report is, the gate's table, then the
+    end of the run's own lines (``finish``: each with whether it alarms). Without a report,
+    ``written`` says why it could not be written."""
     alarms = [Line(line, red=red, bold=red) for line, red in finish]
     if report is None:
         return [Line(written, red=True), *alarms]
     headers, rows = markdown.summary_rows(report)
     out = [Line(tabulate(rows, headers=headers, disable_numparse=True))]
     out += meter_lines(report)
+    out += failure_lines(report)
     peak = report.get("concurrency", {}).get("max_parallel", 1)
     if peak > 1:
         out.append(Line(f"concurrency: up to {peak} scenarios shared the machine "
@@ -73,6 +74,23 @@ def meter_lines(report: dict[str, Any]) -> list[Line]:
                         f"{meter.get('selection', '')}"))
         out += [Line(f"energy warning: {warning}", yellow=True)
                 for warning in meter.get("warnings", [])]
+    return out
+
+
+def failure_lines(report: dict[str, Any]) -> list[Line]:
+    """A line for each scenario where more than half the trials failed, with the first
+    failure's error (a scenario where none completed has failed its test as well)."""
+    out = []
+    for sc in report.get("scenarios", []):
+        trials = sc.get("trials") or []
+        failed = [t for t in trials if t.get("state") == "failed"]
+        if not trials or len(failed) * 2 <= len(trials):
+            continue
+        first = min(failed, key=lambda t: (t["start_ns"], t["number"]))
+        error = str(first.get("error") or "no error recorded").splitlines()[0][:200]
+        out.append(Line(f"FAILED TRIALS: {sc['test_id']}: {len(failed)} of {len(trials)} "
+                        f"trials failed; first, #{first['number']}: {error}",
+                        red=True, bold=True))
     return out
 
 

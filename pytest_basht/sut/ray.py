@@ -37,7 +37,7 @@ import psutil
 from pytest_basht.energy.base import Allocation
 from pytest_basht.energy.self_meter import wall_offset_ns
 from pytest_basht.errors import WorkloadError
-from pytest_basht.records import Span, TrialRecord, mono_ns
+from pytest_basht.records import Span, TrialRecord, bounded_traceback, mono_ns
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import suggest
 from pytest_basht.spend import Ledger
@@ -381,22 +381,26 @@ class RaySUT(SUT):
                                               or self.workload.goal.better(value, progress.best)):
                 progress.best = float(value)
 
-    def _complete(self, trial: Any, error: str | None = None) -> None:
+    def _complete(self, trial: Any, error: str | None = None,
+                  traceback: str | None = None) -> None:
         running = self.running.get(trial.trial_id)
         if running is None:
             return
-        final = running.final
-        if error is not None:
-            state, why = "failed", (final or {}).get("error") or error
-        elif final is None:
+        final = running.final or {}
+        if error is not None:  # the trial's own traceback, else the one Tune caught
+            state, why = "failed", final.get("error") or error
+            traceback = final.get("traceback") or traceback
+        elif not final:
             state, why = "pruned", None  # stopped by Tune's scheduler after a report
         else:
-            state, why = str(final.get("state")), final.get("error")
-        self._close(running, state, why)
+            state, why, traceback = str(final.get("state")), final.get("error"), \
+                final.get("traceback")
+        self._close(running, state, why, traceback)
         if trial.checkpoint is not None and state == "complete":
             self.checkpoints[running.number] = trial.checkpoint
 
-    def _close(self, running: _Running, state: str, error: str | None) -> None:
+    def _close(self, running: _Running, state: str, error: str | None,
+               traceback: str | None = None) -> None:
         self.running = {k: v for k, v in self.running.items() if v is not running}
         self.ledger.finish(running.number, time.monotonic())
         value = running.values[-1] if running.values else None
@@ -408,7 +412,7 @@ class RaySUT(SUT):
             value=value if state != "failed" else None, worker=running.slot,
             start_ns=running.start_ns, end_ns=max(end, running.start_ns),
             intermediate=list(running.values), spans=running.spans, cpu_s=running.cpu_s,
-            energy_j=running.energy_j, error=error)
+            energy_j=running.energy_j, error=error, traceback=traceback)
         self.records[running.number] = record
         if self.meter is not None:
             self.meter.remote_trials.add(running.number)
@@ -550,7 +554,8 @@ def _collector(sut: RaySUT, progress: Progress) -> Any:
                            **info: Any) -> None:
             error = trial.get_error() if hasattr(trial, "get_error") else None
             text = f"{type(error).__name__}: {error}" if error else "the trial errored"
-            self.sut._complete(trial, error=text.splitlines()[0][:500])
+            self.sut._complete(trial, error=text.splitlines()[0][:500],
+                               traceback=bounded_traceback(error) if error else None)
             self._done()
 
         def _done(self) -> None:

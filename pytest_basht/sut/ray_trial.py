@@ -157,14 +157,16 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         with recording(recorder):
             return float(_trainable(setup, recorder).run_trial(ctx))
 
-    state, value, error = trial_outcome(objective, ctx.intermediate)
+    outcome = trial_outcome(objective, ctx.intermediate)
+    state, value, error = outcome
     checkpoint = None
     if state == "complete" and ctx.artifact.exists():
         checkpoint = tune.Checkpoint.from_directory(str(home))
     try:
         tune.report({"value": value, "epoch": len(ctx.intermediate) - 1,
-                     "basht": json.dumps(reporter.payload(final=True, state=state,
-                                                          error=error))},
+                     "basht": json.dumps(reporter.payload(
+                         final=True, state=state, error=error,
+                         traceback=outcome.traceback))},
                     checkpoint=checkpoint)
     finally:
         shutil.rmtree(home, ignore_errors=True)
