@@ -40,7 +40,13 @@ def test_the_summary_in_order():
 def test_progress_line():
     progress = Progress(expected=16)
     assert terminal.progress_line(progress, 12.34, "rapl") == (
-        "[basht] trials 0/16 · running 0 · failed 0 · best — · energy 12.3 J (rapl)")
+        "[basht] trials 0/16 · running 0 · failed 0 · pruned 0 · best — · energy 12.3 J "
+        "(rapl) · 0s elapsed, ? left")
+    progress = Progress(done=4, running=2, expected=16, failed=1, best=0.81234, pruned=1)
+    assert terminal.progress_line(progress, 50.0, "rapl", 60.0) == (
+        "[basht] trials 4/16 · running 2 · failed 1 · pruned 1 · best 0.8123 · energy "
+        "50.0 J (rapl) · 1m 00s elapsed, ~3m 00s left")
+    assert terminal.duration(7800) == "2h 10m"
 
 
 def test_more_than_half_the_trials_failed_says_so():

@@ -94,8 +94,32 @@ def failure_lines(report: dict[str, Any]) -> list[Line]:
     return out
 
 
-def progress_line(progress: Progress, energy_j: float, source: str) -> str:
-    """The live line while a scenario's trials run."""
+def time_left_s(progress: Progress, elapsed_s: float) -> float | None:
+    """Time left at the pace so far (trials done per second of the run), None before the
+    first trial ends or without a known number of trials."""
+    if progress.done <= 0 or progress.expected <= 0 or elapsed_s <= 0:
+        return None
+    return max(0, progress.expected - progress.done) * elapsed_s / progress.done
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``3m 05s``, ``2h 10m``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def progress_line(progress: Progress, energy_j: float, source: str,
+                  elapsed_s: float = 0.0) -> str:
+    """The live line while a scenario's trials run: trials done of expected, running,
+    failed and pruned, the best value so far, energy so far and the time left."""
     best = "—" if progress.best is None else f"{progress.best:.4g}"
+    left = time_left_s(progress, elapsed_s)
+    eta = "?" if left is None else f"~{duration(left)}"
     return (f"[basht] trials {progress.done}/{progress.expected} · running {progress.running}"
-            f" · failed {progress.failed} · best {best} · energy {energy_j:.1f} J ({source})")
+            f" · failed {progress.failed} · pruned {progress.pruned} · best {best}"
+            f" · energy {energy_j:.1f} J ({source}) · {duration(elapsed_s)} elapsed,"
+            f" {eta} left")

@@ -562,6 +562,7 @@ def _collector(sut: RaySUT, progress: Progress) -> Any:
             records = self.sut.records.values()
             self.progress.done = len(records)
             self.progress.failed = sum(1 for t in records if t.state == "failed")
+            self.progress.pruned = sum(1 for t in records if t.state == "pruned")
             self._tick()
 
         def _tick(self) -> None:
