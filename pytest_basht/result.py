@@ -57,6 +57,8 @@ class RunResult:
     status: str = "complete"
     error: str | None = None
     metrics: metrics_mod.Metrics | None = None
+    #: the workload variables its trainable reads (``Trainable.uses``; None: all)
+    uses: frozenset[str] | None = None
 
     def require_best(self) -> TrialRecord:
         """The best trial; a scenario without one fails with what went wrong

@@ -186,6 +186,8 @@ class TrialRunner:
                                            info, self._dep_info(dep), status, error))
 
     def _finish(self, dep: Deployment, result: RunResult) -> RunResult:
+        trainable = self.deployments.registry.trainables.get(self.workload.model.name)
+        result.uses = getattr(trainable, "uses", None)
         result.recompute()
         dep.users.append(result)
         self.result = result

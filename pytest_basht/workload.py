@@ -16,7 +16,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -378,16 +378,24 @@ class Workload:
         """The resolved workload as plain data (what the report stores)."""
         return _to_plain(self)
 
-    def table1(self) -> list[tuple[str, str, Any]]:
-        """Basht's Table 1: (symbol, meaning, value) rows (a study budget's, when set)."""
+    def table1(self, uses: Collection[str] | None = None) -> list[tuple[str, str, Any]]:
+        """Basht's Table 1: (symbol, meaning, value) rows (a study budget's, when set).
+
+        ``uses``: which of ``TRAINABLE_VARIABLES`` the scenario's trainable reads
+        (``Trainable.uses``; None: all of them); the rows of the others are left out."""
         w = self
+        used = set(TRAINABLE_VARIABLES if uses is None else uses)
         limits = [f"{f.name} ≤ {getattr(w.budget, f.name):g}"
                   for f in dataclasses.fields(w.budget) if getattr(w.budget, f.name) is not None]
+        data = [("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
+                ("ts", "data set size (samples)", w.dataset.samples or "all")]
+        epochs = (("", "epochs × batch size", f"{w.training.epochs} × {w.training.batch_size}")
+                  if "training.batch_size" in used else ("", "epochs", w.training.epochs))
         return [
-            ("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
-            ("ts", "data set size (samples)", w.dataset.samples or "all"),
+            *(data if "dataset" in used else []),
             ("m", "model", w.model.name),
-            ("ta", "training algorithm", w.training.algorithm),
+            *([("ta", "training algorithm", w.training.algorithm)]
+              if "training.algorithm" in used else []),
             ("sa", "sampler", w.search.sampler),
             ("pa", "pruner", w.search.pruner),
             ("tg", "goal", f"{w.goal.direction} {w.goal.metric}"
@@ -402,9 +410,14 @@ class Workload:
             ("wmem", "memory per worker (MB)", w.workers.memory_mb),
             ("at", "accelerator", w.workers.accelerator),
             ("amem", "accelerator memory (MB)", w.workers.accelerator_memory_mb),
-            ("", "epochs × batch size", f"{w.training.epochs} × {w.training.batch_size}"),
+            epochs,
             ("", "trial budget", w.trial_budget),
         ] + ([("", "study budget", ", ".join(limits))] if limits else [])
+
+
+#: Workload variables a trainable may leave unread (``Trainable.uses`` names the ones it
+#: reads): their Table 1 rows are shown only for a trainable that reads them.
+TRAINABLE_VARIABLES = ("dataset", "training.algorithm", "training.batch_size")
 
 
 def _to_plain(obj: Any) -> Any:

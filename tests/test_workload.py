@@ -205,3 +205,14 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
     with pytest.raises(WorkloadError) as info:
         wl.resolve(again, {"workers.count": 0, "training.epochs": 0})
     assert len(info.value.problems) == 2 and "(with workers.count=0" in str(info.value)
+
+
+def test_table1_leaves_out_what_the_trainable_does_not_read():
+    w = wl.from_mapping({})
+    every = w.table1()
+    assert [r[0] for r in every[:4]] == ["t", "ts", "m", "ta"]
+    assert ("", "epochs × batch size", "5 × 64") in every and w.table1(None) == every
+    bare = w.table1(frozenset())
+    assert not {"t", "ts", "ta"} & {r[0] for r in bare}
+    assert ("", "epochs", 5) in bare and all("batch" not in r[1] for r in bare)
+    assert {r[0] for r in w.table1({"dataset"})} >= {"t", "ts"}

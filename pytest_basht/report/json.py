@@ -99,7 +99,7 @@ def scenario_record(test_id: str, result: RunResult, *, outcome: str = "passed",
         "error": result.error,
         "workload": result.workload.to_dict(),
         "workload_source": result.workload.source,
-        "table1": [list(row) for row in result.workload.table1()],
+        "table1": [list(row) for row in result.workload.table1(result.uses)],
         "deployment": result.deployment,
     })
     return {

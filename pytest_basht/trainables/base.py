@@ -147,6 +147,9 @@ class Trainable(ABC):
     name: ClassVar[str]
     #: honours ``TrialContext.start_epoch``, ``resume`` and ``checkpoint`` (continuation)
     resumable: ClassVar[bool] = False
+    #: which of ``workload.TRAINABLE_VARIABLES`` (``dataset``, ``training.algorithm``,
+    #: ``training.batch_size``) it reads; Table 1 shows only those. None: all of them
+    uses: ClassVar[frozenset[str] | None] = None
 
     @classmethod  # noqa: B027 - an optional hook; the default accepts every workload
     def check(cls, workload: Workload) -> None:
