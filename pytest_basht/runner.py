@@ -11,6 +11,7 @@ SUT that simulates (``SUT.own_meter()``), from that SUT's virtual clock and ener
 from __future__ import annotations
 
 import json
+import operator
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -129,7 +130,8 @@ class TrialRunner:
     def run(self) -> RunResult:
         """The scenario's lifecycle; a scenario without a complete trial is recorded, then
         fails (``NoSuccessfulTrial``, with the first trial's error and traceback)."""
-        __tracebackhide__ = True  # pytest: the failure's message says what went wrong
+        # pytest: that failure's message says what went wrong; any other shows this frame
+        __tracebackhide__ = operator.methodcaller("errisinstance", NoSuccessfulTrial)
         if self.result is not None:
             raise RuntimeError("trial_runner.run() runs a scenario once per test")
         dep = self.deployments.get(self.workload)
