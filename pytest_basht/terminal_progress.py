@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,6 @@ from pytest_basht.report import terminal
 from pytest_basht.sut.base import Progress, ProgressCallback
 
 TTY_INTERVAL_S = 0.5  # a line rewritten in place can change often without filling a log
-LINE_WIDTH = 120  # the TTY line is padded to this, so a shorter line overwrites a longer
 
 
 @dataclass
@@ -51,6 +51,9 @@ class ProgressReporter:
     def __init__(self, config: pytest.Config, every_s: float) -> None:
         self.config = config
         self.every_s = every_s
+        # read now, in pytest_configure: while a test runs, its output is captured and the
+        # terminal's size cannot be read
+        self.width = shutil.get_terminal_size().columns
         self._lock = threading.Lock()
         self._now: _Scenario | None = None
         self._stop = threading.Event()
@@ -136,8 +139,9 @@ class ProgressReporter:
     def _write(self, line: str | None) -> None:
         if line is None:
             return
-        if self.tty:
-            self._emit(lambda: self.tr.write("\r" + line.ljust(LINE_WIDTH)))
+        if self.tty:  # one screen row, padded over a longer predecessor: \r rewrites it
+            width = self.width - 1
+            self._emit(lambda: self.tr.write("\r" + line[:width].ljust(width)))
             self._shown = True
         else:
             self._emit(lambda: self.tr.write_line(line))
