@@ -6,7 +6,7 @@ terminal reporter: on a TTY one line, rewritten in place (carriage return) twice
 second; elsewhere (CI logs) a new line every ``--basht-progress-every`` seconds. Nothing
 under ``-q -q``. Under pytest-xdist the workers have no terminal and the controller does
 not see their tallies, so a distributed run (``-n N``) shows no progress line; the
-report-writing steps are shown by whoever writes the report.
+controller, which writes the report, shows its steps.
 """
 
 from __future__ import annotations
@@ -69,11 +69,11 @@ class ProgressReporter:
 
     @functools.cached_property
     def enabled(self) -> bool:
-        """Not under -qq, not without a terminal reporter, not in or over xdist workers."""
+        """Not under -qq, not without a terminal reporter, not in an xdist worker (the
+        controller runs no scenario: it only says what the end of the run writes)."""
         config = self.config
         return (self.tr is not None and config.get_verbosity() > -2
-                and not hasattr(config, "workerinput")
-                and getattr(config.option, "numprocesses", None) in (None, 0))
+                and not hasattr(config, "workerinput"))
 
     @functools.cached_property
     def tty(self) -> bool:
