@@ -28,11 +28,23 @@ if TYPE_CHECKING:
     from pytest_basht.report.history import History
 
 
+#: Why ``basht validate`` may not know a name pytest knows.
+CONFTEST_HINT = ("a name registered in a conftest.py is known to pytest, which loads that "
+                 "conftest, not to basht validate: pass --conftest path/to/conftest.py (its "
+                 "pytest_basht_register_* hooks then count), or register it from a package's "
+                 "pytest_basht entry point")
+
+
 def _validate(args: argparse.Namespace) -> int:
-    registry = wiring.registry()
+    registry = wiring.registry(wiring.load_plugins(args.conftest or []))
     for path in args.workloads:
         workload = wl.load(path)
-        registry.check(workload)
+        try:
+            registry.check(workload)
+        except BashtUsageError as exc:
+            if args.conftest or "a registered" not in str(exc):
+                raise
+            raise BashtUsageError(f"{exc}\n  ({CONFTEST_HINT})") from None
         size = workload.search.size
         print(f"{path}: ok ({workload.name}; |Φ| = {size if size is not None else 'continuous'}"
               f", {workload.trial_budget} trials, {workload.workers.count} workers)")
@@ -412,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check workload files")
     p.add_argument("workloads", nargs="+")
+    p.add_argument("--conftest", action="append", metavar="PATH",
+                   help="a conftest.py (or a module) whose pytest_basht_register_* hooks "
+                   "register names the workloads use (repeatable)")
     p.set_defaults(func=_validate)
     p = sub.add_parser("forecast", help="forecast a workload's JCT, energy, CO2 and cost "
                        "before it runs",

@@ -6,6 +6,8 @@ code 4 and no traceback, wherever in the session they surface.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 
@@ -21,16 +23,41 @@ def _brief(value: object, limit: int = 200) -> str:
 
 
 class WorkloadError(BashtUsageError):
-    """A workload file (or an override of it) is invalid; the message names file and key."""
+    """A workload file (or an override of it) is invalid; the message names file and key.
 
-    def __init__(self, source: str, key: str, expected: str, got: object = None) -> None:
+    One error may carry the file's other problems (``more``): the message then lists them
+    after the first, each with its file, key, what was expected and what was found."""
+
+    def __init__(self, source: str, key: str, expected: str, got: object = None,
+                 more: Sequence[WorkloadError] = ()) -> None:
         self.source = source
         self.key = key
         self.expected = expected
         self.got = got
+        self.more = tuple(more)
         shown = "" if got is None else f", got {_brief(got)}"
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key or '<document>'}: expected {expected}{shown}")
+        self.line = f"{where}{key or '<document>'}: expected {expected}{shown}"
+        others = "".join(f"\n  {p.line}" for p in self.more)
+        count = f"\nand {len(self.more)} more problem(s) found with it:" if self.more else ""
+        super().__init__(self.line + count + others)
+
+    @property
+    def problems(self) -> tuple[WorkloadError, ...]:
+        """This problem and the others found with it."""
+        return (self, *self.more)
+
+    @classmethod
+    def of(cls, problems: Sequence[WorkloadError]) -> WorkloadError:
+        """One error for several problems (the first's key, the rest in ``more``)."""
+        first = problems[0]
+        return cls(first.source, first.key, first.expected, first.got,
+                   [p for found in problems[1:] for p in found.problems])
+
+    def relabel(self, source: str) -> WorkloadError:
+        """The same problems, named as found in ``source`` (a file with overrides)."""
+        return WorkloadError(source, self.key, self.expected, self.got,
+                             [p.relabel(source) for p in self.more])
 
 
 class OptionError(BashtUsageError):

@@ -13,9 +13,10 @@ Definitions (the report repeats them):
   CO2 = energy × CINT.
 * OC — wn × JCT × price per worker-hour + energy × price per kWh.
 * waste — a trial is wasted when it is ``failed``, ``pruned`` (the work before the stop),
-  a ``duplicate`` (same params and fidelity as an earlier trial that did not fail, and not
-  a continuation of it) or ``after_target``
-  (started after the goal's target was first met). Each category is reported on its own;
+  a ``duplicate`` (same params and fidelity as an earlier-started trial that did not fail,
+  and not a continuation of it) or ``after_target`` (started after the first trial that
+  reached the goal's target had finished). The trial reported as best is never waste, in
+  any category. Each category is reported on its own (``waste.<category>_kwh`` ...);
   WTT / WTE / WTC count each wasted trial once.
 * WR — the share of energy drawn by allocated but idle worker slots: in the trials window
   (setup end → result collection start) each slot's time without a trial is charged
@@ -68,6 +69,13 @@ PHASE_MEASURES = {"time_ms": "ms", "energy_kwh": "kWh", "cpu_s": "s"}
 PHASE_UNITS = {f"{phase}.{measure}": unit for phase in PHASE_NAMES
                for measure, unit in PHASE_MEASURES.items()}
 PHASE_KEYS = tuple(PHASE_UNITS)
+
+#: Each waste category's figures (and the total's), gateable: ``waste.failed_kwh`` ...
+WASTE_MEASURES = {"trials": ("trials", ""), "time_ms": ("ms", "ms"),
+                  "energy_kwh": ("kwh", "kWh"), "cost_usd": ("usd", "USD")}
+WASTE_UNITS = {f"waste.{cat}_{suffix}": unit for cat in (*WASTE_CATEGORIES, "total")
+               for suffix, unit in WASTE_MEASURES.values()}
+WASTE_KEYS = tuple(WASTE_UNITS)
 
 
 @dataclass(frozen=True)
@@ -154,21 +162,69 @@ def target_time_ns(trials: Iterable[TrialRecord], workload: Workload) -> int | N
     return best
 
 
-def classify_waste(trials: Sequence[TrialRecord], t_target: int | None) -> dict[int, set[str]]:
-    """Trial number -> the waste categories it falls in (empty: not wasted)."""
+def reached_target(trial: TrialRecord, workload: Workload) -> bool:
+    """Whether a validation value of the trial (any epoch, or a complete trial's value
+    when it reported none) met the goal's target."""
+    goal = workload.goal
+    if goal.target is None:
+        return False
+    if trial.intermediate:
+        return any(goal.met(v) for v in trial.intermediate)
+    return trial.state == "complete" and goal.met(trial.value)
+
+
+def target_cutoff_ns(trials: Iterable[TrialRecord], workload: Workload) -> int | None:
+    """When the first trial that reached the target finished: a trial started after this
+    is ``after_target`` waste (the goal was met; it could only be a better answer)."""
+    return min((t.end_ns for t in trials if reached_target(t, workload)), default=None)
+
+
+def classify_waste(trials: Sequence[TrialRecord], cutoff_ns: int | None,
+                   best: int | None = None) -> dict[int, set[str]]:
+    """Trial number -> the waste categories it falls in (empty: not wasted).
+
+    ``failed`` and ``pruned``: by state; ``duplicate``: ``duplicates``; ``after_target``:
+    started after ``cutoff_ns`` (``target_cutoff_ns``). The ``best`` trial (its number)
+    is in none: it is the result."""
     dup = duplicates(trials)
     out: dict[int, set[str]] = {}
     for t in trials:
         cats: set[str] = set()
+        if t.number == best:
+            out[t.number] = cats
+            continue
         if t.state == "failed":
             cats.add("failed")
         if t.state == "pruned":
             cats.add("pruned")
         if t.number in dup:
             cats.add("duplicate")
-        if t_target is not None and t.start_ns > t_target:
+        if cutoff_ns is not None and t.start_ns > cutoff_ns:
             cats.add("after_target")
         out[t.number] = cats
+    return out
+
+
+def waste_categories(workload: Workload, trials: Sequence[TrialRecord],
+                     best: int | None = None) -> dict[int, list[str]]:
+    """Each trial's waste categories, in ``WASTE_CATEGORIES`` order (what a trial row
+    lists)."""
+    cats = classify_waste(trials, target_cutoff_ns(trials, workload), best)
+    return {n: [c for c in WASTE_CATEGORIES if c in found] for n, found in cats.items()}
+
+
+def waste_values(waste: dict[str, Any]) -> dict[str, float]:
+    """A report's ``metrics.waste`` (category -> figures) as gateable keys
+    (``waste.failed_kwh`` ...)."""
+    out: dict[str, float] = {}
+    for cat in (*WASTE_CATEGORIES, "total"):
+        figures = waste.get(cat)
+        if not isinstance(figures, dict):
+            continue
+        for field_name, (suffix, _unit) in WASTE_MEASURES.items():
+            value = figures.get(field_name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"waste.{cat}_{suffix}"] = float(value)
     return out
 
 
@@ -283,8 +339,9 @@ def phase_metrics(workload: Workload, spans: Sequence[Span], trials: Sequence[Tr
 
 
 def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRecord],
-            trace: EnergyTrace) -> Metrics:
-    """Every Table 2 metric of one scenario from its records."""
+            trace: EnergyTrace, best: int | None = None) -> Metrics:
+    """Every Table 2 metric of one scenario from its records; ``best`` (the number of the
+    trial reported as best) is no waste."""
     pue = workload.energy.pue
     prices = workload.prices
     deploy = _span(spans, Phase.DEPLOY)
@@ -320,7 +377,7 @@ def compute(workload: Workload, spans: Sequence[Span], trials: Sequence[TrialRec
     oc_usd = worker_hours * prices.usd_per_worker_hour + energy_kwh * prices.usd_per_kwh
 
     t_target = target_time_ns(trials, workload)
-    cats = classify_waste(trials, t_target)
+    cats = classify_waste(trials, target_cutoff_ns(trials, workload), best)
 
     def figures(selected: list[TrialRecord]) -> WasteFigures:
         ms = sum(t.duration_s for t in selected) * 1e3

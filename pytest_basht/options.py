@@ -245,6 +245,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "fingerprint (refused otherwise)", _switch, takes_value=False),
     OptionSpec("basht_budget", "NAME", "full: run workloads as written; smoke: fewer epochs, "
                "trials and sweep steps (default: full)", _budget, "full"),
+    OptionSpec("basht_progress_every", "SECONDS", "without a TTY (CI logs), write the progress "
+               "line of a running scenario every SECONDS (default: 30; on a TTY one line is "
+               "updated in place; none under -qq)",
+               _number(lambda v: v > 0, "a number of seconds > 0"), "30"),
     OptionSpec("basht_sut", "NAME[:KEY=VALUE,...]", "run every scenario on this SUT, with "
                "these options (replaces the workload's sut section), e.g. ray or "
                "optuna:storage=postgresql://basht@db/basht", _sut),
@@ -293,6 +297,7 @@ class BashtOptions:
     repeat: int | None = None
     compare_any_machine: bool | None = None
     budget: str = "full"
+    progress_every: float = 30.0
     sut: dict[str, Any] | None = None
     forecast: str | Path = "off"
     forecast_tables: Path | None = None

@@ -7,7 +7,6 @@ does nothing to a run that uses none of its fixtures: no meter starts, no report
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,14 +22,15 @@ from pytest_basht.report.gate import exit_status
 from pytest_basht.runner import Deployment, TrialRunner
 from pytest_basht.scenarios import VARIANT, ScenarioSpec, merge_stacked, repeat_id, variant_of
 from pytest_basht.session import BashtSession
-from pytest_basht.sut.base import Progress
 from pytest_basht.sut.limits import accelerator_missing
+from pytest_basht.terminal_progress import ProgressReporter
 from pytest_basht.workload import Workload
 
 SESSION = pytest.StashKey[BashtSession]()
 WRITTEN = pytest.StashKey[str]()
 REPORT = pytest.StashKey[dict[str, Any]]()
 FINISH = pytest.StashKey[list[tuple[str, bool]]]()  # (terminal line, red?) after the table
+PROGRESS = pytest.StashKey[ProgressReporter]()
 GATE_FAILED = "basht gate failed"  # counted in pytest's last line: "1 passed, 1 basht gate ..."
 XDIST_KEY = "basht_records"
 RECORD_ATTR = "basht_record"  # on a worker's teardown report: the scenario's record (JSON)
@@ -57,8 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
     options = BashtOptions.from_config(config)
     workerinput = getattr(config, "workerinput", {})
     worker = workerinput.get("workerid")
+    progress = ProgressReporter(config, options.progress_every)
+    config.stash[PROGRESS] = progress
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
-                           progress_factory=lambda monitor: _ProgressLine(config, monitor),
+                           progress_factory=progress.line_for, say=progress.say,
                            worker=worker, workers=int(workerinput.get("workercount", 1)))
     session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
@@ -389,34 +391,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 # ------------------------------------------------------------------------- progress
 
 
-class _ProgressLine:
-    """A live line while trials run (trials done/total, best so far, energy so far)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A scenario's test is over: its progress line ends."""
+    try:
+        return (yield)
+    finally:
+        progress = item.config.stash.get(PROGRESS, None)
+        if progress is not None:
+            progress.end_scenario()
 
-    def __init__(self, config: pytest.Config, monitor: EnergyMonitor) -> None:
-        self.config = config
-        self.monitor = monitor
-        self.run: int | None = None
-        self.start_j = 0.0
-        self.last = 0.0
 
-    def _joules(self) -> float:
-        joules = self.monitor.timeline.joules
-        return joules[-1] if joules else 0.0
-
-    def __call__(self, progress: Progress) -> None:
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is None or not tr.isatty() or hasattr(self.config, "workerinput"):
-            return
-        if self.run != id(progress):  # a new scenario's run
-            self.run, self.start_j = id(progress), self._joules()
-        now = time.monotonic()
-        if now - self.last < 0.5:
-            return
-        self.last = now
-        line = terminal.progress_line(progress, self._joules() - self.start_j, self.monitor.source)
-        capman = self.config.pluginmanager.get_plugin("capturemanager")
-        if capman is not None:
-            with capman.global_and_fixture_disabled():
-                tr.write("\r" + line.ljust(100))
-        else:
-            tr.write("\r" + line.ljust(100))
+def pytest_unconfigure(config: pytest.Config) -> None:
+    progress = config.stash.get(PROGRESS, None)
+    if progress is not None:
+        progress.close()

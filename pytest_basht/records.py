@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import traceback as traceback_mod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -86,6 +87,8 @@ class TrialRecord:
     #: its costs as its study was told them when it ended (``objectives.TrialCost``:
     #: time_s, energy_j, co2_g, cost_usd); None when the workload needs none
     told: dict[str, float] | None = None
+    #: a failed trial's traceback, its last frames (``bounded_traceback``); None otherwise
+    traceback: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -101,8 +104,27 @@ class TrialRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
         data = dict(data)
+        data.pop("waste", None)  # a report's trial row lists it; the metrics derive it
         data["spans"] = [Span.from_dict(s) for s in data.get("spans", [])]
         return cls(**data)
+
+
+#: A failed trial's traceback keeps its innermost frames, and at most this many bytes: a
+#: report of thousands of failed trials stays readable and small.
+TRACEBACK_FRAMES = 20
+TRACEBACK_BYTES = 4096
+
+
+def bounded_traceback(exc: BaseException, frames: int = TRACEBACK_FRAMES,
+                      limit: int = TRACEBACK_BYTES) -> str:
+    """The exception's traceback as Python prints it, its last ``frames`` frames only, cut
+    to the last ``limit`` bytes (the innermost frames and the error say the most)."""
+    text = "".join(traceback_mod.format_exception(exc, limit=-frames))
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    mark = "…"  # 3 bytes in UTF-8, within the limit
+    return mark + data[-(limit - 3):].decode(errors="ignore")
 
 
 @dataclass

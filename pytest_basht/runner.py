@@ -13,6 +13,7 @@ gives, ``pytest_basht.forecast``), and the result keeps the forecast.
 from __future__ import annotations
 
 import json
+import operator
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.lifecycle import Phase, Recorder
 from pytest_basht.records import EnergyTrace, Span, TrialRecord
 from pytest_basht.registry import Registry
-from pytest_basht.result import RunResult
+from pytest_basht.result import NoSuccessfulTrial, RunResult, failure_text
 from pytest_basht.sut.base import SUT, OwnMeter, ProgressCallback, SutContext
 from pytest_basht.workload import Workload
 
@@ -131,6 +132,10 @@ class TrialRunner:
         return self.deployments.monitor
 
     def run(self) -> RunResult:
+        """The scenario's lifecycle; a scenario without a complete trial is recorded, then
+        fails (``NoSuccessfulTrial``, with the first trial's error and traceback)."""
+        # pytest: that failure's message says what went wrong; any other shows this frame
+        __tracebackhide__ = operator.methodcaller("errisinstance", NoSuccessfulTrial)
         if self.result is not None:
             raise RuntimeError("trial_runner.run() runs a scenario once per test")
         forecast = self.forecast(self.workload) if self.forecast is not None else None
@@ -179,12 +184,19 @@ class TrialRunner:
             self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
                                         info, self._dep_info(dep), status, error), forecast)
             raise
+        if not any(t.state == "complete" for t in trials):
+            error = failure_text(self.workload, trials, "no trial completed")
+            self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
+                                        info, self._dep_info(dep), "error", error), forecast)
+            raise NoSuccessfulTrial(error)
         return self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
                                            info, self._dep_info(dep), status, error), forecast)
 
     def _finish(self, dep: Deployment, result: RunResult,
                 forecast: dict[str, Any] | None) -> RunResult:
         result.forecast = forecast
+        trainable = self.deployments.registry.trainables.get(self.workload.model.name)
+        result.uses = getattr(trainable, "uses", None)
         result.recompute()
         dep.users.append(result)
         self.result = result

@@ -210,6 +210,5 @@ class WorkloadResolver:
             if not variant and not spec.overrides:
                 raise
             described = ", ".join(f"{k}={v!r}" for k, v in {**spec.overrides, **variant}.items())
-            raise WorkloadError(f"{source} (with {described})", exc.key, exc.expected,
-                                exc.got) from None
+            raise exc.relabel(f"{source} (with {described})") from None
         return workload

@@ -84,6 +84,7 @@ class BashtSession:
     hook: Any = None
     config: Any = None
     progress_factory: Callable[[EnergyMonitor], ProgressCallback] | None = None
+    say: Callable[[str], None] | None = None  # what the end of the run is doing, as it does
     worker: str | None = None  # the xdist worker id in a worker process
     workers: int = 1  # pytest processes running scenarios on this machine (xdist -n)
     run_id: str = field(default_factory=new_run_id)
@@ -300,12 +301,14 @@ class BashtSession:
         """The controller's end of a run: assemble → gate → write → save."""
         out = Finish()
         try:
+            self._tell(f"assembling the report of {len(records)} scenario(s) …")
             report = self._assemble(records, out)
             self._judge(report, out)
             out.run_dir = self._write(report, out)
             if out.run_dir is None:
                 return out
             out.report = report
+            self._tell("saving the run in the history …")
             saved = self.history.save(report, out.run_dir / "report.json")
         finally:
             self.history.close()
@@ -314,6 +317,10 @@ class BashtSession:
             if saved.failed:
                 out.failed = out.failed or EXIT_INTERNAL_ERROR  # the name asked for is unsaved
         return out
+
+    def _tell(self, text: str) -> None:
+        if self.say is not None:
+            self.say(text)
 
     def _assemble(self, records: list[dict[str, Any]], out: Finish) -> dict[str, Any]:
         try:
@@ -334,7 +341,8 @@ class BashtSession:
     def _write(self, report: dict[str, Any], out: Finish) -> Path | None:
         """Write the report where asked, else rescue it (None: nowhere could hold it)."""
         try:
-            return files.write_report(report, self.options.report_dir, self.plugins)
+            return files.write_report(report, self.options.report_dir, self.plugins,
+                                      say=self.say)
         except OSError as exc:
             run_dir, line = files.rescue(report, self.options.report_dir, exc, self.plugins)
             out.failed = out.failed or EXIT_INTERNAL_ERROR  # it is not where asked

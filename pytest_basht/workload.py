@@ -16,7 +16,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -432,8 +432,11 @@ class Workload:
         """The resolved workload as plain data (what the report stores)."""
         return _to_plain(self)
 
-    def table1(self) -> list[tuple[str, str, Any]]:
-        """Basht's Table 1: (symbol, meaning, value) rows (a study budget's, when set)."""
+    def table1(self, uses: Collection[str] | None = None) -> list[tuple[str, str, Any]]:
+        """Basht's Table 1: (symbol, meaning, value) rows (a study budget's, when set).
+
+        ``uses``: which of ``TRAINABLE_VARIABLES`` the scenario's trainable reads
+        (``Trainable.uses``; None: all of them); the rows of the others are left out."""
         w = self
         limits = [f"{key} ≤ {value:g}" for key, value in w.budget.limits().items()]
         if limits and w.budget.running == "stop":
@@ -445,11 +448,16 @@ class Workload:
                    and w.goal.direction == "minimize" else "")
                 + "".join(f", {d} {name}" for name, d in w.goal.objectives.items())
                 + "".join(f"; {name} ≤ {v:g} per trial" for name, v in w.goal.constraints.items()))
+        used = set(TRAINABLE_VARIABLES if uses is None else uses)
+        data = [("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
+                ("ts", "data set size (samples)", w.dataset.samples or "all")]
+        epochs = (("", "epochs × batch size", f"{w.training.epochs} × {w.training.batch_size}")
+                  if "training.batch_size" in used else ("", "epochs", w.training.epochs))
         return [
-            ("t", "data set", f"{w.dataset.name} ({w.dataset.source})"),
-            ("ts", "data set size (samples)", w.dataset.samples or "all"),
+            *(data if "dataset" in used else []),
             ("m", "model", w.model.name),
-            ("ta", "training algorithm", w.training.algorithm),
+            *([("ta", "training algorithm", w.training.algorithm)]
+              if "training.algorithm" in used else []),
             ("sa", "sampler", w.search.sampler),
             ("pa", "pruner", w.search.pruner),
             ("tg", "goal", goal),
@@ -460,9 +468,14 @@ class Workload:
             ("wmem", "memory per worker (MB)", w.workers.memory_mb),
             ("at", "accelerator", w.workers.accelerator),
             ("amem", "accelerator memory (MB)", w.workers.accelerator_memory_mb),
-            ("", "epochs × batch size", f"{w.training.epochs} × {w.training.batch_size}"),
+            epochs,
             ("", "trial budget", w.trial_budget),
         ] + ([("", "study budget", ", ".join(limits))] if limits else [])
+
+
+#: Workload variables a trainable may leave unread (``Trainable.uses`` names the ones it
+#: reads): their Table 1 rows are shown only for a trainable that reads them.
+TRAINABLE_VARIABLES = ("dataset", "training.algorithm", "training.batch_size")
 
 
 def _to_plain(obj: Any) -> Any:
@@ -543,11 +556,23 @@ _CHECKS: dict[str, tuple[Any, str]] = {
 
 
 class _Parser:
+    """Validates a document section by section; each key's problem is noted and the rest
+    of the document still checked, so that one error lists them all (``problems``)."""
+
     def __init__(self, source: str) -> None:
         self.source = source
+        self.problems: list[WorkloadError] = []
 
     def fail(self, key: str, expected: str, got: object = None) -> WorkloadError:
         return WorkloadError(self.source, key, expected, got)
+
+    def note(self, key: str, expected: str, got: object = None) -> None:
+        self.problems.append(self.fail(key, expected, got))
+
+    def check(self) -> None:
+        """Raise every problem noted so far as one WorkloadError."""
+        if self.problems:
+            raise WorkloadError.of(self.problems)
 
     def section(self, cls: type, data: Any, path: str) -> Any:
         if data is None:
@@ -558,21 +583,25 @@ class _Parser:
         fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         for key in data:
             if not isinstance(key, str):
-                raise self.fail(f"{path}.{key}" if path else str(key), "a string key", key)
-            if key not in fields:
+                self.note(f"{path}.{key}" if path else str(key), "a string key", key)
+            elif key not in fields:
                 shown = key if key.strip() and key.isprintable() else repr(key)
                 where = f"{path}.{shown}" if path else shown
-                raise self.fail(where, "a known key" + _suggest(key, fields)
-                                + "; known: " + ", ".join(fields))
+                self.note(where, "a known key" + _suggest(key, fields)
+                          + "; known: " + ", ".join(fields))
         kwargs: dict[str, Any] = {}
         for name, f in fields.items():
             if name not in data:
                 continue
             key = f"{path}.{name}" if path else name
-            if name == "space":
-                kwargs[name] = self.space(data[name], key)
-            else:
-                kwargs[name] = self.value(hints[name], data[name], key, f.metadata.get("check"))
+            try:  # a bad value is noted and its default kept, so the rest is checked too
+                if name == "space":
+                    kwargs[name] = self.space(data[name], key)
+                else:
+                    kwargs[name] = self.value(hints[name], data[name], key,
+                                              f.metadata.get("check"))
+            except WorkloadError as exc:
+                self.problems.append(exc)
         return cls(**kwargs)
 
     def value(self, tp: Any, value: Any, key: str, check: str | None) -> Any:
@@ -712,64 +741,66 @@ def _check_whole(w: Workload, parser: _Parser) -> None:
     d = w.dataset
     total = d.train + d.validation + d.test
     if abs(total - 1.0) > 1e-6:
-        raise parser.fail("dataset", "train + validation + test = 1", round(total, 6))
+        parser.note("dataset", "train + validation + test = 1", round(total, 6))
     if d.source == "torchvision" and not d.root:
-        raise parser.fail("dataset.root", "a directory with the MNIST files for torchvision")
+        parser.note("dataset.root", "a directory with the MNIST files for torchvision")
     size = w.search.size
     if w.search.sampler == "grid":
         for dim in w.search.space:
             if not dim.is_discrete:
-                raise parser.fail(f"search.space.{dim.name}",
-                                  "a list of values, an int range or a range with step "
-                                  "(the grid sampler cannot enumerate a continuous range)",
-                                  dim.to_dict())
+                parser.note(f"search.space.{dim.name}",
+                            "a list of values, an int range or a range with step "
+                            "(the grid sampler cannot enumerate a continuous range)",
+                            dim.to_dict())
     if w.training.stop_at_target and w.goal.target is None:
-        raise parser.fail("goal.target", "a target value (training.stop_at_target ends "
-                          "trials there)")
+        parser.note("goal.target", "a target value (training.stop_at_target ends "
+                    "trials there)")
     if size is None and w.search.trials is None:
-        raise parser.fail("search.trials", "a trial budget (the space is continuous)")
+        parser.note("search.trials", "a trial budget (the space is continuous)")
     if size is not None and size > MAX_GRID:
-        raise parser.fail("search.space", f"at most {MAX_GRID:,} configurations", size)
+        parser.note("search.space", f"at most {MAX_GRID:,} configurations", size)
     est = w.energy.estimate
     if est.cpu_max_w < est.cpu_min_w:
-        raise parser.fail("energy.estimate.cpu_max_w", f"a value ≥ cpu_min_w ({est.cpu_min_w})",
-                          est.cpu_max_w)
+        parser.note("energy.estimate.cpu_max_w", f"a value ≥ cpu_min_w ({est.cpu_min_w})",
+                    est.cpu_max_w)
     for lo, hi in (("low_cpu_min_w", "low_cpu_max_w"), ("high_cpu_min_w", "high_cpu_max_w")):
         if getattr(est, hi) < getattr(est, lo):
-            raise parser.fail(f"energy.estimate.{hi}", f"a value ≥ {lo} ({getattr(est, lo)})",
-                              getattr(est, hi))
+            parser.note(f"energy.estimate.{hi}", f"a value ≥ {lo} ({getattr(est, lo)})",
+                        getattr(est, hi))
     _check_goal(w.goal, parser)
     prom = w.energy.prometheus
     if prom.preset == "custom" and prom.query is None:
-        raise parser.fail("energy.prometheus.query",
-                          "a PromQL selector of an energy counter (the preset is custom)")
+        parser.note("energy.prometheus.query",
+                    "a PromQL selector of an energy counter (the preset is custom)")
 
 
 def _check_goal(goal: GoalSpec, parser: _Parser) -> None:
     """The goal's objectives, constraints and reference point name known costs and hold
-    numbers (the free-form mappings the parser passed)."""
+    numbers (the free-form mappings the parser passed); every problem is noted."""
     for name, direction in goal.objectives.items():
         key = f"goal.objectives.{name}"
         if name not in COSTS:
-            raise parser.fail(key, "a cost a trial is measured in: " + ", ".join(COSTS)
-                              + _suggest(name, COSTS))
-        if direction not in DIRECTIONS:
-            raise parser.fail(key, "'minimize' or 'maximize'" + _suggest(str(direction),
-                                                                         DIRECTIONS), direction)
+            parser.note(key, "a cost a trial is measured in: " + ", ".join(COSTS)
+                        + _suggest(name, COSTS))
+        elif direction not in DIRECTIONS:
+            parser.note(key, "'minimize' or 'maximize'" + _suggest(str(direction), DIRECTIONS),
+                        direction)
     if goal.metric in goal.objectives:
-        raise parser.fail(f"goal.objectives.{goal.metric}", "an objective other than the "
-                          "goal's metric (it is the first objective already)")
+        parser.note(f"goal.objectives.{goal.metric}", "an objective other than the "
+                    "goal's metric (it is the first objective already)")
     for name, limit in goal.constraints.items():
         key = f"goal.constraints.{name}"
         if name not in COSTS:
-            raise parser.fail(key, "a cost a trial is measured in: " + ", ".join(COSTS)
-                              + _suggest(name, COSTS))
+            parser.note(key, "a cost a trial is measured in: " + ", ".join(COSTS)
+                        + _suggest(name, COSTS))
+            continue
         parser.value(float, limit, key, "positive")
     for name, value in goal.reference.items():
         key = f"goal.reference.{name}"
         if name not in goal.front_names:
-            raise parser.fail(key, "an objective of the goal's Pareto front: "
-                              + ", ".join(goal.front_names) + _suggest(name, goal.front_names))
+            parser.note(key, "an objective of the goal's Pareto front: "
+                        + ", ".join(goal.front_names) + _suggest(name, goal.front_names))
+            continue
         parser.value(float, value, key, None)
 
 
@@ -783,7 +814,9 @@ def from_mapping(data: Any, source: str = "") -> Workload:
     _check_depth(data, source)
     body = {k: v for k, v in data.items() if k != "extends"}
     workload = parser.section(Workload, body, "")
+    parser.check()  # the whole is checked once its parts are valid
     _check_whole(workload, parser)
+    parser.check()
     return dataclasses.replace(workload, source=source, given=copy.deepcopy(dict(data)))
 
 
@@ -984,5 +1017,4 @@ def resolve(workload: Workload, overrides: Mapping[str, Any]) -> Workload:
     try:
         return from_mapping(data, workload.source)
     except WorkloadError as exc:
-        raise WorkloadError(f"{label} (with {described})", exc.key, exc.expected,
-                            exc.got) from None
+        raise exc.relabel(f"{label} (with {described})") from None

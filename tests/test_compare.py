@@ -312,3 +312,25 @@ def test_the_gate_judges_the_report_and_says_how_the_run_ends():
     assert judged is not None and judged["verdict"] == "error"
     assert judged["baseline"] == {"label": "baseline base.json"}
     assert exit_status(judged) == EXIT_TESTS_FAILED and alarms(judged)[0][1]
+
+
+def test_a_waste_category_can_be_gated():
+    [threshold] = parse_fail_on("waste.failed_kwh:+0.5")
+    assert threshold == Threshold("waste.failed_kwh", 0.5, False)
+    assert threshold.shown == "+0.5 kWh"
+
+    def with_waste(failed_kwh: float) -> dict:
+        sc = scenario("t::a")
+        sc["metrics"]["waste"] = {"failed": {"trials": 2, "time_ms": 10.0,
+                                             "energy_kwh": failed_kwh, "cost_usd": 0.0}}
+        return sc
+
+    result = compare(report(with_waste(1.0)), report(with_waste(2.0)),
+                     parse_fail_on("waste.failed_kwh:+0.5"))
+    assert result.verdict == "fail"
+    assert [r.metric for r in result.undecided] == ["waste.failed_kwh"]
+    ok = compare(report(with_waste(1.0)), report(with_waste(1.2)),
+                 parse_fail_on("waste.failed_trials:+1"))
+    assert ok.verdict == "pass"
+    with pytest.raises(ThresholdError, match=r"waste\.CATEGORY_kwh"):
+        parse_fail_on("waste.falied_kwh:+1")

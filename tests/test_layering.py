@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "zeus": 7, "hydro": 7,
     # 8: the top: wiring, the session coordinator, options, the CLI, the pytest plugin
     "wiring": 8, "session": 8, "xdist_tracker": 8, "options": 8, "cli": 8, "plugin": 8,
+    "terminal_progress": 8,
     "paired": 8, "": 8,
 }
 

@@ -124,3 +124,64 @@ def test_per_phase_trials_window_without_lifecycle_spans():
     assert phases["trials.energy_kwh"] == pytest.approx(108 / 3.6e6)
     assert phases["deploy.time_ms"] is None and phases["setup.energy_kwh"] is None
     assert all(v is None for v in metrics.phase_metrics(workload, [], []).values())
+
+
+# ----------------------------------------------------------------------------- waste, exactly
+
+
+@pytest.fixture
+def waste_case():
+    """Target 0.7. #0 reaches it at its second epoch and ends at 5 s; #1 ran across that
+    (started 4 s); #2 failed; #3 pruned; #4 repeats #1's params; #5 and #6 start after 5 s
+    (#6 the best, 0.95); #7 repeats #6 after it and fails."""
+    w = wl.from_mapping({"goal": {"target": 0.7}})
+    trials = [
+        trial(0, 0, 0, 5, value=0.8, intermediate=[0.6, 0.8], params={"x": 0}),
+        trial(1, 1, 4, 9, value=0.5, params={"x": 1}),
+        trial(2, 1, 1, 3, state="failed", value=None, params={"x": 2}),
+        trial(3, 0, 2, 3, state="pruned", value=0.1, params={"x": 3}),
+        trial(4, 0, 4.5, 6, value=0.5, params={"x": 1}),
+        trial(5, 0, 6, 7, value=0.6, params={"x": 5}),
+        trial(6, 1, 9.5, 11, value=0.95, params={"x": 6}),
+        trial(7, 0, 12, 13, state="failed", value=None, params={"x": 6}),
+    ]
+    return w, trials
+
+
+def test_each_waste_category_holds_exactly_these_trials(waste_case):
+    w, trials = waste_case
+    assert metrics.target_cutoff_ns(trials, w) == int(5e9)
+    cats = metrics.waste_categories(w, trials, best=6)
+    assert cats == {0: [], 1: [], 2: ["failed"], 3: ["pruned"], 4: ["duplicate"],
+                    5: ["after_target"], 6: [], 7: ["failed", "duplicate", "after_target"]}
+
+
+def test_the_best_trial_is_never_waste(waste_case):
+    w, trials = waste_case
+    # without naming the best, #6 started after the target was met: after_target
+    assert metrics.waste_categories(w, trials)[6] == ["after_target"]
+    trace = flat_trace(10.0, 0, 13, slots=2)
+    m = metrics.compute(w, [], trials, trace, best=6)
+    assert m.waste["after_target"].trials == 2 and m.waste["total"].trials == 5
+    # a best that is a repeat of earlier params is no duplicate either
+    again = trial(8, 1, 13, 14, value=0.99, params={"x": 0})
+    assert metrics.waste_categories(w, [*trials, again], best=8)[8] == []
+    assert metrics.waste_categories(w, [*trials, again], best=6)[8] == [
+        "duplicate", "after_target"]
+
+
+def test_no_target_no_after_target(waste_case):
+    w, trials = waste_case
+    free = wl.resolve(w, {"goal.target": None})
+    assert metrics.target_cutoff_ns(trials, free) is None
+    assert all("after_target" not in c for c in metrics.waste_categories(free, trials).values())
+
+
+def test_waste_figures_as_gate_keys(scenario):
+    m = metrics.compute(*scenario)
+    values = metrics.waste_values(m.to_dict()["waste"])
+    assert set(values) == set(metrics.WASTE_KEYS)
+    assert values["waste.failed_kwh"] == pytest.approx(50 * 1.5 / 3.6e6)
+    assert values["waste.failed_ms"] == pytest.approx(2000)
+    assert values["waste.total_trials"] == 3
+    assert metrics.WASTE_UNITS["waste.after_target_kwh"] == "kWh"

@@ -62,6 +62,7 @@ MALFORMED = [
     (["--basht-meter", "rapll"], "energy.meter: expected a registered name"),
     (["--basht-workload", "missing.yaml"], "missing.yaml: <file>: expected a readable file"),
     (["--basht-report-dir", ""], "--basht-report-dir: expected a non-empty value"),
+    (["--basht-progress-every", "0"], "--basht-progress-every: expected a number of seconds > 0"),
     (["--basht-report-dir", "test_malformed_options_are_usage_errors.py/reports"],
      "--basht-report-dir: expected a directory it can write reports in"),
     (["--basht-carbon-intensity", "mars"], "--basht-carbon-intensity: expected a number ≥ 0"),

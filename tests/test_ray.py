@@ -168,6 +168,7 @@ def test_ray_prunes_with_asha_and_records_failed_trials(pytester):
     assert set(by_x) == {1, 2, 3, 4, 5, 30, 40, -1}
     failed = by_x[-1]
     assert failed["state"] == "failed" and "boom at x=-1" in failed["error"]
+    assert 'raise RuntimeError("boom at x=-1")' in failed["traceback"]  # the trial's own
     assert failed["value"] is None and failed["spans"], "its load span came back"
     pruned = [t for t in sc["trials"] if t["state"] == "pruned"]
     assert pruned, "ASHA stopped some trial"

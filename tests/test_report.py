@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -16,7 +17,7 @@ from pytest_basht.options import BashtOptions
 from pytest_basht.report import files, markdown
 from pytest_basht.report import json as report_json
 from pytest_basht.report.atomic import replace_atomic, write_atomic
-from pytest_basht.result import RunResult
+from pytest_basht.result import NoSuccessfulTrial, RunResult
 from pytest_basht.session import BashtSession
 
 
@@ -151,3 +152,38 @@ def test_basht_report_renders_the_plugins_sections_again(tmp_path):
     (run_dir / "report.md").unlink()
     assert cli.main(["report", str(run_dir)]) == 0
     assert (run_dir / "report.md").read_text() == md
+
+
+def test_each_trial_row_lists_its_waste_and_keeps_its_traceback(tmp_path):
+    result = make_result()
+    result.trials[1].traceback = "Traceback (most recent call last):\nRuntimeError: boom\n"
+    record = report_json.scenario_record("t.py::test_x", result)
+    assert [t["waste"] for t in record["trials"]] == [[], ["failed"], ["pruned"]]
+    assert record["trials"][1]["traceback"].endswith("RuntimeError: boom\n")
+    session = BashtSession(BashtOptions(None, tmp_path / "reports", None, None, None, None),
+                           tmp_path)
+    report = session.build_report([record])
+    jsonschema.validate(report, report_json.schema())
+    run_dir = files.write_report(report, session.options.report_dir)
+    rows = [line for line in (run_dir / "report.md").read_text().splitlines()
+            if line.startswith("| 1 ") and "boom" in line]  # trial #1, not rank 1
+    cells = [cell.strip() for cell in rows[0].split("|")]
+    assert cells[-3:-1] == ["failed", "RuntimeError: boom"]  # the waste column, the error
+    with open(run_dir / "trials.csv", newline="") as fh:
+        waste = {row["number"]: row["waste"] for row in csv.DictReader(fh)}
+    assert waste == {"0": "", "1": "failed", "2": "pruned"}
+
+
+def test_require_best_names_the_scenario_the_states_and_the_first_error():
+    result = make_result()
+    assert result.require_best() is result.best
+    result.best = None
+    result.trials[1].traceback = ("Traceback (most recent call last):\n  File x\n"
+                                  "RuntimeError: boom\n")
+    with pytest.raises(NoSuccessfulTrial) as info:
+        result.require_best()
+    text = str(info.value)
+    assert text.startswith("scenario 'baseline' (w.yaml): no best trial; trials: "
+                           "1 complete, 1 failed, 1 pruned")
+    assert "first failed trial #1 {'x': 1}: RuntimeError: boom" in text
+    assert text.endswith("    File x\n  RuntimeError: boom")

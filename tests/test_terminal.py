@@ -40,4 +40,25 @@ def test_the_summary_in_order():
 def test_progress_line():
     progress = Progress(expected=16)
     assert terminal.progress_line(progress, 12.34, "rapl") == (
-        "[basht] trials 0/16 · running 0 · failed 0 · best — · energy 12.3 J (rapl)")
+        "[basht] trials 0/16 · running 0 · failed 0 · pruned 0 · best — · energy 12.3 J "
+        "(rapl) · 0s elapsed, ? left")
+    progress = Progress(done=4, running=2, expected=16, failed=1, best=0.81234, pruned=1)
+    assert terminal.progress_line(progress, 50.0, "rapl", 60.0) == (
+        "[basht] trials 4/16 · running 2 · failed 1 · pruned 1 · best 0.8123 · energy "
+        "50.0 J (rapl) · 1m 00s elapsed, ~3m 00s left")
+    assert terminal.duration(7800) == "2h 10m"
+
+
+def test_more_than_half_the_trials_failed_says_so():
+    report = assemble.build([record("t::a", 0, 10), record("t::b", 5, 15, pid=2)], [],
+                            facts())
+    half, most = report["scenarios"]
+    half["trials"] = [dict(half["trials"][0], number=i, state=s, error="E: x")
+                      for i, s in enumerate(["failed", "complete"])]
+    most["trials"] = [dict(most["trials"][0], number=i, state="failed", start_ns=10 - i,
+                           error=f"KeyError: 'hidden{i}'\nmore") for i in range(3)]
+    most["trials"].append(dict(most["trials"][0], number=3, state="complete", error=None))
+    lines = terminal.failure_lines(report)
+    assert lines == [terminal.Line("FAILED TRIALS: t::b: 3 of 4 trials failed; first, #2: "
+                                   "KeyError: 'hidden2'", red=True, bold=True)]
+    assert lines[0] in terminal.summary("reports/run-1", report)

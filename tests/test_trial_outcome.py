@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from pytest_basht.records import TRACEBACK_BYTES, TRACEBACK_FRAMES, bounded_traceback
 from pytest_basht.trainables.base import TrialDiverged, TrialPruned, trial_outcome
 
 
@@ -74,3 +75,28 @@ def test_the_progress_tally_counts_failures_and_keeps_the_best_complete_value():
                                             ("complete", 0.2)]):
             p.count(record(i, state, value), GoalSpec(direction=direction))
         assert (p.done, p.failed, p.best) == (5, 1, best)
+
+
+def test_a_raised_error_keeps_its_traceback_bounded():
+    def deep(n: int) -> float:
+        if n == 0:
+            raise KeyError("hidden")
+        return deep(n - 1)
+
+    outcome = trial_outcome(lambda: deep(40), [])
+    assert outcome == ("failed", outcome.value, "KeyError: 'hidden'")
+    assert outcome.traceback.startswith("Traceback (most recent call last):")
+    assert outcome.traceback.rstrip().endswith("KeyError: 'hidden'")
+    # the innermost TRACEBACK_FRAMES frames only: the outer ones (the lambda) are cut
+    assert "in <lambda>" not in outcome.traceback and "in deep" in outcome.traceback
+    assert f"repeated {TRACEBACK_FRAMES - 4} more times" in outcome.traceback
+    assert trial_outcome(lambda: math.nan, []).traceback is None
+    assert trial_outcome(raising(TrialPruned()), [0.2]).traceback is None
+
+
+def test_a_huge_traceback_keeps_its_last_bytes():
+    try:
+        raise ValueError("x" * 10_000 + " the end")
+    except ValueError as exc:
+        text = bounded_traceback(exc)
+    assert len(text.encode()) <= TRACEBACK_BYTES and text.endswith("the end\n")

@@ -185,3 +185,34 @@ def test_every_schema_key_is_documented():
     doc = (Path(__file__).parents[1] / "docs" / "workload.md").read_text()
     missing = [k for k in wl.schema_keys() if f"`{k}`" not in doc]
     assert not missing, f"docs/workload.md lacks {missing}"
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
+    err = error_of(tmp_path, "workers:\n  cout: 2\n  cpu: many\ntraining: {epochs: -1}\n"
+                             "goal: {direction: up}\nsearch: {space: {x: []}}\n")
+    lines = str(err).splitlines()
+    where = f"{tmp_path / 'w.yaml'}: "
+    assert sorted(p.key for p in err.problems) == ["goal.direction", "search.space.x",
+                                                   "training.epochs", "workers.cout",
+                                                   "workers.cpu"]
+    assert lines[0] == err.line and lines[0].startswith(where + "training.epochs: expected ")
+    assert lines[1] == "and 4 more problem(s) found with it:"
+    assert lines[2:] == [f"  {p.line}" for p in err.more]
+    assert all(line.startswith("  " + where) and ": expected " in line for line in lines[2:])
+    assert any(line.endswith("got 'many'") for line in lines[2:])
+    # relabelled for overrides, every problem keeps its key
+    again = wl.resolve(load_text(tmp_path, ""), {})
+    with pytest.raises(WorkloadError) as info:
+        wl.resolve(again, {"workers.count": 0, "training.epochs": 0})
+    assert len(info.value.problems) == 2 and "(with workers.count=0" in str(info.value)
+
+
+def test_table1_leaves_out_what_the_trainable_does_not_read():
+    w = wl.from_mapping({})
+    every = w.table1()
+    assert [r[0] for r in every[:4]] == ["t", "ts", "m", "ta"]
+    assert ("", "epochs × batch size", "5 × 64") in every and w.table1(None) == every
+    bare = w.table1(frozenset())
+    assert not {"t", "ts", "ta"} & {r[0] for r in bare}
+    assert ("", "epochs", 5) in bare and all("batch" not in r[1] for r in bare)
+    assert {r[0] for r in w.table1({"dataset"})} >= {"t", "ts"}

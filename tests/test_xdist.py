@@ -71,8 +71,12 @@ def test_parallel_report_equals_the_serial_one_apart_from_timings(fake):
     shutil.rmtree(fake.path / "reports")
 
     parallel_run = fake.runpytest_subprocess("--basht-workload", "w.yaml", "-n", "2",
-                                             "--basht-history", "off", "--junitxml=junit.xml")
+                                             "--basht-history", "off", "--junitxml=junit.xml",
+                                             "--basht-progress-every", "0.05")
     parallel_run.assert_outcomes(passed=5)
+    # no worker's progress line in the controller's output; the controller's report steps
+    assert "[basht] trials" not in parallel_run.stdout.str()
+    assert "[basht] writing report.json …" in parallel_run.stdout.str()
     parallel = only_report(fake.path)
 
     assert len(serial["scenarios"]) == 4

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,24 @@ def _point_latest(root: Path, run_id: str, report: dict[str, Any]) -> None:
         report.setdefault("notes", []).append(f"{latest} not pointed at this run: {exc}")
 
 
-def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Path:
+def write_report(report: dict[str, Any], root: Path, plugins: Any = None,
+                 say: Callable[[str], None] | None = None) -> Path:
     """Write report.json, report.md, report.html and trials.csv atomically into
     ``root/<run id>`` with the plots; point ``latest`` at the run. Returns the run
     directory. ``plugins``: the hook caller whose ``pytest_basht_plots`` and
     ``pytest_basht_markdown_*`` hooks add the plugins' figures and sections (None: the
-    report's own only)."""
+    report's own only). ``say`` hears each step as it starts (a long report takes a while)."""
+
+    def tell(text: str) -> None:
+        if say is not None:
+            say(text)
+
     run_id = report["run_id"]
     run_dir = root / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     _point_latest(root, run_id, report)
     try:
+        tell(f"drawing the plots into {run_dir} …")
         plots.write(report, run_dir)
         fronts.write(report, run_dir)
         if plugins is not None:
@@ -77,18 +85,22 @@ def write_report(report: dict[str, Any], root: Path, plugins: Any = None) -> Pat
         report.setdefault("notes", []).append(f"plots not written: {type(exc).__name__}: "
                                               f"{exc}")
     try:
+        tell(f"writing {trials_csv.NAME} …")
         trials_csv.write(report, run_dir / trials_csv.NAME)
     except Exception as exc:  # nor the table of trials: report.json holds them all
         report.setdefault("notes", []).append(f"{trials_csv.NAME} not written: "
                                               f"{type(exc).__name__}: {exc}")
+    tell("writing report.json …")
     write_atomic(run_dir / "report.json", report_json.dumps(report))
     try:
+        tell("writing report.md …")
         experiments.write_plots(report.get("experiments", []), run_dir)
         text = markdown.render(report, plugins)
     except Exception as exc:  # report.json is written: the summary must not cost it
         text = (f"# pytest-basht run {run_id}\n\nreport.md could not be rendered "
                 f"({type(exc).__name__}: {exc}); report.json holds every record.\n")
     write_atomic(run_dir / "report.md", text)
+    tell("writing report.html …")
     write_html(text, run_dir)
     return run_dir
 

@@ -4,12 +4,13 @@ and ``Gate``, a pytest run's: its baseline loaded before any test, its report ju
 A threshold says how much worse a metric may get, relative (``energy_kwh:+10%``) or in
 the metric's own unit (``energy_kwh:+0.001``); several thresholds on one key must all be
 passed (``energy_kwh:+10%,energy_kwh:+0.0001``: 10% worse *and* 0.1 Wh more). Every
-Table 2 metric and every per-phase metric (``trials.energy_kwh``, ``deploy.time_ms``, ...)
-is worse when it rises; ``best_value`` and ``test_score`` are worse when they move against
-the scenario's goal direction; ``hypervolume`` (of the scenario's Pareto front of trials)
-is worse when it falls, and compared only where the workload fixes its reference point
-(``goal.reference`` for every objective: else two runs' hypervolumes are measured from
-different points).
+Table 2 metric, every per-phase metric (``trials.energy_kwh``, ``deploy.time_ms``, ...)
+and every waste category's figure (``waste.failed_kwh``, ``waste.after_target_ms``,
+``waste.total_trials``, ...) is worse when it rises; ``best_value`` and ``test_score``
+are worse when they move against the scenario's goal direction; ``hypervolume`` (of the
+scenario's Pareto front of trials) is worse when it falls, and compared only where the
+workload fixes its reference point (``goal.reference`` for every objective: else two
+runs' hypervolumes are measured from different points).
 
 Samples are the repeats of a scenario (``--basht-repeat``): the centre of each side is its
 median. The rule for a metric with thresholds (``report.noise`` defines spread and floor):
@@ -46,7 +47,17 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_basht.errors import BashtUsageError, OptionError
 from pytest_basht.machine import fingerprint
-from pytest_basht.metrics import PHASE_KEYS, PHASE_NAMES, PHASE_UNITS, TABLE2_KEYS, UNITS
+from pytest_basht.metrics import (
+    PHASE_KEYS,
+    PHASE_NAMES,
+    PHASE_UNITS,
+    TABLE2_KEYS,
+    UNITS,
+    WASTE_CATEGORIES,
+    WASTE_KEYS,
+    WASTE_UNITS,
+    waste_values,
+)
 from pytest_basht.report import noise
 from pytest_basht.report.json import clean
 
@@ -60,7 +71,7 @@ GOAL_KEYS = ("best_value", "test_score")
 HIGHER_KEYS = ("hypervolume",)
 #: keys a threshold takes without a sign (worse against a direction, not by rising)
 UNSIGNED_KEYS = (*GOAL_KEYS, *HIGHER_KEYS)
-KEYS = (*TABLE2_KEYS, *PHASE_KEYS, *GOAL_KEYS, *HIGHER_KEYS)
+KEYS = (*TABLE2_KEYS, *PHASE_KEYS, *WASTE_KEYS, *GOAL_KEYS, *HIGHER_KEYS)
 SHOWN = ("jct_ms", "energy_kwh", "wte_kwh")  # compared even when no threshold names them
 ALIASES = {
     "jct": "jct_ms", "energy": "energy_kwh", "twh": "twh_kwh", "power": "trial_power_w",
@@ -88,7 +99,7 @@ class CompareError(BashtUsageError):
 
 
 def unit_of(key: str) -> str:
-    return UNITS.get(key) or PHASE_UNITS.get(key, "")
+    return UNITS.get(key) or PHASE_UNITS.get(key) or WASTE_UNITS.get(key, "")
 
 
 def worse_when_higher(key: str, goal_direction: str = "maximize") -> bool:
@@ -149,8 +160,10 @@ def metric_key(name: str) -> str:
     hint = f" (did you mean '{near[0]}'?)" if near else ""
     raise ThresholdError(f"a metric key such as {', '.join(KEYS[:3])}, ... — unknown "
                          f"'{name}'{hint}; keys: {', '.join((*TABLE2_KEYS, *GOAL_KEYS))}, "
-                         f"and per phase PHASE.time_ms, PHASE.energy_kwh or PHASE.cpu_s "
-                         f"for PHASE in {', '.join(PHASE_NAMES)}")
+                         f"per phase PHASE.time_ms, PHASE.energy_kwh or PHASE.cpu_s "
+                         f"for PHASE in {', '.join(PHASE_NAMES)}, and per waste category "
+                         f"waste.CATEGORY_kwh, _ms, _usd or _trials for CATEGORY in "
+                         f"{', '.join((*WASTE_CATEGORIES, 'total'))}")
 
 
 def parse_threshold(item: str) -> Threshold:
@@ -207,6 +220,8 @@ def value_of(scenario: dict[str, Any], key: str) -> float | None:
         raw = scenario.get(key)
     elif key in PHASE_UNITS:
         raw = (scenario["metrics"].get("phases") or {}).get(key)
+    elif key in WASTE_UNITS:
+        raw = waste_values(scenario["metrics"].get("waste") or {}).get(key)
     else:
         raw = scenario["metrics"].get(key)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):

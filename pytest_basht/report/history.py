@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 import pytest_basht.db as db
 from pytest_basht.errors import BashtUsageError, OptionError
+from pytest_basht.metrics import waste_values
 from pytest_basht.report import json as report_json
 from pytest_basht.report import ranking
 from pytest_basht.report.noise import workload_key
@@ -113,11 +114,13 @@ class SampleRow(Base):
 
 
 def sample_values(scenario: dict[str, Any]) -> dict[str, float]:
-    """Every gateable number of a scenario record: Table 2, per phase, best value, score;
-    and what the ranking needs (its goal, its cost of reaching it: ``ranking.to_target``)."""
+    """Every gateable number of a scenario record: Table 2, per phase, per waste category,
+    best value, score; and what the ranking needs (its goal, its cost of reaching it:
+    ``ranking.to_target``)."""
     metrics = scenario.get("metrics") or {}
     goal = (scenario.get("workload") or {}).get("goal") or {}
     found = {**metrics, **(metrics.get("phases") or {}),
+             **waste_values(metrics.get("waste") or {}),
              "best_value": scenario.get("best_value"), "test_score": scenario.get("test_score"),
              "goal.target": goal.get("target"),
              "goal.maximize": float(goal.get("direction", "maximize") == "maximize"),

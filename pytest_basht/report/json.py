@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.errors import BashtUsageError
-from pytest_basht.metrics import TABLE2_KEYS, UNITS, WASTE_CATEGORIES
+from pytest_basht.metrics import TABLE2_KEYS, UNITS, WASTE_CATEGORIES, waste_categories
 from pytest_basht.objectives import front_record
 from pytest_basht.records import EnergyTrace, TrialRecord
 from pytest_basht.report.forecast import judge
@@ -66,8 +66,9 @@ def _span(out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _trial(trial: TrialRecord) -> dict[str, Any]:
+def _trial(trial: TrialRecord, waste: list[str]) -> dict[str, Any]:
     out = trial.to_dict()
+    out["waste"] = waste
     out["params"] = clean(out["params"])
     out["intermediate"] = _numbers(out["intermediate"])
     for key in ("value", "cpu_s", "energy_j"):
@@ -89,6 +90,8 @@ def scenario_record(test_id: str, result: RunResult, *, outcome: str = "passed",
     """A scenario's record as the report holds it, JSON-ready (made so once, here)."""
     metrics = result.metrics or result.recompute()
     best = result.best
+    wasted = waste_categories(result.workload, result.trials,
+                              best.number if best else None)
     head = clean({
         "test_id": test_id,
         "experiment": experiment or result.workload.experiment,
@@ -98,13 +101,13 @@ def scenario_record(test_id: str, result: RunResult, *, outcome: str = "passed",
         "error": result.error,
         "workload": result.workload.to_dict(),
         "workload_source": result.workload.source,
-        "table1": [list(row) for row in result.workload.table1()],
+        "table1": [list(row) for row in result.workload.table1(result.uses)],
         "deployment": result.deployment,
     })
     return {
         **head,
         "spans": [_span(s.to_dict()) for s in result.spans],
-        "trials": [_trial(t) for t in result.trials],
+        "trials": [_trial(t, wasted.get(t.number, [])) for t in result.trials],
         "best_trial": best.number if best else None,
         "best_value": _finite(best.value) if best else None,
         "test_score": _finite(result.test_score),

@@ -205,12 +205,13 @@ def _trial_table(trials: Sequence[dict[str, Any]], energy: dict[str, Any]) -> st
             str(t["number"]), str(t["worker"]),
             json.dumps(t["params"], separators=(",", ":")), t["state"], fmt(t["value"]),
             fmt((t["end_ns"] - t["start_ns"]) / 1e9), fmt(t["energy_j"]),
-            (t.get("error") or "")[:120]])
+            ", ".join(t.get("waste") or ()), (t.get("error") or "")[:120]])
         if banded:
-            rows[-1].insert(-1, band_text(energy, t["energy_j"]))
-    headers = ["#", "worker", "params", "state", "value", "time s", "energy J", "error"]
+            rows[-1].insert(-2, band_text(energy, t["energy_j"]))
+    headers = ["#", "worker", "params", "state", "value", "time s", "energy J", "waste",
+               "error"]
     if banded:
-        headers.insert(-1, "band J")
+        headers.insert(-2, "band J")
     return github_table(rows, headers)
 
 

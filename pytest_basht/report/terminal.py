@@ -35,16 +35,17 @@ class Line:
 
 def summary(written: str, report: dict[str, Any] | None,
             finish: Sequence[tuple[str, bool]] = ()) -> list[Line]:
-    """The summary under the ``basht`` rule: the scenario table, the meters, concurrency,
-    losses, the experiments, where the report is, the gate's table, then the end of the
-    run's own lines (``finish``: each with whether it alarms). Without a report, ``written``
-    says why it could not be written."""
+    """The summary under the ``basht`` rule: the scenario table, the meters, failed trials,
+    concurrency, losses, the experiments, where the report is, the gate's table, then the
+    end of the run's own lines (``finish``: each with whether it alarms). Without a report,
+    ``written`` says why it could not be written."""
     alarms = [Line(line, red=red, bold=red) for line, red in finish]
     if report is None:
         return [Line(written, red=True), *alarms]
     headers, rows = markdown.summary_rows(report)
     out = [Line(tabulate(rows, headers=headers, disable_numparse=True))]
     out += meter_lines(report)
+    out += failure_lines(report)
     peak = report.get("concurrency", {}).get("max_parallel", 1)
     if peak > 1:
         out.append(Line(f"concurrency: up to {peak} scenarios shared the machine "
@@ -97,8 +98,49 @@ def meter_lines(report: dict[str, Any]) -> list[Line]:
     return out
 
 
-def progress_line(progress: Progress, energy_j: float, source: str) -> str:
-    """The live line while a scenario's trials run."""
+def failure_lines(report: dict[str, Any]) -> list[Line]:
+    """A line for each scenario where more than half the trials failed, with the first
+    failure's error (a scenario where none completed has failed its test as well)."""
+    out = []
+    for sc in report.get("scenarios", []):
+        trials = sc.get("trials") or []
+        failed = [t for t in trials if t.get("state") == "failed"]
+        if not trials or len(failed) * 2 <= len(trials):
+            continue
+        first = min(failed, key=lambda t: (t["start_ns"], t["number"]))
+        error = str(first.get("error") or "no error recorded").splitlines()[0][:200]
+        out.append(Line(f"FAILED TRIALS: {sc['test_id']}: {len(failed)} of {len(trials)} "
+                        f"trials failed; first, #{first['number']}: {error}",
+                        red=True, bold=True))
+    return out
+
+
+def time_left_s(progress: Progress, elapsed_s: float) -> float | None:
+    """Time left at the pace so far (trials done per second of the run), None before the
+    first trial ends or without a known number of trials."""
+    if progress.done <= 0 or progress.expected <= 0 or elapsed_s <= 0:
+        return None
+    return max(0, progress.expected - progress.done) * elapsed_s / progress.done
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``3m 05s``, ``2h 10m``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def progress_line(progress: Progress, energy_j: float, source: str,
+                  elapsed_s: float = 0.0) -> str:
+    """The live line while a scenario's trials run: trials done of expected, running,
+    failed and pruned, the best value so far, energy so far and the time left."""
     best = "—" if progress.best is None else f"{progress.best:.4g}"
+    left = time_left_s(progress, elapsed_s)
+    eta = "?" if left is None else f"~{duration(left)}"
     return (f"[basht] trials {progress.done}/{progress.expected} · running {progress.running}"
-            f" · failed {progress.failed} · best {best} · energy {energy_j:.1f} J ({source})")
+            f" · failed {progress.failed} · pruned {progress.pruned} · best {best}"
+            f" · energy {energy_j:.1f} J ({source}) · {duration(elapsed_s)} elapsed,"
+            f" {eta} left")

@@ -3,9 +3,10 @@
 report.md lists only a large scenario's best, slowest and failed trials; this file keeps
 them all in a form a spreadsheet or pandas reads at once. One row per trial: which
 scenario, the trial's number, worker, state, value, its start and end (monotonic ns, as
-in report.json) and duration, epochs reported, CPU seconds, attributed energy, error, and
-one ``param.<name>`` column per hyperparameter of any scenario (empty where a scenario
-has no such parameter). report.json remains the full record (spans, intermediate values).
+in report.json) and duration, epochs reported, CPU seconds, attributed energy, error, its
+waste categories (``failed;after_target``; empty: not wasted), and one ``param.<name>``
+column per hyperparameter of any scenario (empty where a scenario has no such parameter).
+report.json remains the full record (spans, intermediate values, tracebacks).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pytest_basht.report.atomic import replace_atomic
 
 NAME = "trials.csv"
 COLUMNS = ("test_id", "scenario_id", "number", "worker", "state", "value", "start_ns",
-           "end_ns", "time_s", "epochs", "cpu_s", "energy_j", "error")
+           "end_ns", "time_s", "epochs", "cpu_s", "energy_j", "error", "waste")
 
 
 def _cell(value: Any) -> Any:
@@ -45,6 +46,7 @@ def rows(report: dict[str, Any], params: list[str]) -> Iterator[list[Any]]:
                    _cell(t["value"]), t["start_ns"], t["end_ns"],
                    (t["end_ns"] - t["start_ns"]) / 1e9, len(t.get("intermediate") or ()),
                    _cell(t.get("cpu_s")), _cell(t.get("energy_j")), _cell(t.get("error")),
+                   ";".join(t.get("waste") or ()),
                    *(_cell(p.get(name)) for name in params)]
 
 

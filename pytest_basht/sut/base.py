@@ -63,11 +63,13 @@ class Progress:
     expected: int = 0
     failed: int = 0
     best: float | None = None
+    pruned: int = 0
 
     def count(self, record: TrialRecord, goal: GoalSpec) -> None:
         """A trial finished: tally it, and keep the best complete value."""
         self.done += 1
         self.failed += record.state == "failed"
+        self.pruned += record.state == "pruned"
         if record.state == "complete" and record.value is not None and (
                 self.best is None or goal.better(record.value, self.best)):
             self.best = record.value

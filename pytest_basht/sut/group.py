@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_basht.lifecycle import Recorder, process_clock, recording
-from pytest_basht.records import Span, TrialRecord, utc_now
+from pytest_basht.records import Span, TrialRecord, bounded_traceback, utc_now
 from pytest_basht.sut import protocol
 from pytest_basht.sut.base import SutError
 from pytest_basht.trainables.base import TrialContext, TrialPruned, config_seed
@@ -69,6 +69,7 @@ class Member(TrialContext):
     state: str = "running"
     value: float = math.nan
     error: str | None = None
+    traceback: str | None = None  # the group's, when run_group raised
     intermediate: list[float] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
 
@@ -86,7 +87,7 @@ class Member(TrialContext):
                            value=self.value if math.isfinite(self.value) else None,
                            worker=worker, start_ns=self.start_ns, end_ns=self.end_ns,
                            intermediate=list(self.intermediate), spans=list(self.spans),
-                           cpu_s=self.cpu_s, error=self.error)
+                           cpu_s=self.cpu_s, error=self.error, traceback=self.traceback)
 
 
 class _Group(GroupContext):
@@ -179,13 +180,15 @@ class _Group(GroupContext):
         except Exception as exc:
             self.broken = self.broken or exc
 
-    def finish(self, values: dict[int, float], error: str | None = None) -> None:
+    def finish(self, values: dict[int, float], error: str | None = None,
+               traceback: str | None = None) -> None:
         """End the group: members still live complete with their value, or fail."""
         for i, ok in enumerate(self.live):
             if not ok:
                 continue
             value = float(values.get(i, math.nan))
             if error is not None:
+                self.members[i].traceback = traceback
                 self._stop(i, "failed", math.nan, error)
             elif i not in values:
                 self._stop(i, "failed", math.nan, "run_group returned no value for it")
@@ -216,7 +219,8 @@ def train_group(trainable: FusableTrainable, members: list[Member], workload: Wo
             values = trainable.run_group(group)
         group.finish(values)
     except Exception as exc:
-        group.finish({}, error=f"{type(exc).__name__}: {exc}")
+        group.finish({}, error=f"{type(exc).__name__}: {exc}",
+                     traceback=bounded_traceback(exc))
     if group.broken is not None:
         raise group.broken
     end_ns, _ = process_clock()

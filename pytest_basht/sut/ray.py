@@ -44,7 +44,7 @@ import pytest_basht.objectives as objectives
 from pytest_basht.energy.base import Allocation
 from pytest_basht.energy.self_meter import wall_offset_ns
 from pytest_basht.errors import WorkloadError
-from pytest_basht.records import Span, TrialRecord, mono_ns
+from pytest_basht.records import Span, TrialRecord, bounded_traceback, mono_ns
 from pytest_basht.registry import Registry, ref_of
 from pytest_basht.search import suggest
 from pytest_basht.spend import Ledger, of_costs, stop_note
@@ -398,26 +398,30 @@ class RaySUT(SUT):
                                               or self.workload.goal.better(value, progress.best)):
                 progress.best = float(value)
 
-    def _complete(self, trial: Any, error: str | None = None) -> None:
+    def _complete(self, trial: Any, error: str | None = None,
+                  traceback: str | None = None) -> None:
         running = self.running.get(trial.trial_id)
         if running is None:
             return
-        final = running.final
-        if error is not None:
-            state, why = "failed", (final or {}).get("error") or error
-        elif final is None:  # stopped after a report: by Tune's scheduler, or the budget
+        final = running.final or {}
+        if error is not None:  # the trial's own traceback, else the one Tune caught
+            state, why = "failed", final.get("error") or error
+            traceback = final.get("traceback") or traceback
+        elif not final:  # stopped after a report: by Tune's scheduler, or the budget
             state = "pruned"
             stopped = self.ledger.stopped_by
             assert self.workload is not None
             why = (stop_note(stopped) if stopped is not None
                    and self.workload.budget.running == "stop" else None)
         else:
-            state, why = str(final.get("state")), final.get("error")
-        self._close(running, state, why)
+            state, why, traceback = str(final.get("state")), final.get("error"), \
+                final.get("traceback")
+        self._close(running, state, why, traceback)
         if trial.checkpoint is not None and state == "complete":
             self.checkpoints[running.number] = trial.checkpoint
 
-    def _close(self, running: _Running, state: str, error: str | None) -> None:
+    def _close(self, running: _Running, state: str, error: str | None,
+               traceback: str | None = None) -> None:
         self.running = {k: v for k, v in self.running.items() if v is not running}
         self.ledger.finish(running.number, time.monotonic(), **of_costs(running.told or {}))
         value = running.values[-1] if running.values else None
@@ -429,7 +433,8 @@ class RaySUT(SUT):
             value=value if state != "failed" else None, worker=running.slot,
             start_ns=running.start_ns, end_ns=max(end, running.start_ns),
             intermediate=list(running.values), spans=running.spans, cpu_s=running.cpu_s,
-            energy_j=running.energy_j, error=error, told=running.told)
+            energy_j=running.energy_j, error=error, told=running.told,
+            traceback=traceback)
         self.records[running.number] = record
         if self.meter is not None:
             self.meter.remote_trials.add(running.number)
@@ -599,13 +604,15 @@ def _collector(sut: RaySUT, progress: Progress) -> Any:
                            **info: Any) -> None:
             error = trial.get_error() if hasattr(trial, "get_error") else None
             text = f"{type(error).__name__}: {error}" if error else "the trial errored"
-            self.sut._complete(trial, error=text.splitlines()[0][:500])
+            self.sut._complete(trial, error=text.splitlines()[0][:500],
+                               traceback=bounded_traceback(error) if error else None)
             self._done()
 
         def _done(self) -> None:
             records = self.sut.records.values()
             self.progress.done = len(records)
             self.progress.failed = sum(1 for t in records if t.state == "failed")
+            self.progress.pruned = sum(1 for t in records if t.state == "pruned")
             self._tick()
 
         def _tick(self) -> None:

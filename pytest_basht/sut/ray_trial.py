@@ -161,11 +161,13 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         with recording(recorder):
             return float(_trainable(setup, recorder).run_trial(ctx))
 
-    state, value, error = trial_outcome(objective, ctx.intermediate)
+    outcome = trial_outcome(objective, ctx.intermediate)
+    state, value, error = outcome
     checkpoint = None
     if state == "complete" and ctx.artifact.exists():
         checkpoint = tune.Checkpoint.from_directory(str(home))
-    payload = reporter.payload(final=True, state=state, error=error)
+    payload = reporter.payload(final=True, state=state, error=error,
+                               traceback=outcome.traceback)
     result: dict[str, Any] = {"value": value, "epoch": len(ctx.intermediate) - 1}
     if objectives.needed(workload):
         told = objectives.trial_cost(workload, (payload["t_ns"] - start_ns) / 1e9,

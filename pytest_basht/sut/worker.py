@@ -323,8 +323,8 @@ class Worker:
             with recording(recorder):
                 return float(self.trainable.run_trial(ctx))
 
-        state, value, error = trial_outcome(objective, ctx.intermediate,
-                                            (TrialPruned, optuna.TrialPruned))
+        outcome = trial_outcome(objective, ctx.intermediate, (TrialPruned, optuna.TrialPruned))
+        state, value, error = outcome
         end_ns, cpu1 = process_clock()
         told = None
         if objectives.needed(workload):
@@ -335,8 +335,8 @@ class Worker:
             value=value if math.isfinite(value) else None, worker=self.wid,
             start_ns=start_ns, end_ns=end_ns, intermediate=list(ctx.intermediate),
             spans=recorder.take(), cpu_s=max(0.0, cpu1 - cpu0), error=error,
-            fidelity=epochs, resumed_from=start_epoch if resume is not None else None,
-            told=told)
+            traceback=outcome.traceback, fidelity=epochs,
+            resumed_from=start_epoch if resume is not None else None, told=told)
         return state, value, error, record.to_dict()
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pytest_basht.records import Span
+from pytest_basht.records import Span, bounded_traceback
 from pytest_basht.workload import Workload
 
 
@@ -30,23 +30,49 @@ class TrialDiverged(Exception):
     """Raised by a trainable whose loss stopped being finite."""
 
 
+class Outcome(tuple[str, float, str | None]):
+    """A trial's ``(state, value, error)``, unpacked as such; a failure by an exception
+    also carries its ``traceback`` (bounded, ``records.bounded_traceback``)."""
+
+    traceback: str | None
+
+    def __new__(cls, state: str, value: float, error: str | None,
+                traceback: str | None = None) -> Outcome:
+        self = super().__new__(cls, (state, value, error))
+        self.traceback = traceback
+        return self
+
+    @property
+    def state(self) -> str:
+        return self[0]
+
+    @property
+    def value(self) -> float:
+        return self[1]
+
+    @property
+    def error(self) -> str | None:
+        return self[2]
+
+
 def trial_outcome(objective: Callable[[], Any], intermediate: list[float],
-                  pruned: tuple[type[BaseException], ...] = (TrialPruned,)
-                  ) -> tuple[str, float, str | None]:
+                  pruned: tuple[type[BaseException], ...] = (TrialPruned,)) -> Outcome:
     """Run a trial's objective: its state, value and error as the record holds them. A
     pruned trial's value is its last reported one (``intermediate``, filled while it ran);
-    an exception or a value that is not finite fails it with the reason."""
+    an exception or a value that is not finite fails it with the reason (an exception
+    with its traceback too)."""
     try:
         value = float(objective())
     except pruned:
-        return "pruned", intermediate[-1] if intermediate else math.nan, None
+        return Outcome("pruned", intermediate[-1] if intermediate else math.nan, None)
     except TrialDiverged as exc:
-        return "failed", math.nan, f"diverged: {exc}"
+        return Outcome("failed", math.nan, f"diverged: {exc}", bounded_traceback(exc))
     except Exception as exc:
-        return "failed", math.nan, f"{type(exc).__name__}: {exc}"
+        return Outcome("failed", math.nan, f"{type(exc).__name__}: {exc}",
+                       bounded_traceback(exc))
     if not math.isfinite(value):
-        return "failed", value, f"objective returned {value}"
-    return "complete", value, None
+        return Outcome("failed", value, f"objective returned {value}")
+    return Outcome("complete", value, None)
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,9 @@ class Trainable(ABC):
     name: ClassVar[str]
     #: honours ``TrialContext.start_epoch``, ``resume`` and ``checkpoint`` (continuation)
     resumable: ClassVar[bool] = False
+    #: which of ``workload.TRAINABLE_VARIABLES`` (``dataset``, ``training.algorithm``,
+    #: ``training.batch_size``) it reads; Table 1 shows only those. None: all of them
+    uses: ClassVar[frozenset[str] | None] = None
 
     @classmethod  # noqa: B027 - an optional hook; the default accepts every workload
     def check(cls, workload: Workload) -> None:
