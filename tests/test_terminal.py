@@ -32,7 +32,8 @@ def test_the_summary_in_order():
                                "(2 processes); energy per process")
     assert lines[4] == terminal.Line("LOST: t::c (xdist worker gw1 crashed: killed)", red=True)
     assert texts[5] == "E (x): 2 run, 0 skipped"
-    assert texts[6] == "report: reports/run-1/report.json, reports/run-1/report.md"
+    assert texts[6] == ("report: reports/run-1/report.json, reports/run-1/report.md, "
+                        "reports/run-1/report.html")
     assert lines[7] == terminal.Line("basht gate: FAIL — ...", red=True, bold=True)
     assert len(lines) == 8
 

@@ -55,7 +55,8 @@ def summary(written: str, report: dict[str, Any] | None,
                  f"{lost['reason']})", red=True) for lost in report.get("lost", [])]
     out += [Line(line) for line in experiments.terminal_lines(report.get("experiments", []))]
     out += ranking_lines(report)
-    out.append(Line(f"report: {written}/report.json, {written}/report.md"))
+    out.append(Line(f"report: {written}/report.json, {written}/report.md, "
+                    f"{written}/report.html"))
     gate = report.get("comparison")
     if gate and gate.get("rows"):
         headers, rows = table(gate)
