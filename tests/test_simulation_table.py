@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import span, trial
+from fake_trainable import compose
 
 from pytest_basht import workload as wl
 from pytest_basht.cli import main
@@ -32,8 +33,8 @@ def write(path: Path, rows: list[str], header: str = HEADER) -> Path:
 
 def workload(space: str = "{x: [1, 2]}", epochs: int = 2, extra: str = "") -> wl.Workload:
     return wl.from_mapping(wl.parse_text(
-        f"search: {{space: {space}}}\ntraining: {{epochs: {epochs}}}\n{extra}", "w.yaml"),
-        "w.yaml")
+        compose(f"search: {{space: {space}}}\ntraining: {{epochs: {epochs}}}\n", extra),
+        "w.yaml"), "w.yaml")
 
 
 def report_with(trials: list, *, test_id: str = "t.py::test_a", seed: int = 42,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.reading as reading
+import pytest_basht.workload as workload
 from pytest_basht.report import experiments
 from pytest_basht.report import json as report_json
 
@@ -39,8 +41,8 @@ def workload_file(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = reading.read_text(path, workload.MAX_BYTES)
+    except (OSError, UnicodeDecodeError) as exc:
         return {"path": str(path), "error": str(exc)}
     return {"path": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest(),
             "text": text}

@@ -30,6 +30,7 @@ from typing import Any
 
 import optuna
 
+import pytest_basht.reading as reading
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.sut import protocol
 from pytest_basht.sut.base import Progress, SutError
@@ -77,10 +78,9 @@ class WorkerProcess:
 
 def log_tail(path: Path) -> str:
     try:
-        text = path.read_text(errors="replace")
+        return reading.read_tail(path, LOG_TAIL * 4).decode(errors="replace")[-LOG_TAIL:].strip()
     except OSError:
         return ""
-    return text[-LOG_TAIL:].strip()
 
 
 class WorkerPool:
