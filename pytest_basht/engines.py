@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_basht.energy.base import MeterContext
-from pytest_basht.energy.export import LiveExporter
+from pytest_basht.energy.export import LiveExporter, bind_problem, exposure
 from pytest_basht.energy.factory import select_meter
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import OptionError
@@ -67,6 +67,7 @@ class Engines:
     workers: int = 1  # pytest processes running scenarios on this machine (xdist -n)
     line: Callable[[EnergyMonitor], ProgressCallback] | None = None
     live: LiveExporter | None = None
+    exposed: str | None = None  # why the live metrics reach past this machine, if they do
     _engines: dict[str, Engine] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -155,7 +156,25 @@ class Engines:
                               ) from None
         where = f"http://{host}:{port}/metrics"
         self.notes.append(f"live metrics served at {where}")
+        exposed = exposure(host, port)
+        if exposed is not None:
+            self.notes.append(exposed)
+            self.exposed = exposed
         return where
+
+    def check_ports(self, listen: tuple[str, int] | None, workers: int) -> None:
+        """Before xdist starts ``workers`` workers: the ports they will serve live metrics
+        on (PORT+1 ... PORT+N) are free, or the run stops now with the one taken named —
+        not a worker crashing at its start while the others run on."""
+        if listen is None or listen[1] == 0:
+            return
+        host, port = listen
+        for number in range(port + 1, port + 1 + workers):
+            why = bind_problem(host, number)
+            if why is not None:
+                raise OptionError("--basht-prometheus-port", f"ports {port + 1}-"
+                                  f"{port + workers} free for the {workers} xdist workers' "
+                                  f"live metrics ({host}:{number}: {why})", f"{host}:{port}")
 
     def begin_scenario(self, test_id: str) -> None:
         if self.live is not None:

@@ -9,6 +9,11 @@ from __future__ import annotations
 import pytest
 
 
+class BashtExposureWarning(UserWarning):
+    """Something of a run reaches past this machine without protection (live metrics on
+    every interface, say)."""
+
+
 class BashtUsageError(pytest.UsageError):
     """Bad input from the user: a workload file, an option, a marker."""
 

@@ -320,7 +320,7 @@ class BashtOptions:
                 value = redact(value)
             elif key == "sut" and value is not None:
                 value = {"name": value["name"], "options": {
-                    k: redact(v) if isinstance(v, str) and "://" in v else v
+                    k: redact(v) if isinstance(v, str) else v
                     for k, v in value["options"].items()}}
             elif key == "fail_on" and value is not None:
                 value = ",".join(t.text for t in value)

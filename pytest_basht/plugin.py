@@ -15,7 +15,7 @@ import pytest
 
 from pytest_basht import hookspecs, sweep, wiring
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.errors import BashtUsageError
+from pytest_basht.errors import BashtExposureWarning, BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
 from pytest_basht.report import files, terminal
 from pytest_basht.report import json as report_json
@@ -31,6 +31,8 @@ WRITTEN = pytest.StashKey[str]()
 REPORT = pytest.StashKey[dict[str, Any]]()
 FINISH = pytest.StashKey[list[tuple[str, bool]]]()  # (terminal line, red?) after the table
 XDIST_KEY = "basht_records"
+FATAL_KEY = "basht_fatal"  # a worker's errors that must fail the run (JSON list)
+FATAL = pytest.StashKey[list[str]]()
 RECORD_ATTR = "basht_record"  # on a worker's teardown report: the scenario's record (JSON)
 STARTED_ATTR = "basht_scenario"  # on a worker's setup report: the worker id
 
@@ -61,10 +63,33 @@ def pytest_configure(config: pytest.Config) -> None:
     session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
         session.prepare_gate()
+        session.engines.check_ports(options.prometheus_port, _xdist_workers(config))
         config.pluginmanager.register(_Controller(session), "basht-controller")
         config.pluginmanager.register(_SkipRecorder(session), "basht-skips")
     config.stash[SESSION] = session
-    session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)  # gw0: PORT+1
+    try:
+        session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)  # gw0: PORT+1
+    except BashtUsageError as exc:
+        if worker is None:
+            raise
+        # taken since the controller checked it: this worker's scenarios run and are kept,
+        # and the controller fails the run with this message (a usage error here would be
+        # a crashed worker, its tests run by the others, and exit status 0)
+        session.fatal.append(f"xdist worker {worker}: {exc}")
+    if session.engines.exposed is not None and worker is None:  # said once, by the controller
+        config.issue_config_time_warning(BashtExposureWarning(session.engines.exposed), 2)
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many workers pytest-xdist will start (0 without xdist): its ``--tx`` specs, which
+    ``-n N`` (and ``-n auto``, resolved by then) become, ``3*popen`` counting 3."""
+    if getattr(config.option, "dist", "no") == "no":
+        return 0
+    count = 0
+    for spec in getattr(config.option, "tx", None) or []:
+        times, star, _ = str(spec).partition("*")
+        count += int(times) if star and times.isdigit() else 1
+    return count
 
 
 def _session(config: pytest.Config) -> BashtSession:
@@ -311,7 +336,11 @@ def _finish(session: pytest.Session, state: BashtSession, exitstatus: int) -> No
     records = state.records()
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
         config.workeroutput[XDIST_KEY] = json.dumps(records)  # type: ignore[attr-defined]
+        config.workeroutput[FATAL_KEY] = json.dumps(state.fatal)  # type: ignore[attr-defined]
         return
+    if state.fatal:
+        config.stash[FATAL] = list(state.fatal)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     if not records and not state.xdist.lost:
         state.history.close()
         return
@@ -338,10 +367,12 @@ class _Controller:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """A worker finished (its final records) or died (its scenario in flight is lost)."""
-        raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
+        output = getattr(node, "workeroutput", {})
+        raw = output.get(XDIST_KEY)
         if raw:
             for record in json.loads(raw):
                 self.state.add_record(record)
+        self.state.fatal += json.loads(output.get(FATAL_KEY) or "[]")
         if error is not None:
             self.state.xdist.down(node.gateway.id, error)
 
@@ -370,9 +401,14 @@ class _Controller:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     written = config.stash.get(WRITTEN, None)
-    if written is None:
+    fatal = config.stash.get(FATAL, [])
+    if written is None and not fatal:
         return
     terminalreporter.write_sep("=", "basht")
+    for text in fatal:
+        terminalreporter.write_line(f"basht: error: {text}", red=True, bold=True)
+    if written is None:
+        return
     for line in terminal.summary(written, config.stash.get(REPORT, None),
                                  config.stash.get(FINISH, [])):
         terminalreporter.write_line(line.text, **line.markup())

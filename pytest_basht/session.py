@@ -86,6 +86,7 @@ class BashtSession:
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    fatal: list[str] = field(default_factory=list)  # errors that fail the run at its end
     signals: StopSignals = field(default_factory=StopSignals)
     sweeps: SweepTracker = field(default_factory=SweepTracker)
     xdist: XdistTracker = field(default_factory=XdistTracker)  # on the controller

@@ -45,6 +45,7 @@ from pytest_basht.sut.limits import (
     thread_env,
     tree_rss_bytes,
 )
+from pytest_basht.urls import redact
 from pytest_basht.workload import WorkersSpec, Workload
 
 START_TIMEOUT_S = 300.0
@@ -78,9 +79,10 @@ class WorkerProcess:
 
 def log_tail(path: Path) -> str:
     try:
-        return reading.read_tail(path, LOG_TAIL * 4).decode(errors="replace")[-LOG_TAIL:].strip()
+        text = reading.read_tail(path, LOG_TAIL * 4).decode(errors="replace")
     except OSError:
         return ""
+    return str(redact(text[-LOG_TAIL:].strip()))  # a worker's traceback may quote a URL
 
 
 class WorkerPool:
