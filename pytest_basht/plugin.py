@@ -7,13 +7,17 @@ does nothing to a run that uses none of its fixtures: no meter starts, no report
 from __future__ import annotations
 
 import json
+import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_basht import hookspecs, sweep, wiring
+from pytest_basht import hookspecs, sweep, wiring, workdir
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import BashtExposureWarning, BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
@@ -31,6 +35,7 @@ WRITTEN = pytest.StashKey[str]()
 REPORT = pytest.StashKey[dict[str, Any]]()
 FINISH = pytest.StashKey[list[tuple[str, bool]]]()  # (terminal line, red?) after the table
 XDIST_KEY = "basht_records"
+RUN_DIR_KEY = "basht_run_dir"  # the run's work directory, from the controller to its workers
 FATAL_KEY = "basht_fatal"  # a worker's errors that must fail the run (JSON list)
 FATAL = pytest.StashKey[list[str]]()
 RECORD_ATTR = "basht_record"  # on a worker's teardown report: the scenario's record (JSON)
@@ -57,9 +62,14 @@ def pytest_configure(config: pytest.Config) -> None:
     options = BashtOptions.from_config(config)
     workerinput = getattr(config, "workerinput", {})
     worker = workerinput.get("workerid")
+    if worker is not None:
+        run_dir = Path(workerinput[RUN_DIR_KEY]) if RUN_DIR_KEY in workerinput else None
+    else:  # the controller names one work directory for all its workers (none without xdist)
+        run_dir = (Path(tempfile.gettempdir()) / f"{workdir.PREFIX}{secrets.token_hex(6)}"
+                   if _xdist_workers(config) else None)
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
                            progress_factory=lambda monitor: _ProgressLine(config, monitor),
-                           worker=worker, workers=int(workerinput.get("workercount", 1)))
+                           worker=worker, run_dir=run_dir)
     session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
         session.prepare_gate()
@@ -243,6 +253,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = state.sweep_verdict(item.nodeid)
     if reason is not None:
         pytest.skip(reason)
+    if "trial_runner" in getattr(item, "fixturenames", ()):
+        state.begin_lease(item.nodeid)  # from before its deploy: ended after its teardown
 
 
 # ------------------------------------------------------------------------- outcomes
@@ -280,6 +292,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                 _skip_reason(report))
         if report.when == "teardown":
             session.sweeps.done(item.nodeid)
+    if session is not None and report.when == "teardown":
+        session.end_lease(item.nodeid)
     return report
 
 
@@ -332,6 +346,9 @@ def _finish(session: pytest.Session, state: BashtSession, exitstatus: int) -> No
     except Exception as exc:  # the records are kept; their undeploy is missing, and said so
         state.notes.append(f"undeploy failed ({type(exc).__name__}: {exc}): the records of "
                            "the scenarios on that deployment stay provisional")
+    state.release_work()
+    if state.worker is None and state.run_dir is not None:  # its workers are done with it
+        shutil.rmtree(state.run_dir, ignore_errors=True)
     state.engines.finish_live(state.options.pushgateway)
     records = state.records()
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
@@ -363,6 +380,13 @@ class _Controller:
 
     def __init__(self, state: BashtSession) -> None:
         self.state = state
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Each worker joins the run's one work directory: its deployments' files, and the
+        leases by which the scenarios running at once share the machine's idle draw."""
+        if self.state.run_dir is not None:
+            node.workerinput[RUN_DIR_KEY] = str(self.state.run_dir)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

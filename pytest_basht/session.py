@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING, Any
 import pytest_basht.budget as budget_mod
 import pytest_basht.machine as machine
 import pytest_basht.wiring as wiring
+import pytest_basht.workdir as workdir
+from pytest_basht.energy.leases import Leases
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.engines import Engines
 from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
+from pytest_basht.records import mono_ns
 from pytest_basht.registry import Registry
 from pytest_basht.report import assemble, files
 from pytest_basht.report import json as report_json
@@ -36,6 +39,7 @@ from pytest_basht.scenarios import ScenarioSpec, WorkloadResolver, scenario_id
 from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import ProgressCallback
 from pytest_basht.sweep import SweepTracker
+from pytest_basht.workdir import WorkDir
 from pytest_basht.xdist_tracker import XdistTracker
 
 if TYPE_CHECKING:
@@ -80,7 +84,7 @@ class BashtSession:
     config: Any = None
     progress_factory: Callable[[EnergyMonitor], ProgressCallback] | None = None
     worker: str | None = None  # the xdist worker id in a worker process
-    workers: int = 1  # pytest processes running scenarios on this machine (xdist -n)
+    run_dir: Path | None = None  # xdist: the run's work directory, named by the controller
     run_id: str = field(default_factory=new_run_id)
     status: str = "complete"
     scenarios: dict[str, Scenario] = field(default_factory=dict)
@@ -94,17 +98,23 @@ class BashtSession:
     resolver: WorkloadResolver = field(init=False)
     engines: Engines = field(init=False)
     gate: Gate = field(init=False)
+    leases: Leases | None = field(init=False)  # xdist: the scenarios running on the machine
     _plugins: Any = None
     _registry: Registry | None = None
     _history: SessionHistory | None = None
+    _work: WorkDir | None = None
+    _leased: dict[str, tuple[str, int]] = field(default_factory=dict)  # test id: lease, start
 
     def __post_init__(self) -> None:
         o = self.options
         self.budget = budget_mod.get(o.budget)
         self.resolver = WorkloadResolver(self.rootdir, lambda: self.registry, base=o.workload,
                                          overrides=o.workload_overrides(), budget=self.budget)
+        self.leases = (Leases(self.run_dir / "leases") if self.run_dir is not None
+                       and self.worker is not None else None)
         self.engines = Engines(lambda: self.registry, o.meter_context, self.signals,
-                               self.notes, workers=self.workers, line=self.progress_factory)
+                               self.notes, sharing=self.leases, work_root=self.work_root,
+                               line=self.progress_factory)
         self.gate = Gate(o.compare, tuple(o.fail_on or ()), bool(o.compare_any_machine))
 
     @property
@@ -130,6 +140,35 @@ class BashtSession:
             self._history = SessionHistory(self.options.history, self.rootdir,
                                            self.options.save)
         return self._history
+
+    # -------------------------------------------------------------- the work directory
+
+    def work_root(self) -> Path:
+        """Where this process's deployments keep their files: the run's work directory in
+        $TMPDIR (under xdist the one the controller named), held by this process; made on
+        first use, which also removes what runs killed before left there."""
+        if self._work is None:
+            workdir.sweep()
+            self._work = (WorkDir.join(self.run_dir) if self.run_dir is not None
+                          else WorkDir.create())
+        return self._work.path
+
+    def release_work(self) -> None:
+        """Let go of the work directory (removed when this process made it)."""
+        if self._work is not None:
+            self._work.release()
+
+    def begin_lease(self, test_id: str) -> None:
+        """A scenario starts: under xdist, the other processes now share the idle draw
+        with it."""
+        if self.leases is not None and test_id not in self._leased:
+            start = mono_ns()
+            self._leased[test_id] = (self.leases.begin(start), start)
+
+    def end_lease(self, test_id: str) -> None:
+        lease = self._leased.pop(test_id, None)
+        if lease is not None and self.leases is not None:
+            self.leases.end(lease[0], lease[1], mono_ns())
 
     def prepare_gate(self) -> None:
         """Check the gate's options and load the baseline now: a usage error before any test."""

@@ -24,7 +24,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_basht.db as db
+import pytest_basht.workdir as workdir
 import pytest_basht.workload as wl
 from pytest_basht.energy.base import MeterContext
 from pytest_basht.energy.factory import check_energy
@@ -45,6 +45,7 @@ from pytest_basht.sut import store as store_mod
 from pytest_basht.sut.limits import thread_env
 from pytest_basht.sut.worker import Worker
 from pytest_basht.urls import redact
+from pytest_basht.workdir import WorkDir
 
 EXIT_OK = 0
 EXIT_NO_DEPLOYMENT = 3
@@ -146,7 +147,9 @@ class RemoteWorker:
         self.dep_seq = 0
         self.meter: Any = None  # a SelfMeter once joined
         self.slot: int | None = None
-        self.home = Path(tempfile.mkdtemp(prefix="basht-worker-"))
+        workdir.sweep()  # what killed workers left in $TMPDIR
+        self.work = WorkDir.create()
+        self.home = self.work.path
         self.artifacts = self.home / "models"
         self.artifacts.mkdir()
         self._beat_stop = threading.Event()
@@ -384,4 +387,7 @@ def main(url: str, study: str, registry: Registry, wait_s: float, threads: int |
                               f"{db.shown(url)!r}") from None
     worker = RemoteWorker(url, study, registry, wait_s=wait_s, threads=threads, cores=cores,
                           meter=meter, meter_selector=meter_selector)
-    return worker.main()
+    try:
+        return worker.main()
+    finally:
+        worker.work.release()
