@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
                            worker=worker, run_dir=run_dir)
     session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
-        session.prepare_gate()
+        session.prepare()
         session.engines.check_ports(options.prometheus_port, _xdist_workers(config))
         config.pluginmanager.register(_Controller(session), "basht-controller")
         config.pluginmanager.register(_SkipRecorder(session), "basht-skips")

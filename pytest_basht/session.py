@@ -91,6 +91,7 @@ class BashtSession:
     notes: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     fatal: list[str] = field(default_factory=list)  # errors that fail the run at its end
+    workload_file: dict[str, Any] | None = None  # --basht-workload as read at the start
     signals: StopSignals = field(default_factory=StopSignals)
     sweeps: SweepTracker = field(default_factory=SweepTracker)
     xdist: XdistTracker = field(default_factory=XdistTracker)  # on the controller
@@ -170,11 +171,14 @@ class BashtSession:
         if lease is not None and self.leases is not None:
             self.leases.end(lease[0], lease[1], mono_ns())
 
-    def prepare_gate(self) -> None:
-        """Check the gate's options and load the baseline now: a usage error before any test."""
+    def prepare(self) -> None:
+        """Read and check now what the end of the run needs — the gate's options and its
+        baseline, the history store, the workload file the report keeps: a usage error
+        before any test, and nothing at the end depends on a file still being there."""
         self.gate.check()
         self.history.check()
         self.gate.load(self.history)
+        self.workload_file = assemble.workload_file(self.options.workload)
 
     # -------------------------------------------------------------- scenarios
 
@@ -288,7 +292,7 @@ class BashtSession:
             run_id=self.run_id, status=self.status, options=self.options.to_dict(),
             machine=machine.fingerprint(assemble.meter_source(meters, records)),
             packages=machine.package_versions(), git=machine.git_info(self.rootdir),
-            workload_file=assemble.workload_file(self.options.workload), meters=meters,
+            workload_file=self.workload_file, meters=meters,
             budget=None if self.options.budget == "full" else self.budget.describe())
         report = assemble.build(records, self.notes, facts, lost=self.xdist.lost,
                                 skipped=self.skipped)

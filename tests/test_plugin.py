@@ -81,6 +81,19 @@ MALFORMED = [
     (["--basht-compare", "x.json", "--basht-fail-on", "energy:-5%"], "--basht-fail-on: "
                                                                       "expected a rise"),
     (["--basht-repeat", "two"], "--basht-repeat: expected a whole number ≥ 1, got 'two'"),
+    # issue 20: bounds that used to pass and fail mid-run (or at collection, unnamed)
+    (["--basht-repeat", "1000000000"], "--basht-repeat: expected a whole number from 1 to "
+                                       "1,000, got '1000000000'"),
+    (["--basht-seed", "4294967296"], "--basht-seed: expected a non-negative integer below 2³²"),
+    (["--basht-seed", "9" * 5001], "--basht-seed: expected a non-negative integer below 2³²"),
+    (["--basht-report-dir", "/proc/basht-reports"],
+     "--basht-report-dir: expected a directory it can write reports in (/proc/basht-reports"),
+    (["--basht-history", "test_malformed_options_are_usage_errors.py"],
+     "not a pytest-basht history (it is not an SQLite database)"),
+    (["--basht-history", "test_malformed_options_are_usage_errors.py/h.sqlite"],
+     "test_malformed_options_are_usage_errors.py is not a directory)"),
+    (["--basht-sut", "optuna:storage=postgresql://u@db/b?password=s3cret"],
+     "sut.options.storage: expected a URL without a password"),
     (["-o", "basht_compare_any_machine=maybe"],
      "basht_compare_any_machine: expected true or false, got 'maybe'"),
     (["--basht-budget", "huge"], "--basht-budget: expected one of full, smoke, got 'huge'"),
@@ -94,12 +107,15 @@ MALFORMED = [
 
 @pytest.mark.parametrize("args,needle", MALFORMED)
 def test_malformed_options_are_usage_errors(pytester, args, needle):
-    pytester.makepyfile(SCENARIO)
+    path = pytester.makepyfile(SCENARIO)
+    before = path.read_bytes()
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == 4, result.stdout.str()
     assert needle in result.stderr.str()
     assert "Traceback" not in result.stderr.str()
     assert "s3cret" not in result.stderr.str() + result.stdout.str()  # never a password
+    assert len(result.stderr.str()) < 5000  # the value is cut short, not echoed whole
+    assert path.read_bytes() == before  # a file named as a store is never touched
 
 
 def test_every_option_has_a_malformed_value_case():
