@@ -182,6 +182,8 @@ def test_simulated_runs_are_not_exported_as_recordings():
     (["s,0,0.5,1,1"], "source,trial,epoch,value,time_s", "missing column(s) energy_j"),
     (["s,0,0,0.5,1,1"], "source,trial,epoch,value,time_s,energy_j", "no hyperparameter"),
     (["s,1,0,complete,0,0.5,1,1,0,0"], HEADER, "10 cells, the header has 12"),
+    (["s,1,0,complete,0,0.5,1,1,0,0,," + "1" * 200_000], HEADER,  # past 128 KiB (issue 20)
+     "line 2: not CSV (field larger than field limit (131072))"),
 ])
 def test_malformed_tables_are_clear_errors(tmp_path, rows, header, needle):
     path = write(tmp_path / "bad.csv", rows, header)
