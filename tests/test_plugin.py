@@ -171,7 +171,8 @@ def test_vary_ids_stacking_and_bad_values(pytester):
     """)
     result = pytester.runpytest_subprocess("--co")
     assert result.ret == 4
-    assert "(with workers.count=0): workers.count: expected a value > 0" in result.stderr.str()
+    assert ("(with workers.count=0): workers.count: expected an integer from 1 to 100,000, "
+            "got 0") in result.stderr.str()
 
 
 @pytest.mark.slow
@@ -264,9 +265,11 @@ def test_deployment_is_reused_across_samplers_and_xdist_merges(fake):
     result.assert_outcomes(passed=2)
     parallel = only_report(fake.path)["scenarios"]
     assert sorted(s["test_id"] for s in parallel) == sorted(s["test_id"] for s in serial)
-    # two pytest processes share the machine's modelled idle draw instead of each taking all
+    # two scenarios side by side share the machine's modelled idle draw instead of each
+    # taking all of it: half while both run, all of it while one runs alone (issue 20)
     assert [s["energy"]["meter"]["idle_share"] for s in serial] == [1.0, 1.0]
-    assert [s["energy"]["meter"]["idle_share"] for s in parallel] == [0.5, 0.5]
+    assert all(0.5 - 1e-9 <= s["energy"]["meter"]["idle_share"] < 1.0 for s in parallel), [
+        s["energy"]["meter"]["idle_share"] for s in parallel]
 
 
 def test_energy_meter_fixture_windows(pytester):

@@ -139,8 +139,9 @@ def energy_scope(records: Sequence[dict[str, Any]]) -> str:
     """What one scenario's energy covers when scenarios share the machine."""
     if all(not r["energy"].get("measured") for r in records):
         return ("per process: each pytest process (xdist worker) models its own process "
-                "tree's energy from that tree's CPU time, plus an even share of the modelled "
-                "idle draw (1 / the number of xdist workers); trials get CPU-time shares")
+                "tree's energy from that tree's CPU time, plus a share of the modelled idle "
+                "draw: at each moment 1 / the number of scenarios then running on the "
+                "machine; trials get CPU-time shares")
     return ("a measured meter: each pytest process reads the counters it has; where they "
             "cover the whole machine, a scenario's figure includes what scenarios running "
             "beside it drew, unless the meter attributes by CPU-time share")
