@@ -72,6 +72,8 @@ def pytest_configure(config: pytest.Config) -> None:
                            worker=worker, run_dir=run_dir)
     session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
+        if run_dir is not None:  # held until the run ends: no sweep takes it from its workers
+            session.work_root()
         session.prepare()
         session.engines.check_ports(options.prometheus_port, _xdist_workers(config))
         config.pluginmanager.register(_Controller(session), "basht-controller")

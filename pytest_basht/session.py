@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ import pytest_basht.wiring as wiring
 import pytest_basht.workdir as workdir
 from pytest_basht.energy.leases import Leases
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.engines import Engines
+from pytest_basht.engines import BashtMeterWarning, Engines
 from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
 from pytest_basht.records import mono_ns
@@ -163,13 +164,28 @@ class BashtSession:
         """A scenario starts: under xdist, the other processes now share the idle draw
         with it."""
         if self.leases is not None and test_id not in self._leased:
+            self.work_root()  # held by this process while its leases are in it
             start = mono_ns()
-            self._leased[test_id] = (self.leases.begin(start), start)
+            try:
+                self._leased[test_id] = (self.leases.begin(start), start)
+            except OSError as exc:
+                self._lease_failed(exc)
 
     def end_lease(self, test_id: str) -> None:
         lease = self._leased.pop(test_id, None)
         if lease is not None and self.leases is not None:
-            self.leases.end(lease[0], lease[1], mono_ns())
+            try:
+                self.leases.end(lease[0], lease[1], mono_ns())
+            except OSError as exc:
+                self._lease_failed(exc)
+
+    @staticmethod
+    def _lease_failed(exc: OSError) -> None:
+        """A lease that cannot be written costs the other processes' idle shares their
+        accuracy, never a record: a warning (xdist carries it to the run's summary)."""
+        warnings.warn(BashtMeterWarning(
+            f"the register of running scenarios could not be written ({exc}): the idle draw "
+            "the other xdist workers charged may be off"), stacklevel=2)
 
     def prepare(self) -> None:
         """Read and check now what the end of the run needs — the gate's options and its

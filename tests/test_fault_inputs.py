@@ -232,3 +232,34 @@ def test_a_sigkilled_runs_work_directory_is_cleaned_by_the_next_run(pytester):
     assert again.wait() == 0, again.output()
     assert not left.exists()
     assert not list(tmp.glob(f"{workdir.PREFIX}*"))  # and its own went at its end
+
+
+HELD_BY_THE_CONTROLLER = """
+import os
+from pathlib import Path
+
+import pytest_basht.workdir as workdir
+
+
+def test_the_run_directory_outlives_its_workers_letting_go(request):
+    run_dir = Path(request.config.workerinput["basht_run_dir"])
+    # this worker has run no scenario and holds nothing; a sweep now (any run's, on this
+    # machine) must not take the directory its other workers keep their leases in
+    assert workdir.sweep() == []
+    assert run_dir.exists() and not workdir.dead(run_dir)
+    assert not any(p.name.startswith(f"{os.getpid()}-") for p in run_dir.glob("*.lock"))
+"""
+
+
+def test_an_xdist_runs_directory_is_held_by_its_controller_from_the_start(pytester,
+                                                                         monkeypatch):
+    """Issue 20, found by the fault table: the controller named the run's directory but
+    held none of it, so between one worker letting go and the next joining, a sweep
+    removed it with a running scenario's lease in it (an INTERNALERROR, exit 3)."""
+    tmp = pytester.path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    pytester.makepyfile(test_held=HELD_BY_THE_CONTROLLER)
+    run = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+    run.assert_outcomes(passed=1)
+    assert not list(tmp.glob(f"{workdir.PREFIX}*"))
