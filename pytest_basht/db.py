@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import MetaData, create_engine, exc
 from sqlalchemy.engine import URL, Engine, make_url
 
-from pytest_basht.urls import redact
+from pytest_basht.urls import redact, secret_params
 
 PASSWORD_ENV = "BASHT_STORAGE_PASSWORD"
 LIBPQ_PASSWORD_ENV = "PGPASSWORD"  # PostgreSQL's own, read when ours is not set
@@ -79,6 +79,24 @@ def load_driver(url: URL) -> None:
     url.get_dialect().import_dbapi()
 
 
+def checked(value: str) -> URL:
+    """``value`` parsed, its driver loaded: the URL, or a ``ValueError`` saying why not
+    (SQLAlchemy's ArgumentError, NoSuchModuleError, a bad port; redacted)."""
+    try:
+        url = parse(value.strip())
+        load_driver(url)
+    except Exception as exc:  # each driver and dialect raises its own kind
+        raise ValueError(f"{type(exc).__name__}: {redact(str(exc))}") from None
+    return url
+
+
+def secrets_in(url: URL) -> list[str]:
+    """What of ``url`` holds a secret: ``password`` (its userinfo) and the names of its
+    secret query parameters (libpq's ``?password=``, ``?sslpassword=``...)."""
+    return (["password"] if url.password is not None else []) + [
+        name for name in url.query if secret_params(f"?{name}=")]
+
+
 def engine(url: URL, **options: Any) -> Engine:
     """An engine on ``url`` with the environment's password (an SQLite file's directory
     created); it connects when first used."""
@@ -111,10 +129,11 @@ def open_tables(url: URL, metadata: MetaData, **options: Any) -> Engine:
 
 
 def reason(error: BaseException) -> str:
-    """The first line of what the database or its driver said."""
+    """The first line of what the database or its driver said (redacted: a driver may
+    quote the URL it was given)."""
     orig = getattr(error, "orig", None)
     text = str(orig if orig is not None else error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    return str(redact(text[0])) if text else type(error).__name__
 
 
 def shown(url: URL | str) -> str:

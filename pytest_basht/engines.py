@@ -15,11 +15,13 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pytest_basht.energy.base import MeterContext
-from pytest_basht.energy.export import LiveExporter
+from pytest_basht.energy.export import LiveExporter, bind_problem, exposure
 from pytest_basht.energy.factory import select_meter
+from pytest_basht.energy.leases import IdleShare
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import OptionError
 from pytest_basht.registry import Registry
@@ -56,17 +58,22 @@ class Engines:
 
     ``registry`` and ``meter_context`` are called when the first engine is built. Meter
     warnings are appended to ``notes`` (the session's, so the report keeps them in order).
-    ``line`` makes the live progress line of a new meter; ``live``, once started, exports
-    every meter's energy and every scenario's progress as live metrics.
+    ``sharing``: the scenarios running on this machine, among which the meters share its
+    idle draw (xdist; None: this process alone). ``work_root``: where deployments keep
+    their files (called when the first engine is built). ``line`` makes the live progress
+    line of a new meter; ``live``, once started, exports every meter's energy and every
+    scenario's progress as live metrics.
     """
 
     registry: Callable[[], Registry]
     meter_context: Callable[[], MeterContext]
     signals: StopSignals
     notes: list[str]
-    workers: int = 1  # pytest processes running scenarios on this machine (xdist -n)
+    sharing: IdleShare | None = None
+    work_root: Callable[[], Path] | None = None
     line: Callable[[EnergyMonitor], ProgressCallback] | None = None
     live: LiveExporter | None = None
+    exposed: str | None = None  # why the live metrics reach past this machine, if they do
     _engines: dict[str, Engine] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,10 +90,10 @@ class Engines:
         self.signals.install()  # a basht session runs: SIGTERM ends it as Ctrl-C does
         registry = self.registry()
         selection = select_meter(registry.meters, workload, self.meter_context())
-        if self.workers > 1:  # they share the machine's idle draw, not N copies of it
+        if self.sharing is not None:  # scenarios side by side share the machine's idle draw
             for meter in (selection.meter, selection.fallback):
                 if meter is not None:
-                    meter.share_idle(1 / self.workers)
+                    meter.share_idle(self.sharing)
         monitor = EnergyMonitor(selection.meter, hz=e.sample_hz, selection=selection.reason,
                                 fallback=selection.fallback, fail_after_s=e.fail_after_s)
         for text in selection.warnings:
@@ -94,7 +101,8 @@ class Engines:
             monitor.warnings.append(text)
             self.notes.append(text)
         monitor.start()
-        deployments = Deployments(monitor, registry, progress=self._progress(monitor))
+        deployments = Deployments(monitor, registry, progress=self._progress(monitor),
+                                  work_root=self.work_root() if self.work_root else None)
         return Engine(monitor, deployments, selection.reason)
 
     def _progress(self, monitor: EnergyMonitor) -> ProgressCallback | None:
@@ -155,7 +163,25 @@ class Engines:
                               ) from None
         where = f"http://{host}:{port}/metrics"
         self.notes.append(f"live metrics served at {where}")
+        exposed = exposure(host, port)
+        if exposed is not None:
+            self.notes.append(exposed)
+            self.exposed = exposed
         return where
+
+    def check_ports(self, listen: tuple[str, int] | None, workers: int) -> None:
+        """Before xdist starts ``workers`` workers: the ports they will serve live metrics
+        on (PORT+1 ... PORT+N) are free, or the run stops now with the one taken named —
+        not a worker crashing at its start while the others run on."""
+        if listen is None or listen[1] == 0:
+            return
+        host, port = listen
+        for number in range(port + 1, port + 1 + workers):
+            why = bind_problem(host, number)
+            if why is not None:
+                raise OptionError("--basht-prometheus-port", f"ports {port + 1}-"
+                                  f"{port + workers} free for the {workers} xdist workers' "
+                                  f"live metrics ({host}:{number}: {why})", f"{host}:{port}")
 
     def begin_scenario(self, test_id: str) -> None:
         if self.live is not None:

@@ -11,14 +11,23 @@ from collections.abc import Sequence
 import pytest
 
 
+class BashtExposureWarning(UserWarning):
+    """Something of a run reaches past this machine without protection (live metrics on
+    every interface, say)."""
+
+
 class BashtUsageError(pytest.UsageError):
     """Bad input from the user: a workload file, an option, a marker."""
 
 
-def _brief(value: object, limit: int = 200) -> str:
+def brief(value: object, limit: int = 200) -> str:
     """A value as an error message shows it: its repr, cut short (a fuzzed or pasted value
     can be a megabyte)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's limit on digits cannot be written out
+        return f"<an integer of {value.bit_length():,} bits>" if isinstance(value, int) \
+            else f"<{type(value).__name__}>"
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
@@ -35,7 +44,7 @@ class WorkloadError(BashtUsageError):
         self.expected = expected
         self.got = got
         self.more = tuple(more)
-        shown = "" if got is None else f", got {_brief(got)}"
+        shown = "" if got is None else f", got {brief(got)}"
         where = f"{source}: " if source else ""
         self.line = f"{where}{key or '<document>'}: expected {expected}{shown}"
         others = "".join(f"\n  {p.line}" for p in self.more)
@@ -65,7 +74,7 @@ class OptionError(BashtUsageError):
 
     def __init__(self, option: str, expected: str, got: object) -> None:
         self.option = option
-        super().__init__(f"{option}: expected {expected}, got {_brief(got)}")
+        super().__init__(f"{option}: expected {expected}, got {brief(got)}")
 
 
 class RegistryError(BashtUsageError):

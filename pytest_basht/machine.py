@@ -13,13 +13,16 @@ from typing import Any
 
 import psutil
 
+import pytest_basht.reading as reading
+
+PROC_BYTES = 16_000_000  # /proc/cpuinfo of a many-core machine is a few hundred KB
 PACKAGES = ("pytest-basht", "pytest", "pytest-xdist", "optuna", "torch", "torchvision",
             "numpy", "psutil", "mlxtend", "nvidia-ml-py", "prometheus-api-client")
 
 
 def cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in reading.read_text("/proc/cpuinfo", PROC_BYTES).splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:

@@ -20,8 +20,10 @@ from pytest_basht.energy import carbon
 from pytest_basht.energy.base import MeterContext
 from pytest_basht.errors import OptionError
 from pytest_basht.urls import problem, redact, split_credentials
+from pytest_basht.workload import MAX_SEED
 
 NAME_MAX = 200  # a saved run's name: the history's name column
+REPEAT_MAX = 1000  # runs of each scenario: each is a test item, held in memory at collection
 
 
 def _text(option: str, raw: str) -> str:
@@ -45,12 +47,13 @@ def _number(check: Callable[[float], bool], expected: str) -> Callable[[str, str
 
 
 def _seed(option: str, raw: str) -> int:
+    expected = f"a non-negative integer below 2³² (at most {MAX_SEED})"
     try:
         value = int(raw)
-    except ValueError:
-        raise OptionError(option, "a non-negative integer", raw) from None
-    if value < 0:
-        raise OptionError(option, "a non-negative integer", raw)
+    except ValueError:  # not a number, or past Python's limit on digits
+        raise OptionError(option, expected, raw) from None
+    if not 0 <= value <= MAX_SEED:
+        raise OptionError(option, expected, raw)
     return value
 
 
@@ -92,13 +95,13 @@ def _listen(option: str, raw: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1", number)
 
 
-def _count(option: str, raw: str) -> int:
+def _repeat(option: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise OptionError(option, "a whole number ≥ 1", raw) from None
-    if value < 1:
-        raise OptionError(option, "a whole number ≥ 1", raw)
+    if not 1 <= value <= REPEAT_MAX:
+        raise OptionError(option, f"a whole number from 1 to {REPEAT_MAX:,}", raw)
     return value
 
 
@@ -240,7 +243,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "threshold, e.g. 'energy_kwh:+10%,jct_ms:+20%,wte_kwh:+0.001' (needs "
                "--basht-compare)", _fail_on),
     OptionSpec("basht_repeat", "N", "run each scenario N times (samples for the gate's "
-               "significance test; default 1)", _count),
+               "significance test; default 1, at most 1,000)", _repeat),
     OptionSpec("basht_compare_any_machine", "", "compare with a baseline from another machine "
                "fingerprint (refused otherwise)", _switch, takes_value=False),
     OptionSpec("basht_budget", "NAME", "full: run workloads as written; smoke: fewer epochs, "
@@ -355,7 +358,7 @@ class BashtOptions:
                 value = redact(value)
             elif key == "sut" and value is not None:
                 value = {"name": value["name"], "options": {
-                    k: redact(v) if isinstance(v, str) and "://" in v else v
+                    k: redact(v) if isinstance(v, str) else v
                     for k, v in value["options"].items()}}
             elif key == "fail_on" and value is not None:
                 value = ",".join(t.text for t in value)

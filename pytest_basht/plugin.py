@@ -7,14 +7,18 @@ does nothing to a run that uses none of its fixtures: no meter starts, no report
 from __future__ import annotations
 
 import json
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_basht import hookspecs, sweep, wiring
+from pytest_basht import hookspecs, sweep, wiring, workdir
 from pytest_basht.energy.monitor import EnergyMonitor
-from pytest_basht.errors import BashtUsageError
+from pytest_basht.errors import BashtExposureWarning, BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
 from pytest_basht.report import files, terminal
 from pytest_basht.report import json as report_json
@@ -33,6 +37,9 @@ FINISH = pytest.StashKey[list[tuple[str, bool]]]()  # (terminal line, red?) afte
 PROGRESS = pytest.StashKey[ProgressReporter]()
 GATE_FAILED = "basht gate failed"  # counted in pytest's last line: "1 passed, 1 basht gate ..."
 XDIST_KEY = "basht_records"
+RUN_DIR_KEY = "basht_run_dir"  # the run's work directory, from the controller to its workers
+FATAL_KEY = "basht_fatal"  # a worker's errors that must fail the run (JSON list)
+FATAL = pytest.StashKey[list[str]]()
 RECORD_ATTR = "basht_record"  # on a worker's teardown report: the scenario's record (JSON)
 STARTED_ATTR = "basht_scenario"  # on a worker's setup report: the worker id
 
@@ -59,16 +66,47 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = workerinput.get("workerid")
     progress = ProgressReporter(config, options.progress_every)
     config.stash[PROGRESS] = progress
+    if worker is not None:
+        run_dir = Path(workerinput[RUN_DIR_KEY]) if RUN_DIR_KEY in workerinput else None
+    else:  # the controller names one work directory for all its workers (none without xdist)
+        run_dir = (Path(tempfile.gettempdir()) / f"{workdir.PREFIX}{secrets.token_hex(6)}"
+                   if _xdist_workers(config) else None)
     session = BashtSession(options, config.rootpath, hook=config.hook, config=config,
                            progress_factory=progress.line_for, say=progress.say,
-                           worker=worker, workers=int(workerinput.get("workercount", 1)))
+                           worker=worker, workers=int(workerinput.get("workercount", 1)),
+                           run_dir=run_dir)
     session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
-        session.prepare_gate()
+        if run_dir is not None:  # held until the run ends: no sweep takes it from its workers
+            session.work_root()
+        session.prepare()
+        session.engines.check_ports(options.prometheus_port, _xdist_workers(config))
         config.pluginmanager.register(_Controller(session), "basht-controller")
         config.pluginmanager.register(_SkipRecorder(session), "basht-skips")
     config.stash[SESSION] = session
-    session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)  # gw0: PORT+1
+    try:
+        session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)  # gw0: PORT+1
+    except BashtUsageError as exc:
+        if worker is None:
+            raise
+        # taken since the controller checked it: this worker's scenarios run and are kept,
+        # and the controller fails the run with this message (a usage error here would be
+        # a crashed worker, its tests run by the others, and exit status 0)
+        session.fatal.append(f"xdist worker {worker}: {exc}")
+    if session.engines.exposed is not None and worker is None:  # said once, by the controller
+        config.issue_config_time_warning(BashtExposureWarning(session.engines.exposed), 2)
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many workers pytest-xdist will start (0 without xdist): its ``--tx`` specs, which
+    ``-n N`` (and ``-n auto``, resolved by then) become, ``3*popen`` counting 3."""
+    if getattr(config.option, "dist", "no") == "no":
+        return 0
+    count = 0
+    for spec in getattr(config.option, "tx", None) or []:
+        times, star, _ = str(spec).partition("*")
+        count += int(times) if star and times.isdigit() else 1
+    return count
 
 
 def _session(config: pytest.Config) -> BashtSession:
@@ -224,6 +262,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = state.sweep_verdict(item.nodeid)
     if reason is not None:
         pytest.skip(reason)
+    if "trial_runner" in getattr(item, "fixturenames", ()):
+        state.begin_lease(item.nodeid)  # from before its deploy: ended after its teardown
 
 
 # ------------------------------------------------------------------------- outcomes
@@ -261,6 +301,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                 _skip_reason(report))
         if report.when == "teardown":
             session.sweeps.done(item.nodeid)
+    if session is not None and report.when == "teardown":
+        session.end_lease(item.nodeid)
     return report
 
 
@@ -314,11 +356,18 @@ def _finish(session: pytest.Session, state: BashtSession, exitstatus: int) -> No
         state.notes.append(f"undeploy failed ({type(exc).__name__}: {exc}): the records of "
                            "the scenarios on that deployment stay provisional")
     state.conditions.stop()
+    state.release_work()
+    if state.worker is None and state.run_dir is not None:  # its workers are done with it
+        shutil.rmtree(state.run_dir, ignore_errors=True)
     state.engines.finish_live(state.options.pushgateway)
     records = state.records()
     if hasattr(config, "workerinput"):  # an xdist worker: send records to the controller
         config.workeroutput[XDIST_KEY] = json.dumps(records)  # type: ignore[attr-defined]
+        config.workeroutput[FATAL_KEY] = json.dumps(state.fatal)  # type: ignore[attr-defined]
         return
+    if state.fatal:
+        config.stash[FATAL] = list(state.fatal)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     if not records and not state.xdist.lost:
         state.history.close()
         return
@@ -343,12 +392,21 @@ class _Controller:
         self.state = state
 
     @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Each worker joins the run's one work directory: its deployments' files, and the
+        leases by which the scenarios running at once share the machine's idle draw."""
+        if self.state.run_dir is not None:
+            node.workerinput[RUN_DIR_KEY] = str(self.state.run_dir)
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """A worker finished (its final records) or died (its scenario in flight is lost)."""
-        raw = getattr(node, "workeroutput", {}).get(XDIST_KEY)
+        output = getattr(node, "workeroutput", {})
+        raw = output.get(XDIST_KEY)
         if raw:
             for record in json.loads(raw):
                 self.state.add_record(record)
+        self.state.fatal += json.loads(output.get(FATAL_KEY) or "[]")
         if error is not None:
             self.state.xdist.down(node.gateway.id, error)
 
@@ -377,9 +435,14 @@ class _Controller:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     written = config.stash.get(WRITTEN, None)
-    if written is None:
+    fatal = config.stash.get(FATAL, [])
+    if written is None and not fatal:
         return
     terminalreporter.write_sep("=", "basht")
+    for text in fatal:
+        terminalreporter.write_line(f"basht: error: {text}", red=True, bold=True)
+    if written is None:
+        return
     report = config.stash.get(REPORT, None)
     for line in terminal.summary(written, report, config.stash.get(FINISH, [])):
         terminalreporter.write_line(line.text, **line.markup())

@@ -179,8 +179,7 @@ class TrialRunner:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
             error = f"{type(exc).__name__}: {exc}"
             trials = trials or sut.trials_so_far()
-            trace = (self._trace(spans, trials) if own is None
-                     else own.trace(spans, trials, self.workload.workers.count))
+            trace = self._salvage(spans, trials, own)
             self._finish(dep, RunResult(self.workload, spans, trials, best, score, trace,
                                         info, self._dep_info(dep), status, error), forecast)
             raise
@@ -213,3 +212,18 @@ class TrialRunner:
 
     def _trace(self, spans: list[Span], trials: list[TrialRecord]) -> EnergyTrace:
         return trace_mod.trace(self.monitor, self.workload, spans, trials)
+
+    def _salvage(self, spans: list[Span], trials: list[TrialRecord], own: OwnMeter | None
+                 ) -> EnergyTrace:
+        """The trace of a scenario that failed. The step that failed may be the trace
+        itself: then the record is kept without its energy trace, and says why — the
+        finished trials are the measurement, not the trace."""
+        try:
+            return (self._trace(spans, trials) if own is None
+                    else own.trace(spans, trials, self.workload.workers.count))
+        except Exception as exc:
+            return EnergyTrace(source=self.monitor.source, measured=False, idle_power_w=0.0,
+                               max_power_w=0.0, slots=self.workload.workers.count,
+                               meter={"error": f"the energy trace could not be built "
+                                               f"({type(exc).__name__}: {exc}); the trials "
+                                               "are kept without trial energies"})

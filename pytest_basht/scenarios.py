@@ -24,7 +24,7 @@ import pytest
 import pytest_basht.workload as wl
 from pytest_basht.budget import BUDGETS, Budget
 from pytest_basht.energy.factory import check_energy
-from pytest_basht.errors import BashtUsageError, WorkloadError
+from pytest_basht.errors import BashtUsageError, WorkloadError, brief
 
 if TYPE_CHECKING:
     from pytest_basht.registry import Registry
@@ -209,6 +209,7 @@ class WorkloadResolver:
         except WorkloadError as exc:
             if not variant and not spec.overrides:
                 raise
-            described = ", ".join(f"{k}={v!r}" for k, v in {**spec.overrides, **variant}.items())
+            described = ", ".join(f"{k}={brief(v)}"
+                                  for k, v in {**spec.overrides, **variant}.items())
             raise exc.relabel(f"{source} (with {described})") from None
         return workload

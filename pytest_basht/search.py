@@ -18,6 +18,7 @@ stored on it when it ends (``objectives.constraints``).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 from collections.abc import Callable, Sequence
@@ -35,14 +36,95 @@ PrunerFactory = Callable[[Workload], optuna.pruners.BasePruner]
 
 def _kwargs(target: Callable[..., Any], options: dict[str, Any], key: str,
             workload: Workload) -> dict[str, Any]:
+    """The options as keyword arguments of ``target``: each a parameter of its signature,
+    and each value of the type that parameter is annotated with (Optuna's constructors
+    check few of their own: a string for an int fails at the first trial, mid-run)."""
     accepted = inspect.signature(target).parameters
-    for name in options:
+    for name, value in options.items():
         if name not in accepted or name in ("seed", "search_space"):
             raise WorkloadError(workload.source, f"{key}.{name}",
                                 f"an option of {target.__name__}: "
                                 + ", ".join(p for p in accepted
                                             if p not in ("seed", "search_space")))
+        annotation = accepted[name].annotation
+        if annotation is inspect.Parameter.empty:
+            continue
+        text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+        if not fits(value, text):
+            raise WorkloadError(workload.source, f"{key}.{name}",
+                                f"{text} ({target.__name__}'s {name}; a workload can give "
+                                "numbers, strings, booleans, null, lists and mappings)", value)
     return dict(options)
+
+
+_PLAIN: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "None": lambda v: v is None,
+    "NoneType": lambda v: v is None,
+    "Any": lambda v: True,
+    "object": lambda v: True,
+}
+_SEQUENCES = {"list", "List", "Sequence", "tuple", "Tuple", "Iterable", "Collection"}
+_MAPPINGS = {"dict", "Dict", "Mapping"}
+
+
+def fits(value: Any, annotation: str) -> bool:
+    """Whether a workload value (plain YAML/JSON data) fits a parameter's annotation, as the
+    annotation's text reads (parsed, never evaluated: a library's annotations may name
+    types it imports only for type checkers). A name this does not know — a callable, a
+    sampler, a numpy array — is one no workload value can be."""
+    try:
+        tree = ast.parse(annotation, mode="eval").body
+    except SyntaxError:
+        return True  # an annotation that is not Python: nothing to check against
+    return _fits(value, tree)
+
+
+def _name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr  # typing.Optional, collections.abc.Sequence
+    if isinstance(node, ast.Constant) and node.value is None:
+        return "None"
+    return ""
+
+
+def _fits(value: Any, node: ast.expr) -> bool:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _fits(value, node.left) or _fits(value, node.right)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return fits(value, node.value)  # a quoted forward reference
+    if not isinstance(node, ast.Subscript):
+        name = _name(node)
+        if name in _PLAIN:
+            return _PLAIN[name](value)
+        if name in _SEQUENCES:
+            return isinstance(value, list)
+        return name in _MAPPINGS and isinstance(value, dict)
+    outer = _name(node.value)
+    args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+    if outer in ("Optional", "Union"):
+        return (outer == "Optional" and value is None) or any(_fits(value, a) for a in args)
+    if outer == "Literal":
+        return any(isinstance(a, ast.Constant) and a.value == value
+                   and type(a.value) is type(value) for a in args)
+    if outer in _SEQUENCES:
+        if not isinstance(value, list):
+            return False
+        variadic = len(args) == 2 and isinstance(args[1], ast.Constant) and (
+            args[1].value is Ellipsis)
+        if outer in ("tuple", "Tuple") and not variadic:  # tuple[int, str]: one per place
+            return len(value) == len(args) and all(
+                _fits(v, a) for v, a in zip(value, args, strict=True))
+        return all(_fits(v, args[0]) for v in value)
+    if outer in _MAPPINGS:
+        return isinstance(value, dict) and len(args) == 2 and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    return False
 
 
 def grid_sampler(workload: Workload, seed: int) -> optuna.samplers.BaseSampler:

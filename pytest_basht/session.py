@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,12 +25,15 @@ import pytest_basht.budget as budget_mod
 import pytest_basht.forecast as forecast_mod
 import pytest_basht.machine as machine
 import pytest_basht.wiring as wiring
+import pytest_basht.workdir as workdir
 from pytest_basht.conditions import ConditionsRecorder
+from pytest_basht.energy.leases import Leases
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.trace import scenario_start
-from pytest_basht.engines import Engines
+from pytest_basht.engines import BashtMeterWarning, Engines
 from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
+from pytest_basht.records import mono_ns
 from pytest_basht.registry import Registry
 from pytest_basht.report import assemble, files
 from pytest_basht.report import json as report_json
@@ -39,6 +43,7 @@ from pytest_basht.scenarios import ScenarioSpec, WorkloadResolver, scenario_id
 from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import ProgressCallback
 from pytest_basht.sweep import SweepTracker
+from pytest_basht.workdir import WorkDir
 from pytest_basht.workload import Workload
 from pytest_basht.xdist_tracker import XdistTracker
 
@@ -86,12 +91,15 @@ class BashtSession:
     progress_factory: Callable[[EnergyMonitor], ProgressCallback] | None = None
     say: Callable[[str], None] | None = None  # what the end of the run is doing, as it does
     worker: str | None = None  # the xdist worker id in a worker process
+    run_dir: Path | None = None  # xdist: the run's work directory, named by the controller
     workers: int = 1  # pytest processes running scenarios on this machine (xdist -n)
     run_id: str = field(default_factory=new_run_id)
     status: str = "complete"
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    fatal: list[str] = field(default_factory=list)  # errors that fail the run at its end
+    workload_file: dict[str, Any] | None = None  # --basht-workload as read at the start
     signals: StopSignals = field(default_factory=StopSignals)
     sweeps: SweepTracker = field(default_factory=SweepTracker)
     xdist: XdistTracker = field(default_factory=XdistTracker)  # on the controller
@@ -99,18 +107,24 @@ class BashtSession:
     resolver: WorkloadResolver = field(init=False)
     engines: Engines = field(init=False)
     gate: Gate = field(init=False)
+    leases: Leases | None = field(init=False)  # xdist: the scenarios running on the machine
     _plugins: Any = None
     conditions: ConditionsRecorder = field(init=False)
     _registry: Registry | None = None
     _history: SessionHistory | None = None
+    _work: WorkDir | None = None
+    _leased: dict[str, tuple[str, int]] = field(default_factory=dict)  # test id: lease, start
 
     def __post_init__(self) -> None:
         o = self.options
         self.budget = budget_mod.get(o.budget)
         self.resolver = WorkloadResolver(self.rootdir, lambda: self.registry, base=o.workload,
                                          overrides=o.workload_overrides(), budget=self.budget)
+        self.leases = (Leases(self.run_dir / "leases") if self.run_dir is not None
+                       and self.worker is not None else None)
         self.engines = Engines(lambda: self.registry, o.meter_context, self.signals,
-                               self.notes, workers=self.workers, line=self.progress_factory)
+                               self.notes, sharing=self.leases, work_root=self.work_root,
+                               line=self.progress_factory)
         self.gate = Gate(o.compare, tuple(o.fail_on or ()), bool(o.compare_any_machine))
         # under xdist the run's process tree is the controller's (the worker's parent)
         self.conditions = ConditionsRecorder(os.getppid() if self.worker else os.getpid())
@@ -139,11 +153,58 @@ class BashtSession:
                                            self.options.save)
         return self._history
 
-    def prepare_gate(self) -> None:
-        """Check the gate's options and load the baseline now: a usage error before any test."""
+    # -------------------------------------------------------------- the work directory
+
+    def work_root(self) -> Path:
+        """Where this process's deployments keep their files: the run's work directory in
+        $TMPDIR (under xdist the one the controller named), held by this process; made on
+        first use, which also removes what runs killed before left there."""
+        if self._work is None:
+            workdir.sweep()
+            self._work = (WorkDir.join(self.run_dir) if self.run_dir is not None
+                          else WorkDir.create())
+        return self._work.path
+
+    def release_work(self) -> None:
+        """Let go of the work directory (removed when this process made it)."""
+        if self._work is not None:
+            self._work.release()
+
+    def begin_lease(self, test_id: str) -> None:
+        """A scenario starts: under xdist, the other processes now share the idle draw
+        with it."""
+        if self.leases is not None and test_id not in self._leased:
+            self.work_root()  # held by this process while its leases are in it
+            start = mono_ns()
+            try:
+                self._leased[test_id] = (self.leases.begin(start), start)
+            except OSError as exc:
+                self._lease_failed(exc)
+
+    def end_lease(self, test_id: str) -> None:
+        lease = self._leased.pop(test_id, None)
+        if lease is not None and self.leases is not None:
+            try:
+                self.leases.end(lease[0], lease[1], mono_ns())
+            except OSError as exc:
+                self._lease_failed(exc)
+
+    @staticmethod
+    def _lease_failed(exc: OSError) -> None:
+        """A lease that cannot be written costs the other processes' idle shares their
+        accuracy, never a record: a warning (xdist carries it to the run's summary)."""
+        warnings.warn(BashtMeterWarning(
+            f"the register of running scenarios could not be written ({exc}): the idle draw "
+            "the other xdist workers charged may be off"), stacklevel=2)
+
+    def prepare(self) -> None:
+        """Read and check now what the end of the run needs — the gate's options and its
+        baseline, the history store, the workload file the report keeps: a usage error
+        before any test, and nothing at the end depends on a file still being there."""
         self.gate.check()
         self.history.check()
         self.gate.load(self.history)
+        self.workload_file = assemble.workload_file(self.options.workload)
 
     # -------------------------------------------------------------- scenarios
 
@@ -290,7 +351,7 @@ class BashtSession:
             run_id=self.run_id, status=self.status, options=self.options.to_dict(),
             machine=machine.fingerprint(assemble.meter_source(meters, records)),
             packages=machine.package_versions(), git=machine.git_info(self.rootdir),
-            workload_file=assemble.workload_file(self.options.workload), meters=meters,
+            workload_file=self.workload_file, meters=meters,
             budget=None if self.options.budget == "full" else self.budget.describe())
         report = assemble.build(records, self.notes, facts, lost=self.xdist.lost,
                                 skipped=self.skipped)

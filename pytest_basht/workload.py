@@ -1,10 +1,13 @@
 """The workload file: Basht's Table 1 as a strict, typed schema.
 
-A workload is a YAML or JSON mapping. Every key has a documented default, so an empty file
-is the Basht baseline. Validation is strict: unknown keys (with a "did you mean"), wrong
-types, non-positive counts, empty spaces and a grid over a continuous dimension all raise
+A workload is a YAML or JSON mapping. Every key has a documented default, so a file gives
+only what differs — but at least one key: an empty file is refused, being far more often a
+cut or a wrong file than a choice. Validation is strict: unknown keys (with a "did you
+mean"), a key given twice, wrong types, non-positive counts, integers past int64 (seeds past
+2³²−1), empty spaces and a grid over a continuous dimension all raise
 :class:`~pytest_basht.errors.WorkloadError`, naming the file, the key path and what was
-expected. Only ``yaml.safe_load`` is used, with limits on size and aliases.
+expected. Only ``yaml.safe_load`` is used, with limits on size and aliases, and the file is
+read through ``reading`` (a regular file, bounded).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import errno
 import json
 import math
 import types
@@ -23,7 +27,8 @@ from typing import Any, Literal
 
 import yaml
 
-from pytest_basht.errors import WorkloadError
+import pytest_basht.reading as reading
+from pytest_basht.errors import WorkloadError, brief
 
 MAX_BYTES = 1_000_000
 MAX_ALIASES = 100
@@ -32,6 +37,9 @@ MAX_DEPTH = 32
 MAX_GRID = 1_000_000
 MAX_FUSION = 256  # models in one fused group
 MAX_SCALING = 1024  # width divisor
+MAX_SEED = 2**32 - 1  # numpy's RandomState, and so scikit-learn's splits, take no larger seed
+MAX_INT = 2**63 - 1  # what torch, numpy, SQLite and Optuna's storages hold in an integer
+MAX_WORKERS = 100_000  # simulated workers; local SUTs refuse far fewer (``sut.limits``)
 
 
 def _doc(text: str, symbol: str | None = None, check: str | None = None) -> dict[str, Any]:
@@ -249,7 +257,7 @@ class GoalSpec:
 
 @dataclass(frozen=True)
 class WorkersSpec:
-    count: int = field(default=4, metadata=_doc("number of workers", "wn", "positive"))
+    count: int = field(default=4, metadata=_doc("number of workers", "wn", "workers"))
     cpu: int = field(default=2, metadata=_doc("vCPUs per worker", "wcpu", "positive"))
     memory_mb: int = field(default=2048, metadata=_doc("memory cap per worker in MB", "wmem",
                                                         "positive"))
@@ -400,7 +408,7 @@ class Workload:
     experiment: str | None = field(default=None, metadata=_doc("experiment it belongs to"))
     description: str = field(default="", metadata=_doc("free text", check="text"))
     seed: int = field(default=42, metadata=_doc("seed of samplers, splits and models",
-                                                check="non_negative"))
+                                                check="seed"))
     trial_timeout_s: float | None = field(default=None,
                                           metadata=_doc("fail a trial running longer",
                                                         check="positive"))
@@ -550,6 +558,8 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "unit": (lambda v: 0 <= v <= 1, "a value in [0, 1]"),
     "pue": (lambda v: v >= 1, "a PUE ≥ 1.0"),
     "text": (lambda v: True, "text"),  # free text: empty is fine
+    "seed": (lambda v: 0 <= v <= MAX_SEED, f"an integer from 0 to 2³²−1 ({MAX_SEED})"),
+    "workers": (lambda v: 1 <= v <= MAX_WORKERS, f"an integer from 1 to {MAX_WORKERS:,}"),
     "fusion": (lambda v: 1 <= v <= MAX_FUSION, f"an integer from 1 to {MAX_FUSION}"),
     "scaling": (lambda v: 1 <= v <= MAX_SCALING, f"an integer from 1 to {MAX_SCALING}"),
 }
@@ -636,6 +646,8 @@ class _Parser:
         if tp is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise self.fail(key, "an integer", value)
+            if abs(value) > MAX_INT:  # past int64 it crashes torch, numpy or SQLite mid-run
+                raise self.fail(key, f"an integer of at most {MAX_INT:,} in magnitude", value)
         elif tp is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.fail(key, "a number", value)
@@ -847,6 +859,27 @@ class _LimitedLoader(yaml.SafeLoader):
                                     f"at most {MAX_ALIASES} YAML aliases")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A key given twice in one mapping is an error, not "the last one wins" (YAML
+        1.2 says keys are unique). Keys that a merge (``<<: *base``) brings in may be
+        overridden: that is what a merge is for."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: the constructor says so below
+                    continue
+                if duplicate:
+                    raise WorkloadError(self.source, "<document>", "each key once per mapping "
+                                        f"(line {key_node.start_mark.line + 1}: "
+                                        f"{_shown_key(key)} is given again)")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
     def get_single_node(self) -> Any:
         node = super().get_single_node()
         if node is not None and expanded_nodes(node, MAX_NODES) > MAX_NODES:
@@ -883,10 +916,30 @@ def expanded_nodes(root: yaml.Node, limit: int) -> int:
     return sizes[id(root)]
 
 
+def _shown_key(key: Any) -> str:
+    text = repr(key)
+    return text if len(text) <= 60 else text[:60] + "…"
+
+
+def _unique_pairs(source: str) -> Any:
+    """A ``json.loads`` object hook that refuses a key given twice in one object."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise WorkloadError(source, "<document>", "each key once per object "
+                                    f"({_shown_key(key)} is given again)")
+            out[key] = value
+        return out
+
+    return hook
+
+
 def _construct(loader: _LimitedLoader, node: yaml.Node, source: str) -> Any:
     try:
         return loader.construct_document(node)
-    except (yaml.YAMLError, RecursionError):
+    except (yaml.YAMLError, RecursionError, WorkloadError):
         raise
     except Exception as exc:  # a safe tag's own constructor on a bad value: !!timestamp x
         raise WorkloadError(source, "<document>", "valid YAML (a value its tag cannot hold: "
@@ -899,7 +952,7 @@ def parse_text(text: str, source: str, as_json: bool = False) -> Any:
         raise WorkloadError(source, "<document>", f"at most {MAX_BYTES:,} bytes")
     try:
         if as_json:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_pairs(source))
         loader = _LimitedLoader(text, source)
         try:
             node = loader.get_single_node()
@@ -912,6 +965,8 @@ def parse_text(text: str, source: str, as_json: bool = False) -> Any:
         raise WorkloadError(source, "<document>",
                             f"valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
                             ) from None
+    except ValueError as exc:  # an integer past Python's limit on digits (4,300 by default)
+        raise WorkloadError(source, "<document>", f"numbers Python can read ({exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
@@ -936,16 +991,18 @@ def read_document(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise WorkloadError(source, "<file>", "a .yaml, .yml or .json file", path.suffix)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise WorkloadError(source, "<document>", f"at most {MAX_BYTES:,} bytes")
-        text = path.read_text(encoding="utf-8")
+        text = reading.read_text(path, MAX_BYTES)
     except UnicodeDecodeError:
         raise WorkloadError(source, "<file>", "UTF-8 text") from None
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise WorkloadError(source, "<document>", f"at most {MAX_BYTES:,} bytes") from None
         raise WorkloadError(source, "<file>", "a readable file", exc.strerror) from None
     data = parse_text(text, source, as_json=path.suffix.lower() == ".json")
-    if data is None:
-        data = {}
+    if data is None or data == {}:  # a cut or a wrong file far more often than a choice
+        raise WorkloadError(source, "<document>", "a mapping with at least one key (an empty "
+                            "workload file is refused; the Basht baseline is "
+                            "workloads/baseline.yaml, the defaults alone `name: baseline`)")
     if not isinstance(data, dict):
         raise WorkloadError(source, "<document>", "a mapping at the top level",
                             type(data).__name__)
@@ -1013,7 +1070,7 @@ def resolve(workload: Workload, overrides: Mapping[str, Any]) -> Workload:
         return workload
     data = apply_overrides(workload.given, overrides, workload.source)
     label = workload.source or "<workload>"
-    described = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    described = ", ".join(f"{k}={brief(v)}" for k, v in overrides.items())
     try:
         return from_mapping(data, workload.source)
     except WorkloadError as exc:

@@ -103,6 +103,69 @@ FAULTS = [
           "--basht-compare / basht compare on such files",
           [f"{T}test_fault_gate.py",
            f"{T}test_gate.py::test_a_bad_baseline_or_gate_option_is_a_usage_error"]),
+    # issue 20 (reliability II): its eight classes
+    Fault("II.1 an input deleted or corrupted mid-run; a scenario's end fails",
+          "the carbon CSV deleted, overwritten with NULs and a 200 KB field; a meter whose "
+          "peak power raises after the trials",
+          [f"{T}test_fault_inputs.py::test_an_input_lost_mid_run_or_a_failure_at_the_end_"
+           "costs_no_record"]),
+    Fault("II.2 the history path is not a store of ours, or one damaged inside",
+          "hypothesis: any bytes, a report.json, another program's SQLite, a directory, a "
+          "FIFO, a parent that is a file; data pages overwritten",
+          [f"{T}test_history_store.py"]),
+    Fault("II.3 a secret in a URL, in any form", "hypothesis: userinfo, query and libpq "
+          "keyword secrets, environment values; storage URLs, worker logs, a whole run; "
+          "live metrics on 0.0.0.0",
+          [f"{T}test_urls.py",
+           f"{T}test_live_export.py::test_serving_past_this_machine_warns_that_there_is_no_"
+           "authentication"]),
+    Fault("II.4 a file that is not a file", "hypothesis: every reader on /dev/zero, "
+          "/dev/urandom, FIFOs, sockets, directories, symlinks to them; oversized files",
+          [f"{T}test_reading.py"]),
+    Fault("II.5 input that used to end in a traceback", "a 5,001-digit integer; a CSV field "
+          "over 128 KiB; basht worker --storage unknown/unparsable; an xdist worker's "
+          "live-metrics port taken, before and after the check",
+          [f"{T}test_fuzz_workload.py::test_an_integer_past_pythons_digit_limit_is_a_clear_"
+           "error",
+           f"{T}test_carbon.py::test_a_series_that_is_not_csv_is_a_clear_error",
+           f"{T}test_simulation_table.py::test_malformed_tables_are_clear_errors",
+           f"{T}test_urls.py::test_basht_worker_with_a_bad_storage_url_is_a_clear_error",
+           f"{T}test_live_export.py::test_an_xdist_workers_busy_port_stops_the_run_before_"
+           "it_starts",
+           f"{T}test_live_export.py::test_a_port_taken_after_the_check_fails_the_run_and_"
+           "keeps_every_test"]),
+    Fault("II.6 accepted at load, crashing mid-run", "hypothesis: every integer key at "
+          "its boundaries, keys given twice, sampler options of any type; seeds ≥ 2³²; "
+          "workers and memory past the machine; empty files",
+          [f"{T}test_fuzz_workload.py::test_integers_at_every_boundary_are_refused_at_load_"
+           "or_run",
+           f"{T}test_fuzz_workload.py::test_the_largest_seed_runs_and_the_next_is_refused",
+           f"{T}test_fuzz_workload.py::test_workers_far_beyond_the_machine_are_refused_for_a_"
+           "local_sut",
+           f"{T}test_fuzz_workload.py::test_a_key_given_twice_is_an_error_at_any_depth",
+           f"{T}test_fuzz_workload.py::test_sampler_options_are_checked_against_the_"
+           "samplers_signature",
+           f"{T}test_fuzz_workload.py::test_sampler_options_of_the_wrong_type_are_refused",
+           f"{T}test_workload.py::test_an_empty_workload_file_is_refused",
+           f"{T}test_limits.py::test_memory_record"]),
+    Fault("II.7 the report and work directories", "a report dir that cannot be written "
+          "(probed), `latest` after a failed write and a rescue; a SIGKILLed run's work "
+          "directory, dead and live ones",
+          [f"{T}test_fault_inputs.py::test_a_run_directory_that_fails_leaves_latest_where_it_"
+           "was",
+           f"{T}test_fault_inputs.py::test_after_a_rescue_latest_points_at_the_written_report",
+           f"{T}test_fault_inputs.py::test_the_report_directory_is_checked_by_writing_in_it",
+           f"{T}test_fault_inputs.py::test_only_provably_dead_work_directories_are_swept",
+           f"{T}test_fault_inputs.py::test_a_joined_directory_lives_while_any_process_holds_"
+           "it",
+           f"{T}test_fault_inputs.py::test_a_sigkilled_runs_work_directory_is_cleaned_by_the_"
+           "next_run"]),
+    Fault("II.8 energy that depends on -n", "a short and a long scenario serially and "
+          "under -n 3; leases of overlapping scenarios",
+          [f"{T}test_xdist.py::test_idle_draw_is_shared_by_the_scenarios_running_not_by_the_"
+           "workers",
+           f"{T}test_energy.py::test_estimate_idle_draw_is_shared_by_the_scenarios_running_"
+           "at_each_moment"]),
     Fault("bad input: workload files", "hypothesis: random documents, mutated shipped "
           "workloads, tags, bombs",
           [f"{T}test_fuzz_workload.py"]),
@@ -119,13 +182,12 @@ def nodeid(case: ET.Element) -> str:
 
 
 def owner(test: str) -> Fault | None:
-    for fault in FAULTS:
-        for prefix in fault.tests:
-            if test == prefix or test.startswith(prefix + "::") or (
-                    test.startswith(prefix + "[")) or (prefix.endswith(".py")
-                                                       and test.startswith(prefix)):
-                return fault
-    return None
+    """The fault whose most specific entry (a test before its module) covers ``test``."""
+    matches = [(len(prefix), fault) for fault in FAULTS for prefix in fault.tests
+               if test == prefix or test.startswith(prefix + "::") or (
+                   test.startswith(prefix + "[")) or (prefix.endswith(".py")
+                                                      and test.startswith(prefix))]
+    return max(matches, key=lambda m: m[0])[1] if matches else None
 
 
 def run_once(tests: list[str], log: Path, junit: Path, keyword: str | None) -> None:
@@ -176,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", help="only tests matching (pytest -k)")
     parser.add_argument("--no-write", action="store_true", help="print, leave the doc alone")
     args = parser.parse_args(argv)
-    tests = sorted({t.split("::")[0] for f in FAULTS for t in f.tests})
+    # each entry as given (a module, a test, a case): a module's other tests do not run
+    tests = sorted({t for f in FAULTS for t in f.tests})
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):

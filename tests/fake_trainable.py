@@ -5,6 +5,8 @@ allocates 640 MB (for the memory watchdog); other values train a quadratic for
 ``training.epochs`` epochs of ``sleep`` seconds each.
 """
 
+import yaml
+
 CONFTEST = '''
 import math
 import time
@@ -60,7 +62,23 @@ def pytest_basht_register_trainables():
 '''
 
 
+def compose(base: str, extra: str) -> str:
+    """``base`` then ``extra``, whose top-level sections replace those of ``base`` — what the
+    workload helpers' ``extra`` means. Appending would give a key twice, which a workload
+    refuses; only the sections both give are taken out of ``base``, and ``extra`` is kept
+    as written (it may be invalid on purpose)."""
+    try:
+        over = yaml.safe_load(extra)
+    except yaml.YAMLError:
+        return base + extra
+    given = yaml.safe_load(base)
+    if not isinstance(over, dict) or not isinstance(given, dict) or not set(over) & set(given):
+        return base + extra
+    kept = {k: v for k, v in given.items() if k not in over}
+    return yaml.safe_dump(kept, sort_keys=False, default_flow_style=None) + extra
+
+
 def workload(xs: list, *, workers: int = 2, epochs: int = 2, extra: str = "") -> str:
-    return (f"name: fake\nmodel: {{name: quadratic}}\ntraining: {{epochs: {epochs}}}\n"
-            f"search: {{space: {{x: {xs}}}}}\ngoal: {{target: 0.5}}\n"
-            f"workers: {{count: {workers}, cpu: 1, memory_mb: 1500}}\n{extra}")
+    return compose(f"name: fake\nmodel: {{name: quadratic}}\ntraining: {{epochs: {epochs}}}\n"
+                   f"search: {{space: {{x: {xs}}}}}\ngoal: {{target: 0.5}}\n"
+                   f"workers: {{count: {workers}, cpu: 1, memory_mb: 1500}}\n", extra)

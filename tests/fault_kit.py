@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 import pytest
-from fake_trainable import CONFTEST
+from fake_trainable import CONFTEST, compose
 
 from pytest_basht.report import json as report_json
 
@@ -106,10 +106,10 @@ def test_scenario(trial_runner):
 def marked_workload(xs: list[Any], *, workers: int = 2, epochs: int = 2, sleep: float = 0.05,
                     memory_mb: int = 1500, extra: str = "") -> str:
     """A grid over ``x`` (and one ``sleep`` per epoch) for the marked trainable."""
-    return (f"name: faults\nmodel: {{name: marked}}\ntraining: {{epochs: {epochs}}}\n"
-            f"search: {{space: {{x: {xs}, sleep: [{sleep}]}}}}\ngoal: {{target: 0.5}}\n"
-            f"workers: {{count: {workers}, cpu: 1, memory_mb: {memory_mb}}}\n"
-            f"energy: {{idle_s: 0}}\n{extra}")
+    return compose(f"name: faults\nmodel: {{name: marked}}\ntraining: {{epochs: {epochs}}}\n"
+                   f"search: {{space: {{x: {xs}, sleep: [{sleep}]}}}}\ngoal: {{target: 0.5}}\n"
+                   f"workers: {{count: {workers}, cpu: 1, memory_mb: {memory_mb}}}\n"
+                   f"energy: {{idle_s: 0}}\n", extra)
 
 
 class Marks:

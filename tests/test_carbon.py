@@ -66,6 +66,21 @@ def test_csv_series_parses_iso_and_unix_times_and_names_bad_lines(tmp_path):
         carbon.read_series(tmp_path / "missing.csv")
 
 
+@pytest.mark.parametrize("text, needle", [
+    ("1700000000,100\n1700000005," + "9" * 200_000 + "\n", "line 2: CSV of timestamp,"
+     "gCO2eq/kWh (field larger than field limit (131072))"),
+    ("1700000000,100\n17000\x0000005,200\n", "line 2: an ISO 8601 or unix timestamp"),
+])
+def test_a_series_that_is_not_csv_is_a_clear_error(tmp_path, text, needle):
+    """Issue 20: a field past csv.field_size_limit (128 KiB) was a traceback."""
+    path = tmp_path / "ci.csv"
+    path.write_text(text)
+    with pytest.raises(WorkloadError) as err:
+        carbon.read_series(path)
+    assert needle in str(err.value) and str(path) in str(err.value)
+    assert err.value.key == "energy.carbon_series"
+
+
 def test_series_path_is_relative_to_the_workload_file(tmp_path):
     (tmp_path / "grid.csv").write_text("1700000000,123\n")
     (tmp_path / "w.yaml").write_text("energy: {carbon_series: grid.csv}\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import optuna
 import pytest
-from fake_trainable import CONFTEST, workload
+from fake_trainable import CONFTEST, compose, workload
 from postgres import postgres_server  # noqa: F401  (the fixture)
 
 from pytest_basht import db
@@ -33,7 +33,7 @@ from pytest_basht.sut.optuna_options import StoreOptions
 
 def _options(sut: str, extra: str = "") -> StoreOptions:
     return StoreOptions.parse(wl.from_mapping(wl.parse_text(
-        f"workers: {{count: 4}}\nsut: {sut}\n{extra}", "w.yaml"), "w.yaml"))
+        compose(f"workers: {{count: 4}}\nsut: {sut}\n", extra), "w.yaml"), "w.yaml"))
 
 
 def test_options_defaults_and_values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pytest_basht.energy.attribution import delta, interpolate, span_energy
 from pytest_basht.energy.base import Allocation, Usage
 from pytest_basht.energy.estimate import EstimateMeter, visible_cpus
 from pytest_basht.energy.factory import select_meter
+from pytest_basht.energy.leases import Leases
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.process import ProcessTree
 from pytest_basht.energy.sampler import Mark, Timeline
@@ -136,15 +138,21 @@ def test_auto_falls_back_to_the_labelled_estimate():
     assert "estimate" in selection.reason
 
 
-def test_estimate_idle_draw_is_shared_among_xdist_workers():
-    """Four pytest processes on one machine share its idle draw; each keeps its own busy part."""
+def test_estimate_idle_draw_is_shared_by_the_scenarios_running_at_each_moment(tmp_path):
+    """The idle draw is shared by the scenarios running at once on the machine (issue 20),
+    not split 1/N among xdist's workers: another process's scenario ran from 1 s to 3 s of
+    these 4, so this one bears all of the idle draw for 2 s and half of it for 2 s."""
+    other = Leases(tmp_path, pid=os.getppid())  # another (living) process of the run
+    other.end(other.begin(1 * S), 1 * S, 3 * S)
     alone, shared = EstimateMeter(), EstimateMeter()
-    shared.share_idle(0.25)
+    shared.share_idle(Leases(tmp_path))
     for m in (alone, shared):
         m.hold(Allocation(vcpus=2, memory_gb=4.0, slots=2))
         m.start(Usage(0, 0.0, 0))
-    a, s = alone.read(Usage(2 * S, 1.0, 0)), shared.read(Usage(2 * S, 1.0, 0))
-    assert s.joules["cpu"] == pytest.approx(0.25 * 2 * 0.74 * 2 + 1.0 * (3.5 - 0.74))
-    assert s.joules["memory"] == pytest.approx(0.25 * a.joules["memory"])
-    assert shared.modelled_idle_power_w() == pytest.approx(0.25 * alone.modelled_idle_power_w())
-    assert shared.describe()["idle_share"] == 0.25
+    a, s = alone.read(Usage(4 * S, 1.0, 0)), shared.read(Usage(4 * S, 1.0, 0))
+    assert s.joules["cpu"] == pytest.approx(0.75 * 2 * 0.74 * 4 + 1.0 * (3.5 - 0.74))
+    assert s.joules["memory"] == pytest.approx(0.75 * a.joules["memory"])
+    assert a.joules["cpu"] == pytest.approx(2 * 0.74 * 4 + 1.0 * (3.5 - 0.74))
+    assert shared.idle_fraction(0, 4 * S) == pytest.approx(0.75)
+    assert shared.idle_fraction(1 * S, 3 * S) == pytest.approx(0.5)
+    assert shared.modelled_idle_power_w() == alone.modelled_idle_power_w()  # before sharing

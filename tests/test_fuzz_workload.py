@@ -4,14 +4,20 @@ a WorkloadError naming the file and the key — never another exception."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import os
 import shutil
 import tracemalloc
+import types
+import typing
 import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy
+import optuna
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +28,9 @@ from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
 from pytest_basht.report import json as report_json
 from pytest_basht.scenarios import ScenarioSpec
+from pytest_basht.search import fits
 from pytest_basht.session import BashtSession
+from pytest_basht.sut import limits
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = sorted(p.name for p in (ROOT / "workloads").glob("*.yaml"))
@@ -288,3 +296,193 @@ def test_an_extended_file_that_is_missing_names_the_extending_file_and_key(workd
     assert "no-such-base.yaml" in str(result)
     nul = write(workdir, 'extends: "a\\0.yaml"\n')
     assert resolve(session, nul).key == "extends"
+
+
+# ------------------------------------------------ issue 20: numbers at every boundary, keys
+
+
+def _int_keys(cls: type = wl.Workload, prefix: str = "") -> list[str]:
+    """Every key whose value is an integer (or null)."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += _int_keys(tp, f"{prefix}{f.name}.")
+        elif tp is int or (typing.get_origin(tp) in (types.UnionType, typing.Union)
+                           and int in typing.get_args(tp)):
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+INT_KEYS = _int_keys()
+BOUNDARIES = [-(2**63) - 1, -(2**63), -1, 0, 1, 2, 2**31 - 1, 2**31, 2**32 - 1, 2**32,
+              2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**100, int("9" * 4300)]
+
+
+def nested(key: str, value: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    node = doc
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return doc
+
+
+def run_with(workload: wl.Workload) -> None:
+    """What a scenario does with the workload's integers before its first trial: seeds
+    numpy's generators (splits, Optuna's samplers) and holds every integer in an int64
+    (torch, numpy, SQLite, Optuna's storages)."""
+    numpy.random.RandomState(workload.seed)
+    numpy.random.default_rng(workload.seed)
+    optuna.samplers.GridSampler({"x": [1, 2]}, seed=workload.seed)._rng.rng.rand()
+    for key in INT_KEYS:
+        node: Any = workload
+        for part in key.split("."):
+            node = getattr(node, part)
+        if node is not None:
+            numpy.int64(node)
+
+
+def test_int_keys_cover_the_schema():
+    assert {"seed", "workers.count", "workers.memory_mb", "search.trials",
+            "training.epochs", "dataset.samples"} <= set(INT_KEYS)
+
+
+@FUZZ
+@given(key=st.sampled_from(INT_KEYS),
+       value=st.one_of(st.sampled_from(BOUNDARIES), st.integers()),
+       as_json=st.booleans())
+def test_integers_at_every_boundary_are_refused_at_load_or_run(workdir, session, key, value,
+                                                               as_json):
+    """Accepted at load means usable in the run: no seed numpy cannot take, no integer
+    past int64 (issue 20, class 6)."""
+    doc = nested(key, value)
+    text = json.dumps(doc) if as_json else yaml.safe_dump(doc)
+    path = write(workdir, text, ".json" if as_json else ".yaml")
+    result = resolve(session, path)
+    assert_contract(result, path, workdir)
+    if isinstance(result, wl.Workload):
+        run_with(result)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_an_integer_past_pythons_digit_limit_is_a_clear_error(workdir, session, suffix):
+    path = write(workdir, '{"seed": ' + "9" * 5001 + "}", suffix)
+    result = resolve(session, path)
+    assert isinstance(result, WorkloadError) and result.key == "<document>", result
+    assert "4300 digits" in str(result) and len(str(result)) < 2000
+
+
+def test_the_largest_seed_runs_and_the_next_is_refused(workdir, session):
+    ok = resolve(session, write(workdir, f"seed: {2**32 - 1}\n"))
+    assert isinstance(ok, wl.Workload)
+    run_with(ok)
+    refused = resolve(session, write(workdir, f"seed: {2**32}\n"))
+    assert isinstance(refused, WorkloadError) and refused.key == "seed"
+    assert "2³²−1" in str(refused)
+
+
+def test_workers_far_beyond_the_machine_are_refused_for_a_local_sut(workdir, session):
+    count = limits.LOCAL_WORKERS_PER_CORE * len(limits.machine_cores()) + 1
+    result = resolve(session, write(workdir, f"workers: {{count: {count}}}\n"))
+    assert isinstance(result, WorkloadError) and result.key == "workers.count"
+    assert "local worker processes on this machine" in str(result)
+    simulated = resolve(session, write(workdir, ("extends: baseline-simulated.yaml\n"
+                                                 f"workers: {{count: {count}}}\n")))
+    assert isinstance(simulated, wl.Workload), simulated  # simulated workers cost nothing
+    assert simulated.workers.count == count
+
+
+def _flow(node: Any, twice: tuple[str, ...] | None) -> str:
+    """``node`` as JSON text (which is YAML too), the mapping at path ``twice[:-1]`` giving
+    its key ``twice[-1]`` twice."""
+    if not isinstance(node, dict):
+        return json.dumps(node)
+    items = []
+    for key, value in node.items():
+        deeper = twice[1:] if twice and len(twice) > 1 and twice[0] == key else None
+        items.append(f"{json.dumps(key)}: {_flow(value, deeper)}")
+        if twice is not None and len(twice) == 1 and twice[0] == key:
+            items.append(f"{json.dumps(key)}: {_flow(value, None)}")
+    return "{" + ", ".join(items) + "}"
+
+
+def _mapping_keys(node: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.append((*prefix, key))
+            out += _mapping_keys(value, (*prefix, key))
+    return out
+
+
+plain_keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=6)
+plain = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(plain_keys, inner, max_size=3), max_leaves=8)
+
+
+@FUZZ
+@given(doc=st.dictionaries(plain_keys, plain, min_size=1, max_size=4), data=st.data(),
+       suffix=st.sampled_from([".json", ".yaml"]))
+def test_a_key_given_twice_is_an_error_at_any_depth(workdir, session, doc, data, suffix):
+    """Strict where the docs say so: a duplicate key is refused, not "the last one wins"."""
+    twice = data.draw(st.sampled_from(_mapping_keys(doc)))
+    path = write(workdir, _flow(doc, twice), suffix)
+    result = resolve(session, path)
+    assert isinstance(result, WorkloadError), result
+    assert result.key == "<document>" and "each key once" in str(result), result
+    assert repr(twice[-1])[:60].rstrip("'") in str(result)
+
+
+def test_a_merge_key_may_be_overridden(workdir, session):
+    text = "x-base: &base {count: 2, cpu: 1}\n"
+    result = resolve(session, write(workdir, text + "workers: {<<: *base, count: 3}\n"))
+    assert isinstance(result, WorkloadError) and result.key == "x-base"  # unknown key only
+    ok = wl.parse_text("w: &b {count: 2, cpu: 1}\nv: {<<: *b, count: 3}\n", "t.yaml")
+    assert ok["v"] == {"count": 3, "cpu": 1}
+
+
+SAMPLER_CLASSES = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+                   "cmaes": optuna.samplers.CmaEsSampler, "qmc": optuna.samplers.QMCSampler}
+SAMPLER_PARAMS = [(name, p.name, p.annotation if isinstance(p.annotation, str)
+                   else inspect.formatannotation(p.annotation))
+                  for name, cls in SAMPLER_CLASSES.items()
+                  for p in inspect.signature(cls).parameters.values()
+                  if p.name not in ("seed", "search_space")
+                  and p.annotation is not inspect.Parameter.empty]
+
+
+@FUZZ
+@given(case=st.sampled_from(SAMPLER_PARAMS), value=plain)
+def test_sampler_options_are_checked_against_the_samplers_signature(workdir, session, case,
+                                                                    value):
+    """A value of the wrong type for a sampler's parameter is refused at load, naming the
+    key (issue 20: it used to pass, and crash the first trial)."""
+    sampler, name, annotation = case
+    doc = {"search": {"sampler": sampler, "trials": 2, "sampler_options": {name: value},
+                      "space": {"learning_rate": {"low": 0.001, "high": 0.1}}}}
+    result = resolve(session, write(workdir, json.dumps(doc), ".json"))
+    typed = "a workload can give"
+    if fits(value, annotation):
+        assert not (isinstance(result, WorkloadError) and typed in str(result)), result
+    else:
+        assert isinstance(result, WorkloadError), (case, value)
+        assert result.key == f"search.sampler_options.{name}" and typed in str(result)
+
+
+@pytest.mark.parametrize("sampler, option", [
+    ("tpe", {"n_startup_trials": "ten"}), ("tpe", {"consider_prior": "yes"}),
+    ("tpe", {"gamma": "lambda n: n"}), ("random", {"seed": 3}), ("cmaes", {"sigma0": "big"}),
+    ("qmc", {"scramble": 1}), ("cmaes", {"popsize": 2.5}),
+])
+def test_sampler_options_of_the_wrong_type_are_refused(workdir, session, sampler, option):
+    doc = {"search": {"sampler": sampler, "trials": 2, "sampler_options": option,
+                      "space": {"learning_rate": {"low": 0.001, "high": 0.1}}}}
+    result = resolve(session, write(workdir, json.dumps(doc), ".json"))
+    assert isinstance(result, WorkloadError), result
+    assert result.key == f"search.sampler_options.{next(iter(option))}"

@@ -168,7 +168,8 @@ def _report_text(**changes: object) -> str:
      "--basht-save: expected a history store to save in (it is off)"),
     (["--basht-compare", "main", "--basht-history", "postgresql://u:s3cret@127.0.0.1:1/db"],
      {}, "history store postgresql+psycopg://u:***@127.0.0.1:1/db: cannot open it"),
-    (["--basht-repeat", "0"], {}, "--basht-repeat: expected a whole number ≥ 1, got '0'"),
+    (["--basht-repeat", "0"], {}, "--basht-repeat: expected a whole number from 1 to 1,000, "
+                                  "got '0'"),
 ])
 def test_a_bad_baseline_or_gate_option_is_a_usage_error(busy, args, files, needle):
     for name, text in files.items():

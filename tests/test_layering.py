@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: dict[str, int] = {
     # 1: plain data and process facts
-    "errors": 1, "records": 1, "machine": 1, "signals": 1, "urls": 1,
+    "errors": 1, "records": 1, "machine": 1, "signals": 1, "urls": 1, "reading": 1,
+    "workdir": 1,
     # 2: the workload, the lifecycle, the hook specifications, the registry (dicts only)
     "workload": 2, "lifecycle": 2, "hookspecs": 2, "registry": 2,
     # 3: meters, trainables, search spaces, ask-and-tell optimizers, metrics, budgets and

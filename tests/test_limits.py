@@ -6,6 +6,7 @@ import os
 import sys
 import types
 
+import psutil
 import pytest
 
 from pytest_basht.sut import limits
@@ -60,8 +61,14 @@ def test_memory_record():
     assert rec["how"].startswith("watchdog: RSS of each worker's process tree")
     unread = limits.memory_record(2048, 4, [0.0, 0.0], [], False)
     assert unread["enforced"] is False and "cannot read" in unread["how"]
+    machine_mb = int(psutil.virtual_memory().total / 2**20)
+    shared = limits.memory_record(machine_mb // 2, 4, [700.0], [], True)
+    assert shared["enforced"] is True and "a cap, not a reservation" in shared["how"]
+    # a cap past the machine's memory can never trigger: not enforced as asked (issue 20)
     huge = limits.memory_record(10**7, 4, [700.0], [], True)
-    assert huge["enforced"] is True and "a cap, not a reservation" in huge["how"]
+    assert huge["enforced"] is False and huge["how"].startswith("not enforced as asked")
+    assert limits.memory_cap_bytes(10**7) == psutil.virtual_memory().total
+    assert limits.memory_cap_bytes(512) == 512 * 2**20
 
 
 def test_the_watchdog_reads_a_process_tree():

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from promstack import free_port, stack_fixture  # noqa: F401
 
 from pytest_basht.energy.estimate import EstimateMeter
-from pytest_basht.energy.export import LiveExporter
+from pytest_basht.energy.export import LiveExporter, exposure
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.records import Span, TrialRecord
 from pytest_basht.sut.base import Progress
@@ -133,3 +133,75 @@ def test_a_busy_port_is_a_usage_error(pytester):
     assert result.ret == 4
     assert "--basht-prometheus-port: expected a port free to listen on" in result.stderr.str()
     assert "Traceback" not in result.stderr.str()
+
+
+def _taken_pair() -> tuple[socket.socket, int]:
+    """A port PORT whose PORT+1 is held here (the first xdist worker's, gw0)."""
+    while True:
+        port = free_port()
+        held = socket.socket()
+        try:
+            held.bind(("127.0.0.1", port + 1))
+        except OSError:
+            held.close()
+            continue
+        held.listen()
+        return held, port
+
+
+def test_an_xdist_workers_busy_port_stops_the_run_before_it_starts(pytester):
+    """Issue 20: gw0's port (PORT+1) taken used to crash that worker with a traceback while
+    the others ran its tests, and exit 0."""
+    held, port = _taken_pair()
+    with held:
+        pytester.makepyfile("def test_x():\n    pass\n")
+        result = pytester.runpytest_subprocess("-n", "2", "--basht-prometheus-port", str(port))
+    err = result.stderr.str()
+    assert result.ret == 4, result.stdout.str() + err
+    assert (f"--basht-prometheus-port: expected ports {port + 1}-{port + 2} free for the 2 "
+            f"xdist workers' live metrics (127.0.0.1:{port + 1}: ") in err
+    assert "Traceback" not in err + result.stdout.str()
+    assert "passed" not in result.stdout.str()
+
+
+RACE = """
+import socket
+import pytest
+
+HELD = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # the port taken after the controller checked it, before the worker serves
+    if getattr(config, "workerinput", {}).get("workerid") == "gw0":
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", {port} + 1))
+        sock.listen()
+        HELD.append(sock)
+"""
+
+
+def test_a_port_taken_after_the_check_fails_the_run_and_keeps_every_test(pytester):
+    port = free_port()
+    pytester.makeconftest(RACE.replace("{port}", str(port)))
+    pytester.makepyfile("def test_a():\n    pass\n\n\ndef test_b():\n    pass\n")
+    result = pytester.runpytest_subprocess("-n", "2", "--basht-prometheus-port", str(port))
+    out = result.stdout.str()
+    assert result.ret == 4, out + result.stderr.str()
+    result.assert_outcomes(passed=2)
+    assert (f"basht: error: xdist worker gw0: --basht-prometheus-port: expected a port free "
+            f"to listen on (127.0.0.1:{port + 1}: ") in out
+    assert "Traceback" not in out + result.stderr.str()
+
+
+def test_serving_past_this_machine_warns_that_there_is_no_authentication(pytester):
+    pytester.makeini("[pytest]\nbasht_prometheus_port = 0.0.0.0:0\n")  # a repo's ini file
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert "BashtExposureWarning: live metrics are served on every interface" in out
+    assert "no authentication and no TLS" in out
+    assert exposure("127.0.0.1", 9) is None and exposure("::1", 9) is None
+    assert exposure("localhost", 9) is None and "10.0.0.5" in str(exposure("10.0.0.5", 9))

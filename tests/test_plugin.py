@@ -62,6 +62,8 @@ MALFORMED = [
     (["--basht-meter", "rapll"], "energy.meter: expected a registered name"),
     (["--basht-workload", "missing.yaml"], "missing.yaml: <file>: expected a readable file"),
     (["--basht-report-dir", ""], "--basht-report-dir: expected a non-empty value"),
+    (["--basht-forecast", "maybe"], "--basht-forecast: expected off, table, or a .json file"),
+    (["--basht-forecast-tables", " "], "--basht-forecast-tables: expected a non-empty value"),
     (["--basht-progress-every", "0"], "--basht-progress-every: expected a number of seconds > 0"),
     (["--basht-report-dir", "test_malformed_options_are_usage_errors.py/reports"],
      "--basht-report-dir: expected a directory it can write reports in"),
@@ -83,6 +85,19 @@ MALFORMED = [
     (["--basht-compare", "x.json", "--basht-fail-on", "energy:-5%"], "--basht-fail-on: "
                                                                       "expected a rise"),
     (["--basht-repeat", "two"], "--basht-repeat: expected a whole number ≥ 1, got 'two'"),
+    # issue 20: bounds that used to pass and fail mid-run (or at collection, unnamed)
+    (["--basht-repeat", "1000000000"], "--basht-repeat: expected a whole number from 1 to "
+                                       "1,000, got '1000000000'"),
+    (["--basht-seed", "4294967296"], "--basht-seed: expected a non-negative integer below 2³²"),
+    (["--basht-seed", "9" * 5001], "--basht-seed: expected a non-negative integer below 2³²"),
+    (["--basht-report-dir", "/proc/basht-reports"],
+     "--basht-report-dir: expected a directory it can write reports in (/proc/basht-reports"),
+    (["--basht-history", "test_malformed_options_are_usage_errors.py"],
+     "not a pytest-basht history (it is not an SQLite database)"),
+    (["--basht-history", "test_malformed_options_are_usage_errors.py/h.sqlite"],
+     "test_malformed_options_are_usage_errors.py is not a directory)"),
+    (["--basht-sut", "optuna:storage=postgresql://u@db/b?password=s3cret"],
+     "sut.options.storage: expected a URL without a password"),
     (["-o", "basht_compare_any_machine=maybe"],
      "basht_compare_any_machine: expected true or false, got 'maybe'"),
     (["--basht-budget", "huge"], "--basht-budget: expected one of full, smoke, got 'huge'"),
@@ -98,12 +113,15 @@ MALFORMED = [
 
 @pytest.mark.parametrize("args,needle", MALFORMED)
 def test_malformed_options_are_usage_errors(pytester, args, needle):
-    pytester.makepyfile(SCENARIO)
+    path = pytester.makepyfile(SCENARIO)
+    before = path.read_bytes()
     result = pytester.runpytest_subprocess(*args)
     assert result.ret == 4, result.stdout.str()
     assert needle in result.stderr.str()
     assert "Traceback" not in result.stderr.str()
     assert "s3cret" not in result.stderr.str() + result.stdout.str()  # never a password
+    assert len(result.stderr.str()) < 5000  # the value is cut short, not echoed whole
+    assert path.read_bytes() == before  # a file named as a store is never touched
 
 
 def test_every_option_has_a_malformed_value_case():
@@ -159,7 +177,8 @@ def test_vary_ids_stacking_and_bad_values(pytester):
     """)
     result = pytester.runpytest_subprocess("--co")
     assert result.ret == 4
-    assert "(with workers.count=0): workers.count: expected a value > 0" in result.stderr.str()
+    assert ("(with workers.count=0): workers.count: expected an integer from 1 to 100,000, "
+            "got 0") in result.stderr.str()
 
 
 @pytest.mark.slow
@@ -260,9 +279,11 @@ def test_deployment_is_reused_across_samplers_and_xdist_merges(fake):
     parallel = only_report(fake.path)["scenarios"]
     assert (fake.path / "reports" / "latest" / "report.html").exists()
     assert sorted(s["test_id"] for s in parallel) == sorted(s["test_id"] for s in serial)
-    # two pytest processes share the machine's modelled idle draw instead of each taking all
+    # two scenarios side by side share the machine's modelled idle draw instead of each
+    # taking all of it: half while both run, all of it while one runs alone (issue 20)
     assert [s["energy"]["meter"]["idle_share"] for s in serial] == [1.0, 1.0]
-    assert [s["energy"]["meter"]["idle_share"] for s in parallel] == [0.5, 0.5]
+    assert all(0.5 - 1e-9 <= s["energy"]["meter"]["idle_share"] < 1.0 for s in parallel), [
+        s["energy"]["meter"]["idle_share"] for s in parallel]
 
 
 def test_energy_meter_fixture_windows(pytester):

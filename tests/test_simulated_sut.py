@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from fake_trainable import compose
 
 from pytest_basht import wiring
 from pytest_basht import workload as wl
@@ -120,10 +121,10 @@ def five(tmp_path: Path) -> Path:
 
 
 def five_workload(tmp_path: Path, extra: str = "", options: str = "sampler_time: 0.5") -> str:
-    return (f"model: {{name: recorded}}\n"
-            f"search: {{sampler: ordered, trials: 5, space: {{x: [0, 1, 2, 3, 4]}}}}\n"
-            f"training: {{epochs: 1}}\nworkers: {{count: 2}}\n"
-            f"sut: {{name: simulated, options: {{table: five.csv, {options}}}}}\n{extra}")
+    return compose(f"model: {{name: recorded}}\n"
+                   f"search: {{sampler: ordered, trials: 5, space: {{x: [0, 1, 2, 3, 4]}}}}\n"
+                   f"training: {{epochs: 1}}\nworkers: {{count: 2}}\n"
+                   f"sut: {{name: simulated, options: {{table: five.csv, {options}}}}}\n", extra)
 
 
 def test_known_timeline_energy_and_metrics_in_virtual_time(tmp_path, five):

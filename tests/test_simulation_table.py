@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import span, trial
+from fake_trainable import compose
 
 from pytest_basht import workload as wl
 from pytest_basht.cli import main
@@ -32,8 +33,8 @@ def write(path: Path, rows: list[str], header: str = HEADER) -> Path:
 
 def workload(space: str = "{x: [1, 2]}", epochs: int = 2, extra: str = "") -> wl.Workload:
     return wl.from_mapping(wl.parse_text(
-        f"search: {{space: {space}}}\ntraining: {{epochs: {epochs}}}\n{extra}", "w.yaml"),
-        "w.yaml")
+        compose(f"search: {{space: {space}}}\ntraining: {{epochs: {epochs}}}\n", extra),
+        "w.yaml"), "w.yaml")
 
 
 def report_with(trials: list, *, test_id: str = "t.py::test_a", seed: int = 42,
@@ -181,6 +182,8 @@ def test_simulated_runs_are_not_exported_as_recordings():
     (["s,0,0.5,1,1"], "source,trial,epoch,value,time_s", "missing column(s) energy_j"),
     (["s,0,0,0.5,1,1"], "source,trial,epoch,value,time_s,energy_j", "no hyperparameter"),
     (["s,1,0,complete,0,0.5,1,1,0,0"], HEADER, "10 cells, the header has 12"),
+    (["s,1,0,complete,0,0.5,1,1,0,0,," + "1" * 200_000], HEADER,  # past 128 KiB (issue 20)
+     "line 2: not CSV (field larger than field limit (131072))"),
 ])
 def test_malformed_tables_are_clear_errors(tmp_path, rows, header, needle):
     path = write(tmp_path / "bad.csv", rows, header)

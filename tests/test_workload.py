@@ -23,8 +23,18 @@ def error_of(tmp_path: Path, text: str, name: str = "w.yaml") -> WorkloadError:
     return info.value
 
 
-def test_empty_file_is_the_basht_baseline(tmp_path):
-    w = load_text(tmp_path, "")
+@pytest.mark.parametrize("text", ["", "\n", "# nothing yet\n", "---\n", "null\n", "~", "{}"])
+def test_an_empty_workload_file_is_refused(tmp_path, text):
+    """Empty is far more often a cut or a wrong file than a choice (issue 20): refused, with
+    the way to the baseline named."""
+    err = error_of(tmp_path, text)
+    assert err.key == "<document>" and "an empty workload file is refused" in str(err)
+    assert "workloads/baseline.yaml" in str(err)
+    assert "at least one key" in str(error_of(tmp_path, "{}", "w.json"))
+
+
+def test_the_defaults_are_the_basht_baseline(tmp_path):
+    w = load_text(tmp_path, "name: baseline\n")
     assert (w.workers.count, w.workers.cpu, w.workers.memory_mb) == (4, 2, 2048)
     assert w.search.sampler == "grid" and w.search.pruner == "none"
     assert w.search.size == 16 and w.trial_budget == 16
@@ -201,7 +211,7 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
     assert all(line.startswith("  " + where) and ": expected " in line for line in lines[2:])
     assert any(line.endswith("got 'many'") for line in lines[2:])
     # relabelled for overrides, every problem keeps its key
-    again = wl.resolve(load_text(tmp_path, ""), {})
+    again = wl.resolve(load_text(tmp_path, "name: baseline\n"), {})
     with pytest.raises(WorkloadError) as info:
         wl.resolve(again, {"workers.count": 0, "training.epochs": 0})
     assert len(info.value.problems) == 2 and "(with workers.count=0" in str(info.value)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pytest_basht.energy.leases import IdleShare
     from pytest_basht.workload import Workload
 
 
@@ -163,9 +164,15 @@ class Meter(ABC):
         """Retrospective meters: the settled readings at the monotonic times ``ts``."""
         raise NotImplementedError
 
-    def share_idle(self, fraction: float) -> None:  # noqa: B027 - optional hook
-        """Charge only ``fraction`` of the modelled idle draw: scenarios of ``1 / fraction``
-        pytest processes share the machine (xdist). Measured meters see real counters."""
+    def share_idle(self, share: IdleShare) -> None:  # noqa: B027 - optional hook
+        """Charge, over each stretch of time, only ``share.fraction(start, end)`` of the
+        modelled idle draw: the scenarios running at once on the machine (xdist's workers)
+        share it (``energy.leases``). Measured meters see real counters."""
+
+    def idle_fraction(self, start_ns: int, end_ns: int) -> float:
+        """The share of the idle draw this meter charged over ``[start_ns, end_ns]`` (1.0
+        unless ``share_idle`` told it to share)."""
+        return 1.0
 
     def failure(self) -> str | None:
         """Why the meter cannot read now, for a meter that hides its errors to ride out a

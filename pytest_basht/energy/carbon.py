@@ -5,6 +5,11 @@ is a step function: each value holds from its timestamp to the next. The runner 
 the part of it that covers a scenario in the scenario's records, and the metrics weight it
 by the energy drawn at each moment (``metrics.compute`` stays a pure function).
 
+A series is read and validated once, when its workload is checked before any test, and
+kept in memory for the rest of the process: a file deleted, cut or rewritten during the
+run changes nothing, and no scenario's record waits on a file at its end. Should a series
+that was never checked fail to read then, the record keeps the fixed value and says why.
+
 Region values are annual averages of the carbon intensity of electricity generation
 (lifecycle, gCO2eq/kWh) for 2023, from Ember and the Energy Institute as published by Our
 World in Data; docs/energy.md lists each with its source.
@@ -21,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.reading as reading
 from pytest_basht.errors import WorkloadError
 from pytest_basht.workload import Workload
 
@@ -56,6 +62,11 @@ REGIONS: dict[str, Region] = {
     "sweden": Region(41, 2023, EMBER),
 }
 MAX_ROWS = 1_000_000
+MAX_BYTES = 100_000_000  # a million rows of an ISO timestamp and a value, and room to spare
+
+Series = tuple[tuple[float, float], ...]
+#: every series this process has read, by resolved path: read once, before any test
+_LOADED: dict[Path, Series] = {}
 
 
 def region(name: str) -> Region | None:
@@ -79,12 +90,21 @@ def read_series(path: Path, source: str = "", key: str = "energy.carbon_series"
     """(unix seconds, gCO2eq/kWh) rows sorted by time; errors name the file, line and key."""
     where = f"{source} -> {path}" if source and str(path) != source else str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = reading.read_text(path, MAX_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkloadError(where, key, "a readable UTF-8 CSV file of timestamp,gCO2eq/kWh",
                             getattr(exc, "strerror", None) or str(exc)) from None
+    reader = csv.reader(text.splitlines())
+    try:
+        return _rows(reader, where, key)
+    except csv.Error as exc:  # a field past csv.field_size_limit (128 KiB), a NUL byte
+        raise WorkloadError(where, key, f"line {reader.line_num}: CSV of "
+                            f"timestamp,gCO2eq/kWh ({exc})") from None
+
+
+def _rows(reader: Any, where: str, key: str) -> list[tuple[float, float]]:
     rows: list[tuple[float, float]] = []
-    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
+    for lineno, row in enumerate(reader, start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         if len(row) < 2:
@@ -121,8 +141,20 @@ def series_path(workload: Workload) -> Path | None:
     return path
 
 
+def load(path: Path, source: str = "") -> Series:
+    """The series at ``path``, read and validated on first use, then kept in memory."""
+    try:
+        resolved = path.resolve()
+    except OSError:
+        resolved = path
+    if resolved not in _LOADED:
+        _LOADED[resolved] = tuple(read_series(path, source))
+    return _LOADED[resolved]
+
+
 def check(workload: Workload) -> None:
-    """Usage errors in the carbon settings (unknown region, unreadable series)."""
+    """Usage errors in the carbon settings (unknown region, unreadable series); a series is
+    read now, once, and kept for the scenarios' records."""
     e = workload.energy
     if e.carbon_region is not None and region(e.carbon_region) is None:
         raise WorkloadError(workload.source, "energy.carbon_region",
@@ -130,7 +162,7 @@ def check(workload: Workload) -> None:
                             e.carbon_region)
     path = series_path(workload)
     if path is not None:
-        read_series(path, workload.source)
+        load(path, workload.source)
 
 
 def intensity_at(series: Sequence[Sequence[float]], t: float) -> float:
@@ -146,7 +178,12 @@ def record(workload: Workload, start_wall_s: float, end_wall_s: float,
     e = workload.energy
     path = series_path(workload)
     if path is not None:
-        rows = read_series(path, workload.source)
+        try:
+            rows = load(path, workload.source)
+        except WorkloadError as exc:  # never checked, and gone: the record is kept all the same
+            return {"source": "fixed", "g_per_kwh": e.carbon_intensity,
+                    "note": f"the carbon series could not be read at the end of the scenario "
+                            f"({exc}); the fixed value is used"}
         first = max((i for i, (t, _) in enumerate(rows) if t <= start_wall_s), default=0)
         last = max((i for i, (t, _) in enumerate(rows) if t <= end_wall_s), default=0)
         kept = [[t, g] for t, g in rows[first:last + 1]]

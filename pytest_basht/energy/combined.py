@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_basht.energy.base import Allocation, Meter, Reading, Usage
+from pytest_basht.energy.leases import IdleShare
 
 
 class CombinedMeter(Meter):
@@ -77,6 +78,18 @@ class CombinedMeter(Meter):
         parts = [p for p in self.parts if p.retrospective]
         revised = [p.revise(ts) for p in parts]
         return [self._merge(parts, [r[i] for r in revised], t) for i, t in enumerate(ts)]
+
+    def share_idle(self, share: IdleShare) -> None:
+        for part in self.parts:
+            part.share_idle(share)
+
+    def idle_fraction(self, start_ns: int, end_ns: int) -> float:
+        """The parts' shares, weighted by their modelled idle draw (a measured part's idle
+        is the machine's: its share is 1)."""
+        weights = [(p.modelled_idle_power_w() or 0.0, p.idle_fraction(start_ns, end_ns))
+                   for p in self.parts]
+        total = sum(w for w, _ in weights)
+        return sum(w * f for w, f in weights) / total if total > 0 else 1.0
 
     def modelled_idle_power_w(self) -> float | None:
         idles = [p.modelled_idle_power_w() for p in self.parts]

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from pytest_basht.energy.base import Allocation, Meter, Reading, Usage
+from pytest_basht.energy.leases import Alone, IdleShare
 from pytest_basht.workload import EstimateSpec, Workload
 
 
@@ -42,7 +43,7 @@ class EstimateMeter(Meter):
         self.spec = spec or EstimateSpec()
         self.scope = self.spec.scope  # type: ignore[misc] # set per workload
         self.allocation: Allocation | None = None
-        self.idle_share = 1.0
+        self.sharing: IdleShare = Alone()
         self._lock = threading.Lock()
         self._last: Usage | None = None
         self._cpu_j = 0.0
@@ -66,9 +67,12 @@ class EstimateMeter(Meter):
         with self._lock:
             self.allocation = allocation
 
-    def share_idle(self, fraction: float) -> None:
+    def share_idle(self, share: IdleShare) -> None:
         with self._lock:
-            self.idle_share = fraction
+            self.sharing = share
+
+    def idle_fraction(self, start_ns: int, end_ns: int) -> float:
+        return self.sharing.fraction(start_ns, end_ns)
 
     def _vcpus(self) -> int:
         if self.machine_scope:
@@ -93,7 +97,10 @@ class EstimateMeter(Meter):
             if dt > 0:
                 s = self.spec
                 vcpus = self._vcpus()
-                idle_vcpus = vcpus * self.idle_share  # the busy part is this process's own
+                # the idle part is shared by the scenarios running meanwhile on the machine;
+                # the busy part is this process's own
+                share = self.sharing.fraction(last.t_ns, usage.t_ns)
+                idle_vcpus = vcpus * share
                 if self.machine_scope:
                     used = usage.machine_cpu_s - last.machine_cpu_s
                     cores = vcpus
@@ -101,7 +108,7 @@ class EstimateMeter(Meter):
                     used = usage.cpu_s - last.cpu_s
                     cores = visible_cpus()
                 busy = min(max(0.0, used), cores * dt)
-                mem = self._memory_gb(usage) * s.memory_w_per_gb * dt * self.idle_share
+                mem = self._memory_gb(usage) * s.memory_w_per_gb * dt * share
                 self._cpu_j += (idle_vcpus * s.cpu_min_w * dt
                                 + busy * (s.cpu_max_w - s.cpu_min_w))
                 self._mem_j += mem
@@ -114,8 +121,9 @@ class EstimateMeter(Meter):
                            band=(self._low_j, self._high_j))
 
     def modelled_idle_power_w(self) -> float:
-        return self.idle_share * (self._vcpus() * self.spec.cpu_min_w
-                                  + self._memory_gb(None) * self.spec.memory_w_per_gb)
+        """The idle draw of what the meter models, before any sharing (``idle_fraction``)."""
+        return (self._vcpus() * self.spec.cpu_min_w
+                + self._memory_gb(None) * self.spec.memory_w_per_gb)
 
     def max_power_w(self) -> float:
         s = self.spec
@@ -130,7 +138,7 @@ class EstimateMeter(Meter):
                        else "process RSS")
         out.update(model=self.model, scope=s.scope, cpu_min_w=s.cpu_min_w,
                    cpu_max_w=s.cpu_max_w, memory_w_per_gb=s.memory_w_per_gb,
-                   vcpus=self._vcpus(), memory_gb=memory, idle_share=self.idle_share,
+                   vcpus=self._vcpus(), memory_gb=memory, idle_sharing=self.sharing.describe(),
                    band={"low": {"cpu_min_w": s.low_cpu_min_w, "cpu_max_w": s.low_cpu_max_w},
                          "high": {"cpu_min_w": s.high_cpu_min_w,
                                   "cpu_max_w": s.high_cpu_max_w},

@@ -11,11 +11,16 @@ Exported (joules as the meter reports them, before PUE):
   trial phase (trial phases attributed), when a scenario finishes;
 * ``basht_trials_total{scenario,state}`` — finished trials by state (complete, pruned,
   failed), when a scenario finishes.
+
+The endpoint has no authentication and no TLS: it listens on 127.0.0.1 unless told
+otherwise, and a run told to listen on another address says so (``exposure``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,6 +33,34 @@ if TYPE_CHECKING:
     from pytest_basht.energy.monitor import EnergyMonitor
 
 JOB = "pytest-basht"
+
+
+def exposure(host: str, port: int) -> str | None:
+    """What serving on ``host`` exposes, when it is more than this machine: None for a
+    loopback address."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it resolves to whatever the network says
+        loopback = False
+    if loopback:
+        return None
+    where = "every interface" if host in ("0.0.0.0", "::", "") else host
+    return (f"live metrics are served on {where} (port {port}) with no authentication and "
+            "no TLS: anyone who can reach this machine reads them; give 127.0.0.1:PORT "
+            "(or PORT) to keep them on this machine")
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why a server cannot listen on ``host:port`` now, or None (bound and let go at once,
+    with the address reuse the server itself asks for)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def short_name(test_id: str) -> str:

@@ -19,7 +19,7 @@ from pytest_basht.energy import carbon
 from pytest_basht.energy.base import Meter, MeterContext
 from pytest_basht.energy.combined import CombinedMeter
 from pytest_basht.errors import WorkloadError
-from pytest_basht.urls import problem, split_credentials
+from pytest_basht.urls import problem, redact, secret_params, split_credentials
 from pytest_basht.workload import Workload
 
 CPU_LIKE = frozenset({"cpu", "host"})
@@ -62,8 +62,8 @@ def check_energy(workload: Workload, meters: dict[str, Any]) -> None:
     if url is not None:
         why = problem(url)
         if why is not None:
-            raise WorkloadError(src, "energy.prometheus.url", why, url)
-        if split_credentials(url)[1] is not None:
+            raise WorkloadError(src, "energy.prometheus.url", why, redact(url))
+        if split_credentials(url)[1] is not None or secret_params(url):
             raise WorkloadError(src, "energy.prometheus.url", "a URL without credentials (a "
                                 "workload file is copied into every report): pass them in "
                                 "--basht-prometheus-url or BASHT_PROMETHEUS_USER/_PASSWORD",

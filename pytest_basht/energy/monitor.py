@@ -313,6 +313,12 @@ class EnergyMonitor:
             cover = self.coverage(win.start.t_ns, win.end.t_ns)
             win.source, win.measured = cover.source, cover.measured
 
+    def idle_share(self, start_ns: int, end_ns: int) -> float:
+        """The share of the idle draw this process's meter charged over a stretch: under
+        xdist, the scenarios running at once share it (``energy.leases``)."""
+        measuring = self.standby.meter if self.failover and self.standby else self.meter
+        return measuring.idle_fraction(start_ns, end_ns)
+
     def energy_between(self, start_ns: int, end_ns: int) -> float:
         snap = self.timeline.snapshot(start_ns, end_ns)
         return delta(snap["t_ns"], snap["joules"], start_ns, end_ns)

@@ -13,8 +13,11 @@ import time
 
 import psutil
 
+import pytest_basht.reading as reading
 from pytest_basht.energy.base import Usage
 from pytest_basht.records import mono_ns
+
+CHILDREN_BYTES = 1_000_000  # a thread's children, as space-separated pids
 
 
 def machine_cpu_s() -> float:
@@ -37,8 +40,8 @@ def _children_proc(pid: int) -> list[int] | None:
     out: list[int] = []
     for tid in tasks:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                out.extend(int(x) for x in fh.read().split())
+            text = reading.read_text(f"/proc/{pid}/task/{tid}/children", CHILDREN_BYTES)
+            out.extend(int(x) for x in text.split())
         except FileNotFoundError:
             if not os.path.exists(f"/proc/{pid}/task/{tid}"):
                 continue  # the thread ended meanwhile

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.reading as reading
 from pytest_basht.energy.base import Availability, Meter, MeterContext, Reading, Usage
 from pytest_basht.workload import Workload
 
 ZONE_GLOBS = ("intel-rapl:*", "amd-rapl:*")
+SYSFS_BYTES = 4096  # a sysfs attribute is at most a page
 #: Peak power assumed for a zone that publishes no constraint (a generous server socket).
 DEFAULT_MAX_POWER_W = 500.0
 PERMISSION_FIX = (
@@ -54,14 +56,21 @@ class Zone:
         return self.path / "energy_uj"
 
     def read_uj(self) -> int:
-        return int(self.energy_file.read_text().strip())
+        return int(reading.read_text(self.energy_file, SYSFS_BYTES).strip())
 
 
 def _read_int(path: Path) -> int | None:
     try:
-        return int(path.read_text().strip())
+        return int(reading.read_text(path, SYSFS_BYTES).strip())
     except (OSError, ValueError):
         return None
+
+
+def _read_name(path: Path, default: str) -> str:
+    try:
+        return reading.read_text(path, SYSFS_BYTES).strip() if path.exists() else default
+    except (OSError, ValueError):
+        return default
 
 
 def _max_power_w(path: Path) -> float:
@@ -77,13 +86,13 @@ def discover(root: Path) -> list[Zone]:
     tops = sorted({p for pattern in ZONE_GLOBS for p in root.glob(pattern)
                    if re.fullmatch(r"(intel|amd)-rapl:\d+", p.name)})
     for top in tops:
-        name = (top / "name").read_text().strip() if (top / "name").exists() else top.name
+        name = _read_name(top / "name", top.name)
         if not name.startswith("package"):
             continue  # psys and friends span more than the package: counted twice
         index = name.rsplit("-", 1)[-1] if "-" in name else top.name.rsplit(":", 1)[-1]
         candidates = [(top, name)]
         for sub in sorted(top.glob(f"{top.name}:*")):
-            sub_name = (sub / "name").read_text().strip() if (sub / "name").exists() else ""
+            sub_name = _read_name(sub / "name", "")
             if sub_name == "dram":
                 candidates.append((sub, f"dram-{index}"))
         for path, domain in candidates:

@@ -100,11 +100,13 @@ def trace(monitor: EnergyMonitor, workload: Workload, spans: list[Span],
     for span in spans:
         span.energy_j = monitor.energy_between(span.start_ns, span.end_ns)
     slots = workload.workers.count
-    idle = monitor.idle_power_w or 0.0
+    share = monitor.idle_share(first, last)  # of the idle draw, by the scenarios running then
+    idle = (monitor.idle_power_w or 0.0) * share
     attribute(timeline, trials, idle, slots, cover.scope)
     return EnergyTrace(source=cover.source, measured=cover.measured, idle_power_w=idle,
                        max_power_w=monitor.meter.max_power_w(), slots=slots,
-                       idle_measured=monitor.idle_measured, meter=monitor.describe(),
+                       idle_measured=monitor.idle_measured,
+                       meter={**monitor.describe(), "idle_share": share},
                        timeline=timeline, scope=cover.scope, band=band(timeline),
                        carbon=carbon(workload, first, last, monitor.wall_offset_ns),
                        failover=cover.failover)

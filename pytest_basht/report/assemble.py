@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.reading as reading
+import pytest_basht.workload as workload
 from pytest_basht.report import experiments
 from pytest_basht.report import json as report_json
 
@@ -39,8 +41,8 @@ def workload_file(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+        text = reading.read_text(path, workload.MAX_BYTES)
+    except (OSError, UnicodeDecodeError) as exc:
         return {"path": str(path), "error": str(exc)}
     return {"path": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest(),
             "text": text}
@@ -137,8 +139,9 @@ def energy_scope(records: Sequence[dict[str, Any]]) -> str:
     """What one scenario's energy covers when scenarios share the machine."""
     if all(not r["energy"].get("measured") for r in records):
         return ("per process: each pytest process (xdist worker) models its own process "
-                "tree's energy from that tree's CPU time, plus an even share of the modelled "
-                "idle draw (1 / the number of xdist workers); trials get CPU-time shares")
+                "tree's energy from that tree's CPU time, plus a share of the modelled idle "
+                "draw: at each moment 1 / the number of scenarios then running on the "
+                "machine; trials get CPU-time shares")
     return ("a measured meter: each pytest process reads the counters it has; where they "
             "cover the whole machine, a scenario's figure includes what scenarios running "
             "beside it drew, unless the meter attributes by CPU-time share")

@@ -10,6 +10,14 @@ gateable value (Table 2, per phase, best value, test score) and the conditions i
 under — what the gate's noise floor is computed from (``samples``). URLs are read,
 connected to and shown (never with a password) as every store's are (``db``).
 
+An SQLite file is only ever written if this project made it: its header carries our
+``application_id`` (set when the store is created; a store from before then is known by
+its ``basht_*`` tables), or it lies at the default ``.basht/history.sqlite``. Any other
+file — a report.json, another program's database — is a usage error that touches nothing,
+found before the run (``SessionHistory.check``). Opening runs SQLite's ``quick_check``: a
+store of ours damaged in its header or its data pages is set aside for a fresh one when a
+run is saved in it, never written to.
+
 A reference (``--basht-compare REF``, ``basht compare OLD NEW``) is a report.json or run
 directory, a saved name (its newest run), a run id, or ``last`` / ``last~N`` (the newest
 run, or the Nth before it, of a machine when one is given). ``SessionHistory`` is one
@@ -19,7 +27,10 @@ pytest run's handle on the store: opened when first needed, saved in at the end,
 from __future__ import annotations
 
 import json
+import os
 import re
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +41,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 import pytest_basht.db as db
+import pytest_basht.reading as reading
 from pytest_basht.errors import BashtUsageError, OptionError
 from pytest_basht.metrics import waste_values
 from pytest_basht.report import json as report_json
@@ -37,6 +49,11 @@ from pytest_basht.report import ranking
 from pytest_basht.report.noise import workload_key
 
 DEFAULT_PATH = Path(".basht") / "history.sqlite"
+APPLICATION_ID = 0x42534854  # "BSHT": SQLite's header field naming the program a file is for
+SQLITE_MAGIC = b"SQLite format 3\x00"
+TABLE_PREFIX = "basht_"  # every table this project creates (history, BSO, fleet)
+NOT_OURS = ("pytest-basht keeps its history only in a store it created and touches no other "
+            "file: give --basht-history another path, or off")
 OFF = ("off", "none", "false", "0")
 _LAST = re.compile(r"^last(?:~(\d+))?$")
 
@@ -191,6 +208,79 @@ def url_problem(value: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class StoreFile:
+    """An SQLite history file as found, looked at read-only before it is written to."""
+
+    path: Path
+    exists: bool
+    sqlite: bool  # the SQLite header, or an empty file (SQLite's new database)
+    application_id: int = 0
+    tables: tuple[str, ...] | None = ()  # None: unreadable
+    damage: str | None = None  # what SQLite said of a damaged file
+
+    @property
+    def ours(self) -> bool:
+        """Made by this project: our application id, our tables, or our default path."""
+        return (self.application_id == APPLICATION_ID
+                or any(t.startswith(TABLE_PREFIX) for t in self.tables or ())
+                or self.path.parts[-2:] == DEFAULT_PATH.parts)
+
+    @property
+    def foreign(self) -> bool:
+        """Another program's database (sound, or damaged: its header says whose it is)."""
+        if self.ours:
+            return False
+        return (not self.sqlite or self.application_id != 0 or self.tables is None
+                or bool(self.tables))
+
+
+def examine(path: Path) -> StoreFile:
+    """What is at ``path`` — read-only: a store opened for writing would be changed. A
+    path where no store can be (a directory, a FIFO, a parent that is a file) is a usage
+    error."""
+    if not os.path.lexists(path):
+        for parent in path.parents:
+            if os.path.lexists(parent):
+                if not parent.is_dir():
+                    raise HistoryError(f"history store {path}: expected a file path whose "
+                                       f"directories can be made ({parent} is not a "
+                                       "directory)")
+                break
+        return StoreFile(path, False, True)
+    try:
+        head = reading.read_head(path, 100)
+    except OSError as e:
+        raise HistoryError(f"history store {path}: expected an SQLite file ({e.strerror})"
+                           ) from None
+    if not head:
+        return StoreFile(path, True, True)
+    if not head.startswith(SQLITE_MAGIC):
+        return StoreFile(path, True, False, tables=None, damage="file is not a database")
+    app = int.from_bytes(head[68:72], "big")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            tables = tuple(r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"))
+            checked_ = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+    except sqlite3.Error as e:
+        return StoreFile(path, True, True, app, None, str(e))
+    damage = None if checked_ == ["ok"] else "; ".join(checked_[:3])
+    return StoreFile(path, True, True, app, tables, damage)
+
+
+def refusal(found: StoreFile, shown: str) -> str | None:
+    """Why the store at ``found`` may not be used, or None. A damaged store of ours is
+    usable by setting it aside (when a run is saved)."""
+    if found.foreign:
+        what = ("it is not an SQLite database" if not found.sqlite
+                else f"its tables are {', '.join(found.tables)}" if found.tables
+                else "its header names another program" if found.application_id
+                else f"it is damaged ({found.damage})")
+        return f"history store {shown}: not a pytest-basht history ({what}); {NOT_OURS}"
+    return None
+
+
 class History:
     """The store: save runs, list them, find one by reference."""
 
@@ -199,23 +289,41 @@ class History:
         self.shown = db.shown(self.url)
         self.set_aside: Path | None = None  # where a corrupt SQLite file was moved
         file = db.sqlite_file(self.url)
+        found = examine(file) if file is not None else None
+        if found is not None:
+            why = refusal(found, self.shown)
+            if why is not None:
+                raise HistoryError(why)
+            if found.damage is not None:
+                if not set_aside_corrupt:
+                    raise HistoryError(f"history store {self.shown}: cannot open it "
+                                       f"({found.damage})")
+                self._aside(found.path)
+                found = None
         try:
-            self._open()
+            self._open(found)
         except exc.DatabaseError as e:
             if not (set_aside_corrupt and file is not None and _corrupt(e)):
                 raise HistoryError(f"history store {self.shown}: cannot open it "
                                    f"({db.reason(e)})") from None
-            # keep the damaged file for whoever wants to recover it; start a fresh store
-            self.set_aside = file.with_name(f"{file.name}.corrupt-"
-                                            f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
-            file.rename(self.set_aside)
-            self._open()
+            self._aside(file)
+            self._open(None)
         except (exc.SQLAlchemyError, ImportError, OSError) as e:
             raise HistoryError(f"history store {self.shown}: cannot open it "
                                f"({db.reason(e)})") from None
 
-    def _open(self) -> None:
+    def _aside(self, file: Path) -> None:
+        """Keep the damaged file for whoever wants to recover it; a fresh store follows."""
+        self.set_aside = file.with_name(f"{file.name}.corrupt-"
+                                        f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+        file.rename(self.set_aside)
+
+    def _open(self, found: StoreFile | None) -> None:
         self.engine: Engine = db.open_tables(self.url, Base.metadata)
+        if db.sqlite_file(self.url) is not None and (
+                found is None or found.application_id != APPLICATION_ID):
+            with self.engine.begin() as conn:  # ours from now on, by its header
+                conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -439,10 +547,19 @@ class SessionHistory:
     _store: History | None = None
 
     def check(self) -> None:
-        """A run cannot be saved under a name in a history that is off."""
+        """Before the run: a run cannot be saved under a name in a history that is off, and
+        an SQLite store must be a file of ours, or a path where one can be made."""
         if self.name is not None and is_off(self.setting):
             raise OptionError("--basht-save", "a history store to save in (it is off)",
                               self.name)
+        if is_off(self.setting):
+            return
+        url = store_url(self.setting, self.rootdir)
+        file = db.sqlite_file(url)
+        if file is not None:
+            why = refusal(examine(file), db.shown(url))
+            if why is not None:
+                raise HistoryError(why)
 
     def store(self, *, set_aside_corrupt: bool = False) -> History | None:
         """The store (opened on first use), or None with ``--basht-history off``.

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.reading as reading
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.metrics import TABLE2_KEYS, UNITS, WASTE_CATEGORIES, waste_categories
 from pytest_basht.objectives import front_record
@@ -26,6 +27,7 @@ from pytest_basht.report.forecast import judge
 from pytest_basht.result import RunResult
 
 SCHEMA_VERSION = 1
+MAX_BYTES = 1_000_000_000  # a report of thousands of scenarios with their timelines
 DEFAULTS = {"carbon_intensity_g_per_kwh": 475.0, "carbon_intensity_note": "world average",
             "pue": 1.0}
 
@@ -199,14 +201,18 @@ def load(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "report.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(reading.read_text(path, MAX_BYTES))
     except FileNotFoundError:
         raise ReportError(f"{path}: no such report") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read the report ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
         raise ReportError(f"{path}: cannot read the report ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: "
                           f"{exc.msg}); the file is corrupt") from None
+    except ValueError as exc:  # an integer past Python's limit on digits
+        raise ReportError(f"{path}: not a report this Python can read ({exc})") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ReportError(f"{path}: not a pytest-basht report (no schema_version)")
     version = data["schema_version"]

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.reading as reading
 from pytest_basht.errors import WorkloadError
 from pytest_basht.simulation.curve import Curve
 from pytest_basht.trainables.base import DataInfo, Trainable, TrialContext
@@ -33,6 +34,7 @@ from pytest_basht.workload import Workload
 DOMAIN = {"x0": (-5.0, 10.0), "x1": (0.0, 15.0)}
 RUNTIME_S = 60.0
 OPTIMUM = 0.397887
+ARTIFACT_BYTES = 4096  # the two coordinates a trial saves
 
 
 def branin(x0: float, x1: float, z: float = 1.0) -> float:
@@ -124,5 +126,5 @@ class MFBranin(Trainable):
         return value
 
     def test(self, artifact: Path) -> float:
-        params = json.loads(Path(artifact).read_text())
+        params = json.loads(reading.read_text(artifact, ARTIFACT_BYTES))
         return branin(params["x0"], params["x1"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import errno
 import hashlib
 import io
 import itertools
@@ -26,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.reading as reading
 from pytest_basht.errors import BashtUsageError
 from pytest_basht.simulation.curve import Curve
 
 FORMAT = "pytest-basht trial table"
 VERSION = 1
+CARD_BYTES = 10_000_000  # a table card: a few lines of provenance
 PARAM_PREFIX = "param."
 COLUMNS: dict[str, str] = {
     "source": "the recording run: `<run id>/<test id>` (any label for tables made elsewhere)",
@@ -142,10 +145,10 @@ class TrialTable:
     def read(cls, path: str | Path) -> TrialTable:
         path = Path(path)
         try:
-            if path.stat().st_size > MAX_BYTES:
-                raise TableError(f"{path}: larger than {MAX_BYTES:,} bytes")
-            data = path.read_bytes()
+            data = reading.read_bytes(path, MAX_BYTES)
         except OSError as exc:
+            if exc.errno == errno.EFBIG:
+                raise TableError(f"{path}: larger than {MAX_BYTES:,} bytes") from None
             raise TableError(f"{path}: cannot read the trial table ({exc.strerror})") from None
         try:
             text = data.decode("utf-8")
@@ -183,8 +186,8 @@ def read_card(path: Path) -> dict[str, Any] | None:
     if not card.exists():
         return None
     try:
-        meta = json.loads(card.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = json.loads(reading.read_text(card, CARD_BYTES))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise TableError(f"{card}: not a readable table card ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise TableError(f"{card}: not a {FORMAT} card (no format: {FORMAT!r})")

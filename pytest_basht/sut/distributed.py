@@ -37,7 +37,7 @@ from pytest_basht.search import trial_cap
 from pytest_basht.sut import group, study_budget
 from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel, refuse_optimizer
 from pytest_basht.sut.fleet import FleetMeter
-from pytest_basht.sut.limits import plan_cpus
+from pytest_basht.sut.limits import check_local_workers, memory_cap_bytes, plan_cpus
 from pytest_basht.sut.optuna import (
     allocation_of,
     best_number,
@@ -59,7 +59,8 @@ class DistributedOptunaSUT(SUT):
 
     @classmethod
     def check(cls, workload: Workload, registry: Registry) -> None:
-        StoreOptions.parse(workload)
+        check_local_workers(StoreOptions.parse(workload).local_workers, workload.source,
+                            "sut.options.local_workers")
         refuse_optimizer(workload, registry, "optuna")
 
     def __init__(self, workload: Workload, ctx: SutContext) -> None:
@@ -68,7 +69,7 @@ class DistributedOptunaSUT(SUT):
         w = workload.workers
         self.local = self.opts.local_workers
         self.pool = WorkerPool(ctx.work_dir, plan_cpus(max(1, self.local), w.cpu),
-                               w.memory_mb * 2**20)
+                               memory_cap_bytes(w.memory_mb))
         offset = ctx.monitor.wall_offset_ns if ctx.monitor is not None else wall_offset_ns()
         self.remote = RemoteSlots(self.opts, w.count - self.local, offset)
         self.meter: FleetMeter | None = None

@@ -18,7 +18,9 @@ from typing import Any
 import psutil
 
 from pytest_basht.energy.process import descendants
+from pytest_basht.errors import WorkloadError
 
+LOCAL_WORKERS_PER_CORE = 16  # past this many worker processes a core, they only wait
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 WATCHDOG_INTERVAL_S = 0.2
@@ -71,6 +73,23 @@ def plan_cpus(workers: int, per_worker: int, cores: list[int] | None = None) -> 
     sets = tuple(tuple(cores[(i * per + j) % len(cores)] for j in range(per))
                  for i in range(workers))
     return CpuPlan(per_worker, sets, tuple(cores))
+
+
+def check_local_workers(count: int, source: str, key: str = "workers.count") -> None:
+    """Refuse, before any test, more local worker processes than this machine can hold
+    sensibly (each is a Python process with its trainable loaded): a count far beyond it
+    would fail at deploy, or thrash, after the scenarios before it."""
+    cores = len(machine_cores())
+    most = LOCAL_WORKERS_PER_CORE * cores
+    if count > most:
+        raise WorkloadError(source, key, f"at most {most:,} local worker processes on this "
+                            f"machine ({cores} core(s) × {LOCAL_WORKERS_PER_CORE})", count)
+
+
+def memory_cap_bytes(asked_mb: int) -> int:
+    """The watchdog's cap for wmem: the machine's memory when wmem is past it (such a cap
+    could never trigger; ``memory_record`` says it was not enforced as asked)."""
+    return min(asked_mb * 2**20, psutil.virtual_memory().total)
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -149,18 +168,25 @@ def memory_record(asked_mb: int, workers: int, peak_rss_mb: list[float], kills: 
     """Whether the watchdog held each worker's process tree under wmem.
 
     The cap is enforced when the watchdog can read the workers' resident memory (a process
-    it cannot read, it cannot kill for it). It caps, it does not reserve: when wn × wmem
-    exceeds the machine's memory that is said too.
+    it cannot read, it cannot kill for it) and wmem is within the machine's memory: a cap
+    past it could never trigger (``memory_cap_bytes`` caps it at the machine's memory, and
+    this says so). It caps, it does not reserve: when wn × wmem exceeds the machine's
+    memory that is said too.
     """
     machine_mb = psutil.virtual_memory().total / 2**20
     how = (f"watchdog: RSS of each worker's process tree every {WATCHDOG_INTERVAL_S:g} s; "
            "SIGKILL past the cap, the trial recorded failed"
            if readable else "not enforced: the watchdog cannot read the workers' memory")
-    if readable and workers * asked_mb > machine_mb:
+    beyond = asked_mb > machine_mb
+    if readable and beyond:
+        how = (f"not enforced as asked: {asked_mb:,} MB per worker is more than this "
+               f"machine's {machine_mb:.0f} MB, so the watchdog caps at {machine_mb:.0f} MB "
+               "(the kernel's OOM killer may come first); " + how)
+    elif readable and workers * asked_mb > machine_mb:
         how += (f"; a cap, not a reservation: {workers} × {asked_mb} MB exceeds this "
                 f"machine's {machine_mb:.0f} MB")
     memory_kills = [k for k in kills if "memory cap exceeded" in k]
-    return {"asked_mb": asked_mb, "enforced": readable, "how": how,
+    return {"asked_mb": asked_mb, "enforced": readable and not beyond, "how": how,
             "peak_rss_mb": peak_rss_mb, "kills": len(memory_kills),
             "machine_mb": round(machine_mb)}
 

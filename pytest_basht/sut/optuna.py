@@ -30,7 +30,7 @@ from pytest_basht.search import trial_cap
 from pytest_basht.spend import limits_of
 from pytest_basht.sut import group, protocol, study_budget
 from pytest_basht.sut.base import SUT, Progress, SutContext, TestModel, refuse_optimizer
-from pytest_basht.sut.limits import CpuPlan, plan_cpus
+from pytest_basht.sut.limits import CpuPlan, check_local_workers, memory_cap_bytes, plan_cpus
 from pytest_basht.sut.optuna_options import StoreOptions
 from pytest_basht.sut.pool import WorkerPool
 from pytest_basht.trainables.base import DataInfo
@@ -132,11 +132,13 @@ class OptunaSUT(SUT):
     def check(cls, workload: Workload, registry: Registry) -> None:
         StoreOptions.parse(workload)
         refuse_optimizer(workload, registry, "optuna")
+        check_local_workers(workload.workers.count, workload.source)
 
     def __init__(self, workload: Workload, ctx: SutContext) -> None:
         super().__init__(workload, ctx)
         w = workload.workers
-        self.pool = WorkerPool(ctx.work_dir, plan_cpus(w.count, w.cpu), w.memory_mb * 2**20)
+        self.pool = WorkerPool(ctx.work_dir, plan_cpus(w.count, w.cpu),
+                               memory_cap_bytes(w.memory_mb))
         self.workload: Workload | None = None
         self.study: optuna.Study | None = None
         self.data: DataInfo | None = None

@@ -98,15 +98,15 @@ def _storage_url(value: Any, src: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise WorkloadError(src, key, expected, value)
     try:
-        url = db.parse(value.strip())
-        db.load_driver(url)
-    except Exception as exc:  # ArgumentError, NoSuchModuleError, ImportError of a driver
-        raise WorkloadError(src, key, f"{expected} whose driver is installed "
-                            f"({type(exc).__name__}: {exc})", db.shown(value)) from None
-    if url.password is not None:
+        url = db.checked(value)
+    except ValueError as exc:
+        raise WorkloadError(src, key, f"{expected} whose driver is installed ({exc})",
+                            db.shown(value)) from None
+    secrets = db.secrets_in(url)
+    if secrets:
         raise WorkloadError(src, key, "a URL without a password (a workload is copied into "
-                            "every report): set BASHT_STORAGE_PASSWORD, PGPASSWORD or "
-                            "~/.pgpass", db.shown(value))
+                            "every report; this one holds " + ", ".join(secrets) + "): set "
+                            "BASHT_STORAGE_PASSWORD, PGPASSWORD or ~/.pgpass", db.shown(value))
     return value.strip()
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import optuna
 
 import pytest_basht.objectives as objectives
+import pytest_basht.reading as reading
 from pytest_basht.records import Span, TrialRecord, mono_ns
 from pytest_basht.sut import protocol
 from pytest_basht.sut.base import Progress, SutError
@@ -48,6 +49,7 @@ from pytest_basht.sut.limits import (
     thread_env,
     tree_rss_bytes,
 )
+from pytest_basht.urls import redact
 from pytest_basht.workload import WorkersSpec, Workload
 
 START_TIMEOUT_S = 300.0
@@ -81,10 +83,10 @@ class WorkerProcess:
 
 def log_tail(path: Path) -> str:
     try:
-        text = path.read_text(errors="replace")
+        text = reading.read_tail(path, LOG_TAIL * 4).decode(errors="replace")
     except OSError:
         return ""
-    return text[-LOG_TAIL:].strip()
+    return str(redact(text[-LOG_TAIL:].strip()))  # a worker's traceback may quote a URL
 
 
 class WorkerPool:

@@ -57,7 +57,7 @@ from pytest_basht.sut.base import (
     refuse_optimizer,
 )
 from pytest_basht.sut.fleet import FleetMeter, shift_span, to_local
-from pytest_basht.sut.limits import accelerator_record, plan_cpus
+from pytest_basht.sut.limits import accelerator_record, check_local_workers, plan_cpus
 from pytest_basht.trainables.base import DataInfo
 from pytest_basht.workload import Workload
 
@@ -191,7 +191,8 @@ class RaySUT(SUT):
         if importlib.util.find_spec("ray") is None:
             raise WorkloadError(src, "sut.name", f"an installed SUT: 'ray' needs the optional "
                                 f"extra ray — {EXTRA}", "ray")
-        RayOptions.parse(workload)
+        if RayOptions.parse(workload).address is None:  # a local cluster: this machine's
+            check_local_workers(workload.workers.count, src)
         refuse_optimizer(workload, registry, "ray")
         scheduler_args(workload)
         if workload.goal.constraints:

@@ -24,7 +24,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -33,6 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest_basht.db as db
+import pytest_basht.workdir as workdir
 import pytest_basht.workload as wl
 from pytest_basht.energy.base import MeterContext
 from pytest_basht.energy.factory import check_energy
@@ -43,6 +44,8 @@ from pytest_basht.sut import protocol
 from pytest_basht.sut import store as store_mod
 from pytest_basht.sut.limits import thread_env
 from pytest_basht.sut.worker import Worker
+from pytest_basht.urls import redact
+from pytest_basht.workdir import WorkDir
 
 EXIT_OK = 0
 EXIT_NO_DEPLOYMENT = 3
@@ -52,7 +55,7 @@ EXIT_ORPHANED = 6
 
 
 def log(message: str) -> None:
-    print(f"basht worker: {message}", file=sys.stderr, flush=True)
+    print(f"basht worker: {redact(message)}", file=sys.stderr, flush=True)
 
 
 class StoreSink:
@@ -144,7 +147,9 @@ class RemoteWorker:
         self.dep_seq = 0
         self.meter: Any = None  # a SelfMeter once joined
         self.slot: int | None = None
-        self.home = Path(tempfile.mkdtemp(prefix="basht-worker-"))
+        workdir.sweep()  # what killed workers left in $TMPDIR
+        self.work = WorkDir.create()
+        self.home = self.work.path
         self.artifacts = self.home / "models"
         self.artifacts.mkdir()
         self._beat_stop = threading.Event()
@@ -313,8 +318,8 @@ class RemoteWorker:
             data = trainable.prepare(workload, data_dir)
             self.worker.setup(protocol.Setup(workload, trainable, data, sc["device"]))
         except Exception as exc:
-            self.set_state("error", error=f"setup: {type(exc).__name__}: {exc}\n"
-                           f"{traceback.format_exc()[-1500:]}")
+            self.set_state("error", error=redact(f"setup: {type(exc).__name__}: {exc}\n"
+                                                 f"{traceback.format_exc()[-1500:]}"))
             log(f"setup of scenario {seq} failed: {exc}")
             return
         self.set_state("ready", seq=seq)
@@ -377,6 +382,15 @@ def main(url: str, study: str, registry: Registry, wait_s: float, threads: int |
          meter_selector: str | None = None) -> int:
     if not math.isfinite(wait_s) or wait_s < 0:
         raise BashtUsageError(f"--wait: expected seconds ≥ 0, got {wait_s}")
+    try:
+        db.checked(url)
+    except ValueError as exc:
+        raise BashtUsageError(f"--storage: expected an SQLAlchemy URL whose driver is "
+                              f"installed, e.g. postgresql://user@host/basht ({exc}), got "
+                              f"{db.shown(url)!r}") from None
     worker = RemoteWorker(url, study, registry, wait_s=wait_s, threads=threads, cores=cores,
                           meter=meter, meter_selector=meter_selector)
-    return worker.main()
+    try:
+        return worker.main()
+    finally:
+        worker.work.release()

@@ -30,6 +30,7 @@ from pytest_basht.sut import store as store_mod
 from pytest_basht.sut.base import Progress, SutError
 from pytest_basht.sut.fleet import FleetMeter, shift_span, shift_trial
 from pytest_basht.sut.optuna_options import StoreOptions
+from pytest_basht.urls import redact
 from pytest_basht.workload import WorkersSpec, Workload
 
 POLL_S = 0.5
@@ -96,7 +97,7 @@ class RemoteSlots:
             storage = self.storage()  # creates (or checks) Optuna's schema
         except Exception as exc:
             raise SutError(f"storage {db.shown(self.url)}: {type(exc).__name__}: "
-                           f"{exc}") from None
+                           f"{redact(str(exc))}") from None
         settings = {"heartbeat": self.opts.heartbeat, "artifacts": self.opts.artifacts,
                     "workload": workload.given, "source": workload.source, "poll_s": POLL_S}
         try:

@@ -119,7 +119,10 @@ class SimOptions:
         return workload.seed if self.recorded_seed is None else self.recorded_seed
 
 
-_TABLES: dict[tuple[str, int, int], TrialTable] = {}
+#: every table this process has read, by resolved path: read once, when its workload is
+#: checked before any test, and kept — a table changed or deleted during the run changes no
+#: scenario
+_TABLES: dict[str, TrialTable] = {}
 
 
 def until_target(curve: Curve, workload: Workload) -> Curve:
@@ -133,19 +136,15 @@ def until_target(curve: Curve, workload: Workload) -> Curve:
 
 
 def load_table(path: Path, workload: Workload) -> TrialTable:
-    """Read a table once per (file, version): collection checks and every scenario share it."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise WorkloadError(workload.source, "sut.options.table",
-                            f"a readable trial table ({exc.strerror})", str(path)) from None
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    """Read a table once: collection checks and every scenario share it."""
+    key = str(path.resolve())
     if key not in _TABLES:
         try:
             _TABLES[key] = TrialTable.read(path)
         except TableError as exc:
-            raise WorkloadError(workload.source, "sut.options.table",
-                                f"a valid trial table ({exc})", str(path)) from None
+            what = "a readable trial table" if "cannot read" in str(exc) else "a valid trial table"
+            raise WorkloadError(workload.source, "sut.options.table", f"{what} ({exc})",
+                                str(path)) from None
     return _TABLES[key]
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+import pytest_basht.reading as reading
 from pytest_basht.errors import WorkloadError
 from pytest_basht.workload import DatasetSpec
+
+MAX_RAW_BYTES = 200_000_000  # MNIST's largest raw file (train images) is 47 MB
 
 
 def cache_dir() -> Path:
@@ -56,6 +59,13 @@ def load_torchvision(root: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     """Full MNIST from local files (never downloads): train images/labels, test images/labels."""
     from torchvision.datasets import MNIST
 
+    raw = Path(root) / "MNIST" / "raw"
+    try:
+        for file in sorted(raw.glob("*")) if raw.is_dir() else []:
+            reading.check(file, MAX_RAW_BYTES)  # torchvision reads whatever it is given
+    except OSError as exc:
+        raise WorkloadError("", "dataset.root", "a directory with MNIST's raw files under "
+                            f"MNIST/raw ({exc.filename}: {exc.strerror})", root) from None
     try:
         train = MNIST(root, train=True, download=False)
         test = MNIST(root, train=False, download=False)
