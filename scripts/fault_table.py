@@ -159,7 +159,9 @@ FAULTS = [
            f"{T}test_fault_inputs.py::test_a_joined_directory_lives_while_any_process_holds_"
            "it",
            f"{T}test_fault_inputs.py::test_a_sigkilled_runs_work_directory_is_cleaned_by_the_"
-           "next_run"]),
+           "next_run",
+           f"{T}test_fault_inputs.py::test_an_xdist_runs_directory_is_held_by_its_controller_"
+           "from_the_start"]),
     Fault("II.8 energy that depends on -n", "a short and a long scenario serially and "
           "under -n 3; leases of overlapping scenarios",
           [f"{T}test_xdist.py::test_idle_draw_is_shared_by_the_scenarios_running_not_by_the_"
