@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import pytest_basht.workload as wl
+import pytest_basht.workload_files as workload_files
 from pytest_basht.budget import BUDGETS, Budget
 from pytest_basht.energy.factory import check_energy
 from pytest_basht.errors import BashtUsageError, WorkloadError, brief
@@ -176,7 +177,7 @@ class WorkloadResolver:
 
     def _document(self, path: Path) -> dict[str, Any]:
         if path not in self.documents:
-            self.documents[path] = wl.read_document(path)
+            self.documents[path] = workload_files.read_document(path)
         return self.documents[path]
 
     def _base_document(self, spec_workload: str | None) -> tuple[dict[str, Any], str]:
@@ -191,16 +192,17 @@ class WorkloadResolver:
     def resolve(self, spec: ScenarioSpec, variant: dict[str, Any]) -> wl.Workload:
         """The scenario's workload: file, then options, then marker overrides, then vary."""
         doc, source = self._base_document(spec.workload)
-        doc = wl.apply_overrides(doc, self.overrides, source)
-        doc = wl.apply_overrides(doc, spec.overrides, source)
-        doc = wl.apply_overrides(doc, variant, source)
+        doc = workload_files.apply_overrides(doc, self.overrides, source)
+        doc = workload_files.apply_overrides(doc, spec.overrides, source)
+        doc = workload_files.apply_overrides(doc, variant, source)
         try:
             workload = wl.from_mapping(doc, source)
             registry = self.registry()
             sut = registry.sut_class(workload)
             shrink = {} if sut.zero_cost else self.budget.overrides(workload, variant)
             if shrink:
-                workload = wl.from_mapping(wl.apply_overrides(doc, shrink, source), source)
+                workload = wl.from_mapping(
+                    workload_files.apply_overrides(doc, shrink, source), source)
             registry.check(workload)
             check_energy(workload, registry.meters)
             import pytest_basht.search as search  # optuna loads with the first scenario

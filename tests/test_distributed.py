@@ -18,7 +18,7 @@ import pytest
 from fake_trainable import CONFTEST, compose, workload
 from postgres import postgres_server  # noqa: F401  (the fixture)
 
-from pytest_basht import db
+from pytest_basht import db, workload_files
 from pytest_basht import workload as wl
 from pytest_basht.errors import OptionError, WorkloadError
 from pytest_basht.metrics import TABLE2_KEYS, finite
@@ -32,7 +32,7 @@ from pytest_basht.sut.optuna_options import StoreOptions
 
 
 def _options(sut: str, extra: str = "") -> StoreOptions:
-    return StoreOptions.parse(wl.from_mapping(wl.parse_text(
+    return StoreOptions.parse(wl.from_mapping(workload_files.parse_text(
         compose(f"workers: {{count: 4}}\nsut: {sut}\n", extra), "w.yaml"), "w.yaml"))
 
 

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_basht import workload as wl
+from pytest_basht import workload_files
 from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
 from pytest_basht.report import json as report_json
@@ -267,7 +268,7 @@ def laughs(levels: int, width: int = 10) -> str:
     (laughs(5, 40), "at most 100 YAML aliases"),  # 160 aliases, 10⁸ items
     ("model: {params: &a {x: [*a]}}", "YAML nodes with aliases expanded"),  # endless
     ("x: " + "[" * 5000 + "]" * 5000, "nested"),
-    ("description: '" + "x" * (wl.MAX_BYTES + 1) + "'", "bytes"),
+    ("description: '" + "x" * (workload_files.MAX_BYTES + 1) + "'", "bytes"),
     ("search: {space: {x: {low: 0, high: 1000000000000}}}", "at most 1,000,000 configurations"),
     ("search: {space: {x: {low: 0, high: 1.0e+308, step: 5.0e-324}}}", "countable"),
     (f"search: {{space: {{x: {{low: 0, high: {10**400}}}}}}}", "a finite number"),
@@ -443,7 +444,7 @@ def test_a_merge_key_may_be_overridden(workdir, session):
     text = "x-base: &base {count: 2, cpu: 1}\n"
     result = resolve(session, write(workdir, text + "workers: {<<: *base, count: 3}\n"))
     assert isinstance(result, WorkloadError) and result.key == "x-base"  # unknown key only
-    ok = wl.parse_text("w: &b {count: 2, cpu: 1}\nv: {<<: *b, count: 3}\n", "t.yaml")
+    ok = workload_files.parse_text("w: &b {count: 2, cpu: 1}\nv: {<<: *b, count: 3}\n", "t.yaml")
     assert ok["v"] == {"count": 3, "cpu": 1}
 
 

@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "errors": 1, "records": 1, "machine": 1, "signals": 1, "urls": 1, "reading": 1,
     "workdir": 1,
     # 2: the workload, the lifecycle, the hook specifications, the registry (dicts only)
-    "workload": 2, "lifecycle": 2, "hookspecs": 2, "registry": 2,
+    "workload": 2, "workload_files": 2, "lifecycle": 2, "hookspecs": 2, "registry": 2,
     # 3: meters, trainables, search spaces, ask-and-tell optimizers, metrics, budgets and
     # study budgets, scenarios, storage, run conditions, Pareto dominance
     "dominance": 3, "energy": 3, "trainables": 3, "search": 3, "optimizers": 3, "metrics": 3,

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from fake_trainable import CONFTEST, workload
 
-from pytest_basht import wiring
+from pytest_basht import wiring, workload_files
 from pytest_basht import workload as wl
 from pytest_basht.errors import WorkloadError
 from pytest_basht.metrics import TABLE2_KEYS, finite
@@ -28,7 +28,7 @@ tune = pytest.importorskip("ray.tune", reason="the ray extra (pip install 'pytes
 
 
 def _workload(text: str) -> wl.Workload:
-    return wl.from_mapping(wl.parse_text(text, "w.yaml"), "w.yaml")
+    return wl.from_mapping(workload_files.parse_text(text, "w.yaml"), "w.yaml")
 
 
 # --------------------------------------------------------------------------- options

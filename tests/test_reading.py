@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pytest_basht.reading as reading
+import pytest_basht.workload_files as workload_files
 from pytest_basht import workload as wl
 from pytest_basht.energy import carbon
 from pytest_basht.errors import BashtUsageError
@@ -117,7 +118,7 @@ CSV = "1700000000,100\n"
 
 
 def _workload(path: Path) -> Any:
-    return wl.read_document(path)
+    return workload_files.read_document(path)
 
 
 def _carbon(path: Path) -> Any:
@@ -196,9 +197,9 @@ def test_the_workload_file_kept_in_the_report_is_read_with_a_bound(tmp_path):
 
 def test_an_oversized_workload_and_carbon_series_are_refused_by_their_size(tmp_path):
     big = tmp_path / "w.yaml"
-    big.write_text("description: '" + "x" * wl.MAX_BYTES + "'\n")
+    big.write_text("description: '" + "x" * workload_files.MAX_BYTES + "'\n")
     with pytest.raises(wl.WorkloadError, match="at most 1,000,000 bytes"):
-        wl.read_document(big)
+        workload_files.read_document(big)
     with open(tmp_path / "grid.csv", "wb") as fh:  # sparse: no disk used
         fh.truncate(carbon.MAX_BYTES + 1)
     with pytest.raises(BashtUsageError, match="larger than 100,000,000 bytes"):

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from fake_trainable import compose
 
-from pytest_basht import wiring
+from pytest_basht import wiring, workload_files
 from pytest_basht import workload as wl
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
@@ -305,7 +305,7 @@ def test_the_synthetic_function_and_its_cost_model():
 def test_mf_branin_refuses_what_it_cannot_run(text, needle):
     base = {"model": {"name": "mf-branin"}, "goal": {"direction": "minimize"},
             "search": {"space": {"x0": [1.0], "x1": [2.0]}}}
-    doc = wl.merge(base, wl.parse_text(text, "w.yaml"))
+    doc = workload_files.merge(base, workload_files.parse_text(text, "w.yaml"))
     if "space" in doc["search"] and "sampler" not in doc["search"]:
         doc["search"]["sampler"] = "grid"
     with pytest.raises(WorkloadError) as err:

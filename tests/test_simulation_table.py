@@ -11,6 +11,7 @@ from conftest import span, trial
 from fake_trainable import compose
 
 from pytest_basht import workload as wl
+from pytest_basht import workload_files
 from pytest_basht.cli import main
 from pytest_basht.errors import WorkloadError
 from pytest_basht.simulation.answers import Answers, MissingConfiguration, check_fits
@@ -32,7 +33,7 @@ def write(path: Path, rows: list[str], header: str = HEADER) -> Path:
 
 
 def workload(space: str = "{x: [1, 2]}", epochs: int = 2, extra: str = "") -> wl.Workload:
-    return wl.from_mapping(wl.parse_text(
+    return wl.from_mapping(workload_files.parse_text(
         compose(f"search: {{space: {space}}}\ntraining: {{epochs: {epochs}}}\n", extra),
         "w.yaml"), "w.yaml")
 

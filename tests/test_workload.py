@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_basht import workload as wl
+from pytest_basht import workload_files
 from pytest_basht.errors import WorkloadError
 
 
@@ -142,7 +143,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
 
 
 def test_oversized_document_is_refused(tmp_path):
-    err = error_of(tmp_path, "description: '" + "x" * (wl.MAX_BYTES + 10) + "'\n")
+    err = error_of(tmp_path, "description: '" + "x" * (workload_files.MAX_BYTES + 10) + "'\n")
     assert "bytes" in str(err)
 
 

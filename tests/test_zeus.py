@@ -8,7 +8,7 @@ import math
 import pytest
 import yaml
 
-from pytest_basht import cli, wiring
+from pytest_basht import cli, wiring, workload_files
 from pytest_basht import workload as wl
 from pytest_basht.errors import WorkloadError
 from pytest_basht.zeus import bso, config
@@ -227,7 +227,7 @@ BASE = {
 
 
 def _workload(**changes):
-    return wl.from_mapping(wl.apply_overrides(BASE, changes), "w.yaml")
+    return wl.from_mapping(workload_files.apply_overrides(BASE, changes), "w.yaml")
 
 
 def test_workload_reads_into_a_job():
@@ -290,7 +290,7 @@ def test_the_zeus_pruner_belongs_to_the_zeus_sampler():
 def test_the_plugin_check_refuses_through_the_registry_and_basht_validate(tmp_path, capsys):
     """zeus.plugin checks a workload through pytest_basht_check_workload: where pytest
     resolves scenarios (the registry's check) and in ``basht validate``."""
-    bad = wl.apply_overrides(BASE, {"workers.count": 2})
+    bad = workload_files.apply_overrides(BASE, {"workers.count": 2})
     with pytest.raises(WorkloadError, match=r"workers\.count: expected 1 with sampler zeus"):
         wiring.registry().check(wl.from_mapping(bad, "w.yaml"))
     path = tmp_path / "w.yaml"

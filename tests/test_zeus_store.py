@@ -12,6 +12,7 @@ import pytest
 from postgres import postgres_server  # noqa: F401  (the fixture)
 
 from pytest_basht import workload as wl
+from pytest_basht import workload_files
 from pytest_basht.zeus import bso, config
 from pytest_basht.zeus.sampler import ZeusPruner, store_for, zeus_pruner, zeus_sampler
 from pytest_basht.zeus.store import BsoStore, JobMismatch, Outcome
@@ -30,7 +31,7 @@ def job_workload(store: str, **changes: object) -> wl.Workload:
         "workers": {"count": 1, "cpu": 1, "memory_mb": 1024},
         "energy": {"max_power_w": 10.0},
     }
-    return wl.from_mapping(wl.apply_overrides(data, changes), "w.yaml")
+    return wl.from_mapping(workload_files.apply_overrides(data, changes), "w.yaml")
 
 
 def recurrence_study(w: wl.Workload, seed: int = 1) -> tuple[optuna.Study, ZeusPruner]:

@@ -54,7 +54,7 @@ from typing import Any
 
 import noop_trainable
 
-from pytest_basht import machine, wiring
+from pytest_basht import machine, wiring, workload_files
 from pytest_basht import workload as wl
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
@@ -78,7 +78,7 @@ def peak_rss_mb() -> float:
 
 def sim_workload(trials: int, workers: int) -> wl.Workload:
     path = ROOT / "workloads" / "mf-branin-simulated.yaml"
-    doc = wl.apply_overrides(wl.read_document(path), {
+    doc = workload_files.apply_overrides(workload_files.read_document(path), {
         "search.sampler": "random", "search.pruner": "none", "search.trials": trials,
         "workers.count": workers})
     return wl.from_mapping(doc, str(path))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import optuna
 
-from pytest_basht import wiring
+from pytest_basht import wiring, workload_files
 from pytest_basht import workload as wl
 from pytest_basht.registry import Registry
 from pytest_basht.search import suggest, trial_cap
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def scenario(trials: int, workers: int, sampler: str) -> wl.Workload:
     path = ROOT / "workloads" / "baseline-simulated.yaml"
-    doc = wl.apply_overrides(wl.read_document(path), {
+    doc = workload_files.apply_overrides(workload_files.read_document(path), {
         "search.sampler": sampler, "search.trials": trials, "workers.count": workers})
     return wl.from_mapping(doc, str(path))
 

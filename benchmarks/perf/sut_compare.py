@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_basht import wiring
+from pytest_basht import wiring, workload_files
 from pytest_basht import workload as wl
 from pytest_basht.energy.estimate import EstimateMeter
 from pytest_basht.energy.monitor import EnergyMonitor
@@ -37,7 +37,7 @@ VARIANTS = ("optuna", "optuna+pg", "optuna+pg/remote", "ray")
 
 
 def workload(variant: str, url: str, round_: int) -> wl.Workload:
-    doc = wl.read_document(ROOT / "workloads" / "baseline.yaml")
+    doc = workload_files.read_document(ROOT / "workloads" / "baseline.yaml")
     study = f"cmp-{round_}"
     sut: dict[str, Any] = {
         "optuna": {"name": "optuna"},

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest_basht.reading as reading
-import pytest_basht.workload as workload
+import pytest_basht.workload_files as workload_files
 from pytest_basht.report import experiments
 from pytest_basht.report import json as report_json
 
@@ -41,7 +41,7 @@ def workload_file(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        text = reading.read_text(path, workload.MAX_BYTES)
+        text = reading.read_text(path, workload_files.MAX_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
         return {"path": str(path), "error": str(exc)}
     return {"path": str(path), "sha256": hashlib.sha256(text.encode()).hexdigest(),

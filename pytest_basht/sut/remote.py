@@ -35,6 +35,7 @@ from typing import Any
 import pytest_basht.db as db
 import pytest_basht.workdir as workdir
 import pytest_basht.workload as wl
+import pytest_basht.workload_files as workload_files
 from pytest_basht.energy.base import MeterContext
 from pytest_basht.energy.factory import check_energy
 from pytest_basht.energy.self_meter import SelfMeter
@@ -242,7 +243,7 @@ class RemoteWorker:
         # (a pod's own Kepler series, say)
         metered = workload
         if self.energy_overrides:
-            metered = wl.from_mapping(wl.apply_overrides(
+            metered = wl.from_mapping(workload_files.apply_overrides(
                 settings["workload"], self.energy_overrides, "basht worker"), "basht worker")
             check_energy(metered, registry.meters)
         self.meter = SelfMeter.start(registry.meters, metered, vcpus=threads,
