@@ -27,10 +27,10 @@ from typing import Any
 import pytest_basht.objectives as objectives
 from pytest_basht.optimizers.base import Outcome
 from pytest_basht.optimizers.study import Evaluation, Study, best_number
-from pytest_basht.records import Span, TrialRecord
+from pytest_basht.records import TrialRecord
 from pytest_basht.simulation import schedule
 from pytest_basht.simulation.curve import Curve
-from pytest_basht.simulation.replay import PROGRESS_EVERY, TRAIN, VALIDATE, ReplayResult
+from pytest_basht.simulation.replay import PROGRESS_EVERY, ReplayResult, replayed
 from pytest_basht.spend import stop_note
 from pytest_basht.sut.base import Progress
 from pytest_basht.workload import Workload
@@ -88,36 +88,14 @@ class _Evaluation:
         return go
 
     def finish(self, now_ns: int) -> int:
-        curve, n, ev = self.curve, self.done, self.ev
-        error = None
-        replay = self.replay
-        if self.pruned or self.stopped:
-            state, value = "pruned", self.intermediate[-1] if self.intermediate else None
-            error = stop_note(replay.halted) if self.stopped and replay.halted else None
-        elif curve.state == "failed":
-            state, value, error = "failed", None, curve.error
-        else:
-            value = curve.values[n - 1]
-            state = "complete" if value is not None and math.isfinite(value) else "failed"
-            if state == "failed":
-                error = f"objective returned {value}"
-        spans: list[Span] = []
-        energy = cpu = 0.0
-        a = self.start_ns
+        ev, replay = self.ev, self.replay
         w, num = self.worker, ev.number
-        for i in range(n):
-            b = a + curve.times_ns[i]
-            v = curve.validate_ns[i]
-            e, c = curve.energies_j[i], curve.cpu_s[i]
-            d = b - a
-            share = (d - v) / d if d > 0 else 1.0
-            epoch = ev.start_epoch + i
-            spans.append(Span(TRAIN, a, b - v, "", "", c * share, w, num, epoch, e * share))
-            spans.append(Span(VALIDATE, b - v, b, "", "", c - c * share, w, num, epoch,
-                              e - e * share))
-            energy += e
-            cpu += c
-            a = b
+        out = replayed(self.curve, self.done, self.start_ns, w, num, ev.start_epoch,
+                       self.intermediate, cut=self.pruned or self.stopped,
+                       note=stop_note(replay.halted) if self.stopped and replay.halted
+                       else None)
+        state, value, error, spans = out.state, out.value, out.error, out.spans
+        energy, cpu = out.energy_j, out.cpu_s
         duration_s = (now_ns - self.start_ns) / 1e9
         costs = (objectives.trial_cost(replay.workload, duration_s, cpu, energy_j=energy,
                                        cint=replay.cint).to_dict() if replay.costs else {})
@@ -132,7 +110,7 @@ class _Evaluation:
                                           duration_s, costs), now_ns / 1e9)
         spent = clock() - t0
         replay.result.framework_ns += spent
-        replay.record(record, curve.origin)
+        replay.record(record, self.curve.origin)
         return replay.charge(spent, ask=False)
 
 

@@ -59,6 +59,57 @@ class ReplayResult:
         return max(0, self.wall_ns - self.framework_ns)
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """A replayed trial's outcome: state, value, error, its spans and what they drew."""
+
+    state: str
+    value: float | None
+    error: str | None
+    spans: list[Span]
+    energy_j: float
+    cpu_s: float
+
+
+def replayed(curve: Curve, done: int, start_ns: int, worker: int, number: int,
+             first_epoch: int, intermediate: list[float], *, cut: bool,
+             note: str | None) -> Replayed:
+    """The first ``done`` epochs of ``curve`` as a trial from ``start_ns`` on: each epoch a
+    train and a validate span (numbered from ``first_epoch``) splitting its recorded time,
+    energy and CPU seconds; its state and value — ``cut`` (pruned, or stopped by a budget:
+    ``note`` says why) at the last reported value, the curve's failure, or its last value
+    (a non-finite one fails). Both replays — Optuna's and ask-and-tell's — build their
+    trials here, so a trial's energy is split one way."""
+    error = None
+    if cut:
+        state, value, error = "pruned", intermediate[-1] if intermediate else None, note
+    elif curve.state == "failed":
+        state, value, error = "failed", None, curve.error
+    else:
+        value = curve.values[done - 1]
+        state = "complete" if value is not None and math.isfinite(value) else "failed"
+        if state == "failed":
+            error = f"objective returned {value}"
+    spans: list[Span] = []
+    energy = cpu = 0.0
+    a = start_ns
+    for i in range(done):
+        b = a + curve.times_ns[i]
+        v = curve.validate_ns[i]
+        e, c = curve.energies_j[i], curve.cpu_s[i]
+        d = b - a
+        share = (d - v) / d if d > 0 else 1.0
+        epoch = first_epoch + i
+        spans.append(Span(TRAIN, a, b - v, "", "", c * share, worker, number, epoch,
+                          e * share))
+        spans.append(Span(VALIDATE, b - v, b, "", "", c - c * share, worker, number, epoch,
+                          e - e * share))
+        energy += e
+        cpu += c
+        a = b
+    return Replayed(state, value, error, spans, energy, cpu)
+
+
 class _Trial:
     """One trial on one virtual worker: its curve is its answer, epoch by epoch."""
 
@@ -119,35 +170,14 @@ class _Trial:
         self.durations = self.curve.times_ns
 
     def finish(self, now_ns: int) -> int:
-        replay, curve, n = self.replay, self.curve, self.done
-        error = None
-        if self.pruned or self.stopped:
-            state = "pruned"
-            value = self.intermediate[-1] if self.intermediate else None
-            error = stop_note(replay.halted) if self.stopped and replay.halted else None
-        elif curve.state == "failed":
-            state, value, error = "failed", None, curve.error
-        else:
-            value = curve.values[n - 1]
-            state = "complete" if value is not None and math.isfinite(value) else "failed"
-            if state == "failed":
-                error = f"objective returned {value}"
-        spans: list[Span] = []
-        energy = cpu = 0.0
-        a = self.start_ns
+        replay = self.replay
         w, num = self.worker, self.number
-        for i in range(n):
-            b = a + curve.times_ns[i]
-            v = curve.validate_ns[i]
-            e, c = curve.energies_j[i], curve.cpu_s[i]
-            d = b - a
-            share = (d - v) / d if d > 0 else 1.0
-            spans.append(Span(TRAIN, a, b - v, "", "", c * share, w, num, i, e * share))
-            spans.append(Span(VALIDATE, b - v, b, "", "", c - c * share, w, num, i,
-                              e - e * share))
-            energy += e
-            cpu += c
-            a = b
+        out = replayed(self.curve, self.done, self.start_ns, w, num, 0, self.intermediate,
+                       cut=self.pruned or self.stopped,
+                       note=stop_note(replay.halted) if self.stopped and replay.halted
+                       else None)
+        state, value, error, spans = out.state, out.value, out.error, out.spans
+        energy, cpu = out.energy_j, out.cpu_s
         cost = None
         if replay.costs:
             cost = objectives.trial_cost(replay.workload, (now_ns - self.start_ns) / 1e9, cpu,
@@ -172,7 +202,7 @@ class _Trial:
                              self.intermediate, spans, cpu, energy, error,
                              told=cost.to_dict() if cost is not None else None)
         replay.ledger.finish(num, now_ns / 1e9, **(cost.spend() if cost is not None else {}))
-        replay.record(record, curve.origin)
+        replay.record(record, self.curve.origin)
         return replay.charge(spent, ask=False)
 
 
