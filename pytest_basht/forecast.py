@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -329,3 +329,29 @@ def make(workload: wl.Workload, registry: Registry, *, tables: Sequence[Path] = 
     assert monitor is not None, "a pilot runs on a live meter"
     found = from_pilot(workload, registry, monitor, trials=pilot_trials, epochs=pilot_epochs)
     return dataclasses.replace(found, notes=[*notes, *found.notes])
+
+
+def forecaster(mode: str | Path, tables: Path | None, registry: Registry
+               ) -> Callable[[wl.Workload], dict[str, Any] | None] | None:
+    """What forecasts each scenario before it runs (``--basht-forecast``): None for
+    ``off``; for ``table`` the replays of a recorded table that answers the workload (a
+    record saying why not when none does); else the matching entry of a .json that
+    ``basht forecast --json`` wrote."""
+    if mode == "off":
+        return None
+    if mode != "table":
+        made = read(Path(mode))
+        return lambda workload: matching(made, workload, str(mode))
+    paths = [tables] if tables else []
+
+    def from_table(workload: wl.Workload) -> dict[str, Any]:
+        try:
+            found = make(workload, registry, tables=paths, method="table")
+        except WorkloadError as exc:
+            return {"method": None, "notes": [f"the table forecast failed: {exc}"]}
+        if found is None:
+            return {"method": None, "notes": ["no recorded table answers this workload (" +
+                                              ", ".join(map(str, paths)) + ")"]}
+        return found.to_dict()
+
+    return from_table

@@ -33,7 +33,6 @@ from pytest_basht.energy.trace import scenario_start
 from pytest_basht.engines import BashtMeterWarning, Engines
 from pytest_basht.errors import WorkloadError
 from pytest_basht.options import BashtOptions
-from pytest_basht.records import mono_ns
 from pytest_basht.registry import Registry
 from pytest_basht.report import assemble, files
 from pytest_basht.report import json as report_json
@@ -113,7 +112,6 @@ class BashtSession:
     _registry: Registry | None = None
     _history: SessionHistory | None = None
     _work: WorkDir | None = None
-    _leased: dict[str, tuple[str, int]] = field(default_factory=dict)  # test id: lease, start
 
     def __post_init__(self) -> None:
         o = self.options
@@ -173,19 +171,17 @@ class BashtSession:
     def begin_lease(self, test_id: str) -> None:
         """A scenario starts: under xdist, the other processes now share the idle draw
         with it."""
-        if self.leases is not None and test_id not in self._leased:
+        if self.leases is not None:
             self.work_root()  # held by this process while its leases are in it
-            start = mono_ns()
             try:
-                self._leased[test_id] = (self.leases.begin(start), start)
+                self.leases.begin_scenario(test_id)
             except OSError as exc:
                 self._lease_failed(exc)
 
     def end_lease(self, test_id: str) -> None:
-        lease = self._leased.pop(test_id, None)
-        if lease is not None and self.leases is not None:
+        if self.leases is not None:
             try:
-                self.leases.end(lease[0], lease[1], mono_ns())
+                self.leases.end_scenario(test_id)
             except OSError as exc:
                 self._lease_failed(exc)
 
@@ -216,24 +212,8 @@ class BashtSession:
 
     def forecaster(self) -> Callable[[Workload], dict[str, Any] | None] | None:
         """What forecasts each scenario before it runs (``--basht-forecast``), or None."""
-        mode = self.options.forecast
-        if mode == "off":
-            return None
-        if mode == "table":
-            return self._table_forecast
-        made = forecast_mod.read(Path(mode))
-        return lambda workload: forecast_mod.matching(made, workload, str(mode))
-
-    def _table_forecast(self, workload: Workload) -> dict[str, Any]:
-        tables = [self.options.forecast_tables] if self.options.forecast_tables else []
-        try:
-            made = forecast_mod.make(workload, self.registry, tables=tables, method="table")
-        except WorkloadError as exc:
-            return {"method": None, "notes": [f"the table forecast failed: {exc}"]}
-        if made is None:
-            return {"method": None, "notes": ["no recorded table answers this workload (" +
-                                              ", ".join(map(str, tables)) + ")"]}
-        return made.to_dict()
+        return forecast_mod.forecaster(self.options.forecast, self.options.forecast_tables,
+                                       self.registry)
 
     def add_result(self, test_id: str, result: RunResult, spec: ScenarioSpec,
                    variables: dict[str, Any], *, repeat: int = 1) -> None:

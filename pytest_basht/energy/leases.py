@@ -88,6 +88,7 @@ class Leases:
         self.pid = os.getpid() if pid is None else pid
         self._seq = itertools.count(1)
         self._ended: dict[str, Lease] = {}  # other processes' ended leases: final, kept
+        self._mine: dict[str, tuple[str, int]] = {}  # a running scenario: its lease, start
 
     def begin(self, start_ns: int) -> str:
         """A scenario of this process starts at ``start_ns``: its lease's name."""
@@ -98,6 +99,18 @@ class Leases:
 
     def end(self, name: str, start_ns: int, end_ns: int) -> None:
         self._write(name, f"{start_ns} {end_ns}\n")
+
+    def begin_scenario(self, key: str) -> None:
+        """Scenario ``key`` of this process starts now (again: nothing)."""
+        if key not in self._mine:
+            start = mono_ns()
+            self._mine[key] = (self.begin(start), start)
+
+    def end_scenario(self, key: str) -> None:
+        """Scenario ``key`` ended now (one not begun: nothing)."""
+        lease = self._mine.pop(key, None)
+        if lease is not None:
+            self.end(lease[0], lease[1], mono_ns())
 
     def _write(self, name: str, text: str) -> None:
         tmp = self.directory / f".{name}.tmp"
