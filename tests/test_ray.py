@@ -268,4 +268,7 @@ def test_a_time_budget_closes_a_ray_study(pytester):
     assert closed + budget["forecast"]["time_s"] > 12, "one more would not have fitted"
     longest = max((t["end_ns"] - t["start_ns"]) / 1e9 for t in sc["trials"])
     assert budget["spent"]["time_s"] <= closed + longest + 1.0, "Tune's loop turns each second"
-    assert 2 < len(sc["trials"]) < 400 and all(t["state"] == "complete" for t in sc["trials"])
+    # the first wave is handed out before any trial ends (nothing to forecast from); on a
+    # loaded machine Ray's start of its actors can make that wave the whole study
+    assert 2 <= len(sc["trials"]) < 400 and all(t["state"] == "complete"
+                                                for t in sc["trials"])
