@@ -14,6 +14,7 @@ from test_ranking import ranked_report
 
 from pytest_basht.report import files
 from pytest_basht.report import html as report_html
+from pytest_basht.report.format import github_table
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -84,3 +85,13 @@ def test_chromium_opens_the_page_reads_the_ranking_and_takes_a_screenshot(run_di
     # the headings and tables drew dark text on most of the page's height
     dark_rows = (image[..., :3].mean(axis=2) < 0.5).any(axis=1).mean()
     assert dark_rows > 0.3
+
+
+def test_a_pipe_inside_a_cell_stays_in_its_cell(tmp_path):
+    """Table 1's ``|Φ|`` split its row into one cell too many, in report.md and the page."""
+    table = github_table([["pS", "|Φ|", "16"], ["x", "already \\| escaped", "1"]],
+                         ["symbol", "variable", "value"])
+    assert "| pS       | \\|Φ\\|" in table and "already \\| escaped" in table
+    page = report_html.render("# r\n\n" + table + "\n", tmp_path)
+    assert "<td>pS</td><td>|Φ|</td><td>16</td>" in page
+    assert "<td>x</td><td>already | escaped</td><td>1</td>" in page

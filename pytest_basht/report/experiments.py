@@ -22,12 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
 import pytest_basht.sweep as sweep_mod
 from pytest_basht.report import pareto, ranking
 from pytest_basht.report.atomic import replace_atomic
-from pytest_basht.report.format import fmt
+from pytest_basht.report.format import fmt, github_table
 
 PANELS = (("jct_s", "JCT", "s"), ("energy_j", "energy", "J"), ("twh_kwh", "TWH", "kWh"),
           ("wr_pct", "WR", "%"), ("wte_kwh", "waste (WTE)", "kWh"), ("oc_usd", "cost (OC)", "USD"),
@@ -283,8 +281,7 @@ def table(exp: Mapping[str, Any], by: str | None = None) -> str:
             line += [fmt(r["eta_j"]), fmt(r.get("hypervolume"))]
         line.append("; ".join(r["notes"]))
         rows.append(line)
-    cells_md = [[str(c).replace("|", "\\|") for c in line] for line in rows]  # |Φ| in a cell
-    return tabulate(cells_md, headers=headers, tablefmt="github", disable_numparse=True)
+    return github_table([[str(c) for c in line] for line in rows], headers)
 
 
 def markdown_section(exps: Sequence[Mapping[str, Any]], by: str | None = None) -> list[str]:
