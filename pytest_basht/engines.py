@@ -21,7 +21,7 @@ from typing import Any
 from pytest_basht.energy.base import MeterContext
 from pytest_basht.energy.export import LiveExporter, bind_problem, exposure
 from pytest_basht.energy.factory import select_meter
-from pytest_basht.energy.leases import IdleShare
+from pytest_basht.energy.leases import Leases
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import OptionError
 from pytest_basht.registry import Registry
@@ -69,7 +69,7 @@ class Engines:
     meter_context: Callable[[], MeterContext]
     signals: StopSignals
     notes: list[str]
-    sharing: IdleShare | None = None
+    sharing: Leases | None = None
     work_root: Callable[[], Path] | None = None
     line: Callable[[EnergyMonitor], ProgressCallback] | None = None
     live: LiveExporter | None = None
@@ -182,6 +182,29 @@ class Engines:
                 raise OptionError("--basht-prometheus-port", f"ports {port + 1}-"
                                   f"{port + workers} free for the {workers} xdist workers' "
                                   f"live metrics ({host}:{number}: {why})", f"{host}:{port}")
+
+    def begin_lease(self, test_id: str) -> None:
+        """A scenario starts: under xdist the other processes now share the idle draw with
+        it (its lease lies in the run's work directory, which this process then holds)."""
+        if self.sharing is not None:
+            if self.work_root is not None:
+                self.work_root()
+            self._lease(self.sharing.begin_scenario, test_id)
+
+    def end_lease(self, test_id: str) -> None:
+        if self.sharing is not None:
+            self._lease(self.sharing.end_scenario, test_id)
+
+    @staticmethod
+    def _lease(write: Callable[[str], None], test_id: str) -> None:
+        """A lease that cannot be written costs the other processes' idle shares their
+        accuracy, never a record: a warning (xdist carries it to the run's summary)."""
+        try:
+            write(test_id)
+        except OSError as exc:
+            warnings.warn(BashtMeterWarning(
+                f"the register of running scenarios could not be written ({exc}): the idle "
+                "draw the other xdist workers charged may be off"), stacklevel=3)
 
     def begin_scenario(self, test_id: str) -> None:
         if self.live is not None:

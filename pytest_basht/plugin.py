@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_basht import hookspecs, sweep, wiring, workdir
+from pytest_basht import forecast, hookspecs, sweep, wiring, workdir
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.errors import BashtExposureWarning, BashtUsageError
 from pytest_basht.options import BashtOptions, add_options
@@ -85,7 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_SkipRecorder(session), "basht-skips")
     config.stash[SESSION] = session
     try:
-        session.start_live(worker or "main", 1 + int(worker[2:]) if worker else 0)  # gw0: PORT+1
+        session.engines.start_live(session.run_id, worker or "main", options.prometheus_port,
+                                   options.pushgateway is not None,
+                                   1 + int(worker[2:]) if worker else 0)  # gw0: PORT+1
     except BashtUsageError as exc:
         if worker is None:
             raise
@@ -235,7 +237,9 @@ def trial_runner(request: pytest.FixtureRequest, basht_workload: Workload,
     return TrialRunner(basht_workload, engine.deployments,
                        on_result=lambda r: session.add_result(nodeid, r, spec, basht_variant,
                                                               repeat=basht_repeat),
-                       forecast=session.forecaster())
+                       forecast=forecast.forecaster(session.options.forecast,
+                                                    session.options.forecast_tables,
+                                                    session.registry))
 
 
 # ------------------------------------------------------------------------- skips
@@ -263,7 +267,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if reason is not None:
         pytest.skip(reason)
     if "trial_runner" in getattr(item, "fixturenames", ()):
-        state.begin_lease(item.nodeid)  # from before its deploy: ended after its teardown
+        state.engines.begin_lease(item.nodeid)  # from before its deploy: ended after its teardown
 
 
 # ------------------------------------------------------------------------- outcomes
@@ -302,7 +306,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         if report.when == "teardown":
             session.sweeps.done(item.nodeid)
     if session is not None and report.when == "teardown":
-        session.end_lease(item.nodeid)
+        session.engines.end_lease(item.nodeid)
     return report
 
 

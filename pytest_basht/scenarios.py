@@ -189,6 +189,16 @@ class WorkloadResolver:
             return self._document(self.base), str(self.base)
         return {}, DEFAULTS_SOURCE
 
+    def experiment_of(self, spec: ScenarioSpec, variant: dict[str, Any]) -> str | None:
+        """The experiment a scenario belongs to (None when its workload does not resolve:
+        a skipped scenario's record is kept all the same)."""
+        if spec.experiment is not None:
+            return spec.experiment
+        try:
+            return self.resolve(spec, variant).experiment
+        except WorkloadError:
+            return None
+
     def resolve(self, spec: ScenarioSpec, variant: dict[str, Any]) -> wl.Workload:
         """The scenario's workload: file, then options, then marker overrides, then vary."""
         doc, source = self._base_document(spec.workload)

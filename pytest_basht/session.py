@@ -12,9 +12,7 @@ controller, ``finish`` reads as assemble → gate → write → save (``report.a
 from __future__ import annotations
 
 import os
-import platform
 import secrets
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest_basht.budget as budget_mod
-import pytest_basht.forecast as forecast_mod
 import pytest_basht.machine as machine
 import pytest_basht.wiring as wiring
 import pytest_basht.workdir as workdir
@@ -30,8 +27,7 @@ from pytest_basht.conditions import ConditionsRecorder
 from pytest_basht.energy.leases import Leases
 from pytest_basht.energy.monitor import EnergyMonitor
 from pytest_basht.energy.trace import scenario_start
-from pytest_basht.engines import BashtMeterWarning, Engines
-from pytest_basht.errors import WorkloadError
+from pytest_basht.engines import Engines
 from pytest_basht.options import BashtOptions
 from pytest_basht.registry import Registry
 from pytest_basht.report import assemble, files
@@ -43,7 +39,6 @@ from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import ProgressCallback
 from pytest_basht.sweep import SweepTracker
 from pytest_basht.workdir import WorkDir
-from pytest_basht.workload import Workload
 from pytest_basht.xdist_tracker import XdistTracker
 
 if TYPE_CHECKING:
@@ -168,31 +163,6 @@ class BashtSession:
         if self._work is not None:
             self._work.release()
 
-    def begin_lease(self, test_id: str) -> None:
-        """A scenario starts: under xdist, the other processes now share the idle draw
-        with it."""
-        if self.leases is not None:
-            self.work_root()  # held by this process while its leases are in it
-            try:
-                self.leases.begin_scenario(test_id)
-            except OSError as exc:
-                self._lease_failed(exc)
-
-    def end_lease(self, test_id: str) -> None:
-        if self.leases is not None:
-            try:
-                self.leases.end_scenario(test_id)
-            except OSError as exc:
-                self._lease_failed(exc)
-
-    @staticmethod
-    def _lease_failed(exc: OSError) -> None:
-        """A lease that cannot be written costs the other processes' idle shares their
-        accuracy, never a record: a warning (xdist carries it to the run's summary)."""
-        warnings.warn(BashtMeterWarning(
-            f"the register of running scenarios could not be written ({exc}): the idle draw "
-            "the other xdist workers charged may be off"), stacklevel=2)
-
     def prepare(self) -> None:
         """Read and check now what the end of the run needs — the gate's options and its
         baseline, the history store, the workload file the report keeps: a usage error
@@ -209,11 +179,6 @@ class BashtSession:
         self.conditions.start()
         self.conditions.sample()
         self.engines.begin_scenario(test_id)
-
-    def forecaster(self) -> Callable[[Workload], dict[str, Any] | None] | None:
-        """What forecasts each scenario before it runs (``--basht-forecast``), or None."""
-        return forecast_mod.forecaster(self.options.forecast, self.options.forecast_tables,
-                                       self.registry)
 
     def add_result(self, test_id: str, result: RunResult, spec: ScenarioSpec,
                    variables: dict[str, Any], *, repeat: int = 1) -> None:
@@ -268,16 +233,10 @@ class BashtSession:
 
     def _record(self, sc: Scenario) -> dict[str, Any]:
         assert sc.result is not None
-        record = report_json.scenario_record(sc.test_id, sc.result, outcome=sc.outcome,
-                                             experiment=sc.experiment, variables=sc.variables)
-        if sc.sweep is not None:
-            record["sweep"] = sc.sweep
-        record["scenario_id"] = sc.scenario_id or sc.test_id
-        record["repeat"] = sc.repeat
-        record["placement"] = {"worker": self.worker or "main", "pid": os.getpid(),
-                               "host": platform.node()}
-        if sc.conditions is not None:
-            record["conditions"] = report_json.clean(sc.conditions)
+        record = report_json.scenario_record(
+            sc.test_id, sc.result, outcome=sc.outcome, experiment=sc.experiment,
+            variables=sc.variables, sweep=sc.sweep, scenario_id=sc.scenario_id or sc.test_id,
+            repeat=sc.repeat, worker=self.worker or "main", conditions=sc.conditions)
         try:
             self.plugins.pytest_basht_update_scenario(config=self.config, scenario=record)
         except Exception as exc:  # a third party's hook must not cost the record
@@ -302,25 +261,8 @@ class BashtSession:
     def skip_entry(self, test_id: str, spec: ScenarioSpec, variables: dict[str, Any],
                    reason: str) -> dict[str, Any]:
         """What the report keeps of a skipped scenario (plain data: it travels over xdist)."""
-        experiment = spec.experiment
-        if experiment is None:
-            try:
-                experiment = self.resolver.resolve(spec, variables).experiment
-            except WorkloadError:
-                experiment = None
-        entry: dict[str, Any] = {"test_id": test_id, "experiment": experiment,
-                                 "variables": variables, "reason": reason}
-        sweep = self.sweeps.info(test_id)
-        if sweep is not None:
-            entry["sweep"] = sweep
-        return report_json.clean(entry)
-
-    def start_live(self, instance: str = "main", port_offset: int = 0) -> str | None:
-        """Serve live metrics (--basht-prometheus-port) and/or prepare the push at the end
-        (--basht-pushgateway); returns where they are served."""
-        o = self.options
-        return self.engines.start_live(self.run_id, instance, o.prometheus_port,
-                                       o.pushgateway is not None, port_offset)
+        return report_json.skip_record(test_id, self.resolver.experiment_of(spec, variables),
+                                       variables, reason, self.sweeps.info(test_id))
 
     # -------------------------------------------------------------- the end of the run
 

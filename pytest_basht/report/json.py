@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -88,8 +90,14 @@ def _energy(trace: EnergyTrace) -> dict[str, Any]:
 
 def scenario_record(test_id: str, result: RunResult, *, outcome: str = "passed",
                     experiment: str | None = None,
-                    variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A scenario's record as the report holds it, JSON-ready (made so once, here)."""
+                    variables: dict[str, Any] | None = None,
+                    sweep: dict[str, Any] | None = None, scenario_id: str | None = None,
+                    repeat: int | None = None, worker: str | None = None,
+                    conditions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A scenario's record as the report holds it, JSON-ready (made so once, here). The
+    session's facts, where given: the sweep it is a step of, its scenario id and repeat,
+    where it ran (``worker``: the xdist worker or ``main``; this process and host), the
+    load it ran under."""
     metrics = result.metrics or result.recompute()
     best = result.best
     wasted = waste_categories(result.workload, result.trials,
@@ -106,7 +114,7 @@ def scenario_record(test_id: str, result: RunResult, *, outcome: str = "passed",
         "table1": [list(row) for row in result.workload.table1(result.uses)],
         "deployment": result.deployment,
     })
-    return {
+    record = {
         **head,
         "spans": [_span(s.to_dict()) for s in result.spans],
         "trials": [_trial(t, wasted.get(t.number, [])) for t in result.trials],
@@ -122,6 +130,27 @@ def scenario_record(test_id: str, result: RunResult, *, outcome: str = "passed",
                           if result.forecast and result.forecast.get("figures")
                           else result.forecast),
     }
+    if sweep is not None:
+        record["sweep"] = sweep
+    if scenario_id is not None:
+        record["scenario_id"] = scenario_id
+    if repeat is not None:
+        record["repeat"] = repeat
+    if worker is not None:
+        record["placement"] = {"worker": worker, "pid": os.getpid(), "host": platform.node()}
+    if conditions is not None:
+        record["conditions"] = clean(conditions)
+    return record
+
+
+def skip_record(test_id: str, experiment: str | None, variables: dict[str, Any], reason: str,
+                sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the report keeps of a skipped scenario (plain data: it travels over xdist)."""
+    entry: dict[str, Any] = {"test_id": test_id, "experiment": experiment,
+                             "variables": variables, "reason": reason}
+    if sweep is not None:
+        entry["sweep"] = sweep
+    return clean(entry)
 
 
 def build(*, run_id: str, status: str, scenarios: list[dict[str, Any]],
