@@ -78,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session.resolver.validate_base()
     if worker is None:  # the controller (or a plain run): gate, merge and skips live here
         if run_dir is not None:  # held until the run ends: no sweep takes it from its workers
-            session.work_root()
+            session.work.path()
         session.prepare()
         session.engines.check_ports(options.prometheus_port, _xdist_workers(config))
         config.pluginmanager.register(_Controller(session), "basht-controller")
@@ -360,7 +360,7 @@ def _finish(session: pytest.Session, state: BashtSession, exitstatus: int) -> No
         state.notes.append(f"undeploy failed ({type(exc).__name__}: {exc}): the records of "
                            "the scenarios on that deployment stay provisional")
     state.conditions.stop()
-    state.release_work()
+    state.work.release()
     if state.worker is None and state.run_dir is not None:  # its workers are done with it
         shutil.rmtree(state.run_dir, ignore_errors=True)
     state.engines.finish_live(state.options.pushgateway)

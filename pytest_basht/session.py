@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import pytest_basht.budget as budget_mod
 import pytest_basht.machine as machine
 import pytest_basht.wiring as wiring
-import pytest_basht.workdir as workdir
 from pytest_basht.conditions import ConditionsRecorder
 from pytest_basht.energy.leases import Leases
 from pytest_basht.energy.monitor import EnergyMonitor
@@ -38,7 +37,7 @@ from pytest_basht.scenarios import ScenarioSpec, WorkloadResolver, scenario_id
 from pytest_basht.signals import StopSignals
 from pytest_basht.sut.base import ProgressCallback
 from pytest_basht.sweep import SweepTracker
-from pytest_basht.workdir import WorkDir
+from pytest_basht.workdir import RunWork
 from pytest_basht.xdist_tracker import XdistTracker
 
 if TYPE_CHECKING:
@@ -101,22 +100,23 @@ class BashtSession:
     resolver: WorkloadResolver = field(init=False)
     engines: Engines = field(init=False)
     gate: Gate = field(init=False)
+    work: RunWork = field(init=False)  # where this process's deployments keep their files
     leases: Leases | None = field(init=False)  # xdist: the scenarios running on the machine
     _plugins: Any = None
     conditions: ConditionsRecorder = field(init=False)
     _registry: Registry | None = None
     _history: SessionHistory | None = None
-    _work: WorkDir | None = None
 
     def __post_init__(self) -> None:
         o = self.options
         self.budget = budget_mod.get(o.budget)
         self.resolver = WorkloadResolver(self.rootdir, lambda: self.registry, base=o.workload,
                                          overrides=o.workload_overrides(), budget=self.budget)
+        self.work = RunWork(self.run_dir)
         self.leases = (Leases(self.run_dir / "leases") if self.run_dir is not None
                        and self.worker is not None else None)
         self.engines = Engines(lambda: self.registry, o.meter_context, self.signals,
-                               self.notes, sharing=self.leases, work_root=self.work_root,
+                               self.notes, sharing=self.leases, work_root=self.work.path,
                                line=self.progress_factory)
         self.gate = Gate(o.compare, tuple(o.fail_on or ()), bool(o.compare_any_machine))
         # under xdist the run's process tree is the controller's (the worker's parent)
@@ -145,23 +145,6 @@ class BashtSession:
             self._history = SessionHistory(self.options.history, self.rootdir,
                                            self.options.save)
         return self._history
-
-    # -------------------------------------------------------------- the work directory
-
-    def work_root(self) -> Path:
-        """Where this process's deployments keep their files: the run's work directory in
-        $TMPDIR (under xdist the one the controller named), held by this process; made on
-        first use, which also removes what runs killed before left there."""
-        if self._work is None:
-            workdir.sweep()
-            self._work = (WorkDir.join(self.run_dir) if self.run_dir is not None
-                          else WorkDir.create())
-        return self._work.path
-
-    def release_work(self) -> None:
-        """Let go of the work directory (removed when this process made it)."""
-        if self._work is not None:
-            self._work.release()
 
     def prepare(self) -> None:
         """Read and check now what the end of the run needs — the gate's options and its

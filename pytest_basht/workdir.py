@@ -78,6 +78,28 @@ class WorkDir:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
+@dataclass
+class RunWork:
+    """This process's share of the run's work directory: made and held on first use (a
+    first use also sweeps what killed runs left); under xdist the one the controller named
+    (``run_dir``), else a new one."""
+
+    run_dir: Path | None = None
+    holding: WorkDir | None = None
+
+    def path(self) -> Path:
+        if self.holding is None:
+            sweep()
+            self.holding = WorkDir.join(self.run_dir) if self.run_dir is not None \
+                else WorkDir.create()
+        return self.holding.path
+
+    def release(self) -> None:
+        """Let go of it (removed when this process made it)."""
+        if self.holding is not None:
+            self.holding.release()
+
+
 def held(lock: Path) -> bool:
     """Whether a process holds ``lock`` (an flock on it). A lock file that cannot be opened
     counts as held: nothing is removed on a guess."""

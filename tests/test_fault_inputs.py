@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -207,6 +208,24 @@ def test_a_joined_directory_lives_while_any_process_holds_it(tmp_path):
     joined.release()
     assert workdir.dead(own.path) is False  # no lock file left at all: not provably dead
     assert workdir.sweep(tmp_path) == []
+
+
+def test_a_processs_run_work_is_made_on_first_use_and_removed_only_by_its_maker(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    mine = workdir.RunWork()
+    assert list(tmp_path.glob(f"{workdir.PREFIX}*")) == []  # nothing until it is used
+    path = mine.path()
+    assert path.parent == tmp_path and mine.path() == path  # one directory, held
+    named = tmp_path / f"{workdir.PREFIX}named"
+    theirs = workdir.RunWork(named)  # an xdist worker joins what the controller named
+    assert theirs.path() == named and len(list(named.glob("*.lock"))) == 1
+    theirs.release()
+    theirs.release()  # twice is harmless
+    assert named.is_dir() and list(named.glob("*.lock")) == []  # not its to remove
+    mine.release()
+    assert not path.exists()
+    workdir.RunWork().release()  # never used: nothing to let go of
 
 
 @pytest.mark.slow
