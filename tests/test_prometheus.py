@@ -220,7 +220,10 @@ def test_a_run_metered_through_prometheus(stack, pytester):
     try:
         wait_scraped(stack, 'basht_run_joules_total{job="run"}', lambda v: v > 1)
         pytester.makeconftest(CONFTEST)
+        # a window of seconds: each end of it is read from scrapes of a counter pushed at
+        # 40 Hz, some 25 ms (0.75 J) apart, which a sub-second window feels as several %
         pytester.makefile(".yaml", w=workload([1, 2, 3], epochs=2, extra=(
+            "search: {space: {x: [1, 2, 3], sleep: [0.5]}}\n"
             "energy: {meter: prometheus, idle_s: 1.0, prometheus: {preset: custom, "
             "query: 'basht_run_joules_total{job=\"run\"}', settle_s: 10}}\n")))
         pytester.makepyfile(SCENARIO)

@@ -196,7 +196,10 @@ def test_a_run_on_a_rapl_machine(tmp_path, pytester):
     tree.play(lambda: {"package-0": 40.0, "dram-0": 5.0})
     try:
         pytester.makeconftest(CONFTEST)
+        # a window of seconds: a starved thread advancing the counters late by tens of ms
+        # is a few % of a sub-second window
         pytester.makefile(".yaml", w=workload([1, 2, 3], epochs=2, extra=(
+            "search: {space: {x: [1, 2, 3], sleep: [0.5]}}\n"
             f"energy: {{idle_s: 1.0, rapl: {{root: '{tmp_path / 'powercap'}'}}}}\n")))
         pytester.makepyfile(SCENARIO)
         result = pytester.runpytest_subprocess("--basht-workload", "w.yaml")
